@@ -1,0 +1,24 @@
+"""Artifacts: build, validate, content-address and store the releases Conveyor ships."""
+
+from conveyor.artifact.build import PackResult, content_hash, pack, run_build
+from conveyor.artifact.ingest import build_release
+from conveyor.artifact.release import RELEASE_ID_RE, Release, git_info, is_release_id, release_id
+from conveyor.artifact.store import DEFAULT_STORE_DIR, LocalStore
+from conveyor.artifact.validate import ArchiveSummary, validate_tarball
+
+__all__ = [
+    "DEFAULT_STORE_DIR",
+    "RELEASE_ID_RE",
+    "ArchiveSummary",
+    "LocalStore",
+    "PackResult",
+    "Release",
+    "build_release",
+    "content_hash",
+    "git_info",
+    "is_release_id",
+    "pack",
+    "release_id",
+    "run_build",
+    "validate_tarball",
+]

@@ -1,0 +1,56 @@
+"""Turn a build output into a release in a store, reusing the release that already has the same content."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from conveyor.artifact.build import pack
+from conveyor.artifact.release import Release, release_id
+from conveyor.artifact.store import LocalStore
+from conveyor.artifact.validate import validate_tarball
+from conveyor.errors import ArtifactError
+
+
+def build_release(
+    source: Path, store: LocalStore, *, user: str, now: datetime, git: dict[str, str] | None
+) -> tuple[Release, bool]:
+    """Pack `source` into `store`: (new release, True), or (the release with that content, False)."""
+    if source.is_dir() and store.root.resolve().is_relative_to(source.resolve()):
+        raise ArtifactError(
+            f"artifact {source}: the artifact store {store.root} lies inside it, so each release would"
+            " pack the ones before it; point artifact.path at the build output or artifact.store elsewhere"
+        )
+    try:
+        store.root.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(dir=store.root, prefix=".build-", suffix=".tar.gz")
+    except OSError as exc:
+        raise ArtifactError(f"cannot write to the artifact store {store.root}: {exc}") from exc
+    os.close(fd)
+    temp = Path(temp_name)
+    try:
+        packed = pack(source, temp)
+        validate_tarball(temp)
+        existing = store.find_by_sha256(packed.sha256)
+        if existing is not None:
+            return existing, False
+        new_id = release_id(now, git["sha"]) if git else release_id(now, packed.sha256)
+        if new_id in store:
+            # Same second, same commit, different content (a dirty work tree): name it by content instead.
+            new_id = release_id(now, packed.sha256)
+        manifest = {
+            "id": new_id,
+            "sha256": packed.sha256,
+            "size": packed.size,
+            "files": packed.files,
+            "created_at": now.astimezone(UTC).isoformat(),
+            "user": user,
+            "git": git,
+        }
+        return store.add(temp, manifest), True
+    finally:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)

@@ -1,0 +1,140 @@
+"""Releases: immutable, content-addressed builds of the app, named by when and from what they were built."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import ArtifactError
+
+RELEASE_ID_RE = r"^\d{8}T\d{6}Z-[0-9a-f]{8}$"
+GIT_KEYS = ("sha", "branch", "author", "author_email", "subject")
+
+_RELEASE_ID = re.compile(RELEASE_ID_RE)
+_HEX = re.compile(r"[0-9a-fA-F]{8,}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_GIT_TIMEOUT = 10.0
+# The unit separator cannot appear in a name, an email or a one-line subject.
+_SEPARATOR = "\x1f"
+
+
+def release_id(now: datetime, sha: str) -> str:
+    """`YYYYMMDDTHHMMSSZ-<first 8 hex of sha>`, with `now` (timezone-aware) taken in UTC."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("release_id needs a timezone-aware datetime")
+    if not _HEX.fullmatch(sha):
+        raise ValueError(f"release_id needs a hex sha of at least 8 digits, not {sha!r}")
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{sha[:8].lower()}"
+
+
+def is_release_id(value: str) -> bool:
+    """Whether `value` is shaped like a release id."""
+    return _RELEASE_ID.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class Release:
+    """A built release in a store: its tarball and what is known about it."""
+
+    id: str
+    sha256: str  # of the tarball: identical content gives an identical sha256
+    size: int  # bytes of the tarball
+    files: int
+    created_at: str  # ISO 8601 in UTC
+    user: str
+    git: dict[str, str] | None = field(hash=False)  # sha, branch, author, author_email, subject
+    path: Path  # the tarball in the store
+
+    def manifest(self) -> dict[str, Any]:
+        """The release as a JSON-ready mapping, without where it is stored."""
+        return {
+            "id": self.id,
+            "sha256": self.sha256,
+            "size": self.size,
+            "files": self.files,
+            "created_at": self.created_at,
+            "user": self.user,
+            "git": dict(self.git) if self.git is not None else None,
+        }
+
+    @classmethod
+    def from_manifest(cls, data: Mapping[str, Any], path: Path) -> Release:
+        """Read a manifest written by `manifest()`; ArtifactError naming the field if it is malformed."""
+
+        def bad(field_name: str, expected: str) -> ArtifactError:
+            return ArtifactError(f"release manifest for {path.name}: {field_name}: expected {expected}")
+
+        release_id_ = data.get("id")
+        if not isinstance(release_id_, str) or not is_release_id(release_id_):
+            raise bad("id", "a release id like 20260102T030405Z-1a2b3c4d")
+        sha256 = data.get("sha256")
+        if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+            raise bad("sha256", "64 lowercase hex digits")
+        numbers: dict[str, int] = {}
+        for key in ("size", "files"):
+            value = data.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise bad(key, "a non-negative integer")
+            numbers[key] = value
+        created_at = data.get("created_at")
+        if not isinstance(created_at, str):
+            raise bad("created_at", "an ISO 8601 timestamp")
+        try:
+            datetime.fromisoformat(created_at)
+        except ValueError as exc:
+            raise bad("created_at", "an ISO 8601 timestamp") from exc
+        user = data.get("user")
+        if not isinstance(user, str):
+            raise bad("user", "a string")
+        git = data.get("git")
+        if git is not None and not (
+            isinstance(git, dict) and all(isinstance(git.get(key), str) for key in GIT_KEYS)
+        ):
+            raise bad("git", f"null or a mapping of {', '.join(GIT_KEYS)} to strings")
+        return cls(
+            id=release_id_,
+            sha256=sha256,
+            size=numbers["size"],
+            files=numbers["files"],
+            created_at=created_at,
+            user=user,
+            git={key: git[key] for key in GIT_KEYS} if git is not None else None,
+            path=path,
+        )
+
+
+def _git(directory: Path, *args: str) -> str | None:
+    """Run one git command in `directory`; its stdout, or None if git is missing or says no."""
+    try:
+        completed = subprocess.run(
+            ["git", "-C", str(directory), *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=_GIT_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if completed.returncode != 0:
+        return None
+    return completed.stdout.decode("utf-8", "replace").rstrip("\n")
+
+
+def git_info(directory: Path) -> dict[str, str] | None:
+    """What HEAD is, if `directory` is in a git work tree with commits; None otherwise. Never raises."""
+    if _git(directory, "rev-parse", "--show-toplevel") is None:
+        return None
+    log = _git(directory, "log", "-1", "--no-show-signature", "--format=%H%x1f%an%x1f%ae%x1f%s")
+    branch = _git(directory, "rev-parse", "--abbrev-ref", "HEAD")
+    if not log or branch is None:
+        return None
+    fields = log.split(_SEPARATOR, 3)
+    if len(fields) != 4:
+        return None
+    sha, author, author_email, subject = fields
+    return {"sha": sha, "branch": branch, "author": author, "author_email": author_email, "subject": subject}

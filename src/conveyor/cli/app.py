@@ -1,0 +1,83 @@
+"""The `conveyor` command: global options, error handling, and the command groups."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+import typer
+
+from conveyor.errors import ConveyorError
+
+app = typer.Typer(
+    name="conveyor",
+    help="Configuration-driven continuous deployment: atomic switches, rolling batches, regions and waves.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: str | None = typer.Option(None, "-c", "--config", envvar="CONVEYOR_CONFIG",
+                                      help="Config file (default ./conveyor.yml).", metavar="FILE"),
+) -> None:
+    """Conveyor ships releases of an application to fleets of servers, safely, many times a day."""
+    ctx.obj = {"config": config, "json": False}
+
+
+def _register() -> None:
+    from conveyor.cli import configuring, deploying, inspecting, locking
+    from conveyor.demo import command as demo
+
+    for module in (configuring, deploying, inspecting, locking, demo):
+        module.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; turn every user error into a message and its exit code."""
+    wants_json = "--json" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, standalone_mode=False)
+    except ConveyorError as exc:
+        _fail(str(exc), exc.exit_code, wants_json, getattr(exc, "result", None))
+    except click.exceptions.Abort:
+        _fail("aborted", 1, wants_json)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        if wants_json:
+            _fail(exc.format_message(), exc.exit_code, True)
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130, wants_json)
+    sys.exit(0)
+
+
+def _fail(message: str, code: int, wants_json: bool, result: Any = None) -> None:
+    from conveyor.secrets import mask
+
+    message = mask(message)
+    if wants_json:
+        doc: dict[str, Any] = {"error": message, "exit_code": code}
+        if result is not None and hasattr(result, "to_json"):
+            doc["result"] = result.to_json()
+        print(json.dumps(doc, indent=2))
+    for line in message.splitlines() or [""]:
+        print(f"conveyor: {line}" if code != 2 or not _is_config_line(line) else line, file=sys.stderr)
+    sys.exit(code)
+
+
+def _is_config_line(line: str) -> bool:
+    # Config problems are printed as `FILE:LINE: path: message`, ready for editors to jump to.
+    head = line.split(": ", 1)[0]
+    return ":" in head or head.endswith((".yml", ".yaml"))

@@ -1,0 +1,174 @@
+"""plan, deploy and rollback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from conveyor.cli.display import Display
+from conveyor.cli.options import ConfigOption, JsonOption, interactive, print_json, stderr, stdout, workspace
+from conveyor.engine.plan import Plan
+from conveyor.engine.results import DeploymentResult
+from conveyor.errors import DeploymentFailed, UsageError
+from conveyor.operations.deploy import Request, gates, plan_for, resolve_release
+from conveyor.operations.workspace import Workspace
+
+RegionOption = typer.Option([], "--region", "-r", help="Only this region (repeatable).")
+RoleOption = typer.Option([], "--role", help="Only this role (repeatable).")
+YesOption = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+
+STEPS = {
+    "deploy": ["probe: make the layout, read current and the journal",
+               "receive + verify sha256 + unpack into releases/<id> + link shared (skipped if present)",
+               "switch current atomically (rename), journal, restart",
+               "checks", "prune to keep_releases (never current or previous)"],
+    "rollback": ["probe: read current, the releases on disk and the journal",
+                 "switch current back atomically, journal, restart", "checks"],
+}
+
+
+def plan_document(ws: Workspace, plan: Plan, release: str | None, kind: str) -> dict[str, Any]:
+    """A plan as JSON: waves, regions, roles, batches and hosts, gates, and each host's steps."""
+    return {
+        "environment": plan.environment, "kind": kind, "release": release,
+        "waves": [[{
+            "region": region.region,
+            "roles": [{
+                "role": role.role, "max_failures": role.max_failures,
+                "restart": ws.config.roles[role.role].restart,
+                "checks": [c.describe() for c in ws.config.roles[role.role].checks],
+                "batches": [{"number": b.number, "canary": b.canary, "hosts": [h.name for h in b.hosts]}
+                            for b in role.batches],
+            } for role in region.roles],
+        } for region in wave] for wave in plan.waves],
+        "hosts": len(plan.hosts),
+        "skipped_regions": list(plan.skipped_regions),
+        "gates": gates(ws, plan.environment, release, kind),
+        "steps": STEPS[kind],
+    }
+
+
+def render_plan(document: dict[str, Any]) -> None:
+    """Show a plan as a person reads it."""
+    out = stdout()
+    out.print(f"[bold]{document['kind']} {document['release'] or '(previous release)'} to "
+              f"{document['environment']}[/bold]: {document['hosts']} host(s)")
+    table = Table("wave", "region", "role", "batch", "hosts", box=None, pad_edge=False)
+    for number, wave in enumerate(document["waves"], start=1):
+        for region in wave:
+            for role in region["roles"]:
+                for batch in role["batches"]:
+                    label = "canary" if batch["canary"] else str(batch["number"])
+                    table.add_row(str(number), region["region"], role["role"], label, ", ".join(batch["hosts"]))
+    out.print(table)
+    for gate in document["gates"]:
+        mark = "[green]open[/green]" if gate["open"] else "[red]closed[/red]"
+        out.print(f"gate {gate['gate']}: {mark} — {gate['detail']}", markup=True)
+    out.print("each host: " + " → ".join(document["steps"]))
+
+
+def _confirm(ws: Workspace, kind: str) -> Any:
+    def ask(plan: Plan, release: str) -> bool:
+        render_plan(plan_document(ws, plan, release, kind))
+        return typer.confirm(f"{kind} {release} to {len(plan.hosts)} host(s) of {plan.environment}?",
+                             default=False, err=True)
+    return ask
+
+
+def _finish(result: DeploymentResult, as_json: bool) -> None:
+    if as_json:
+        print_json(result.to_json())
+    if result.exit_code == 1:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to the app."""
+
+    @app.command()
+    def plan(
+        ctx: typer.Context,
+        environment: str = typer.Argument(..., help="The environment to plan for."),
+        region: list[str] = RegionOption,
+        role: list[str] = RoleOption,
+        release: str | None = typer.Option(None, "--release", help="Release id (default: the newest built)."),
+        rollback: bool = typer.Option(False, "--rollback", help="Plan a rollback instead of a deploy."),
+        config: str | None = ConfigOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Show what a deploy would do: hosts, waves, batches, gates and steps. Changes nothing."""
+        ws = workspace(ctx, config)
+        ws.environment(environment)
+        request = Request(environment, regions=region, roles=role, release=release)
+        the_plan = plan_for(ws, request)
+        kind = "rollback" if rollback else "deploy"
+        chosen = None
+        if not rollback:
+            try:
+                chosen = resolve_release(ws, release).id
+            except UsageError:
+                chosen = None  # nothing built yet: the plan still shows hosts and gates
+        document = plan_document(ws, the_plan, chosen, kind)
+        if as_json:
+            print_json(document)
+        else:
+            render_plan(document)
+
+    @app.command()
+    def deploy(
+        ctx: typer.Context,
+        environment: str = typer.Argument(..., help="The environment to deploy to."),
+        region: list[str] = RegionOption,
+        role: list[str] = RoleOption,
+        release: str | None = typer.Option(None, "--release", help="Release id, or `latest` (default: build now)."),
+        reason: str | None = typer.Option(None, "--reason", help="Why: recorded in history and the lock."),
+        yes: bool = YesOption,
+        config: str | None = ConfigOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Deploy a release to an environment, wave by wave, region by region, batch by batch."""
+        from conveyor.operations.deploy import deploy as run_deploy
+        from conveyor.operations.release import build
+
+        ws = workspace(ctx, config)
+        ws.environment(environment)
+        subscribers = [] if as_json else [Display(stderr(), live=interactive())]
+        confirm = _confirm(ws, "deploy") if (interactive() and not yes and not as_json) else None
+        request = Request(environment, regions=region, roles=role, release=release, reason=reason)
+        try:
+            result = run_deploy(ws, request, subscribers=subscribers, confirm=confirm,
+                                build=lambda: build(ws)[0])
+        finally:
+            ws.close()
+        _finish(result, as_json)
+
+    @app.command()
+    def rollback(
+        ctx: typer.Context,
+        environment: str = typer.Argument(..., help="The environment to roll back."),
+        region: list[str] = RegionOption,
+        role: list[str] = RoleOption,
+        to: str | None = typer.Option(None, "--to", help="The release to go back to (default: the previous)."),
+        reason: str | None = typer.Option(None, "--reason", help="Why: recorded in history."),
+        yes: bool = YesOption,
+        config: str | None = ConfigOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Switch back to the previous release still on the hosts (no transfer), or to --to RELEASE."""
+        from conveyor.operations.deploy import rollback as run_rollback
+
+        ws = workspace(ctx, config)
+        ws.environment(environment)
+        subscribers = [] if as_json else [Display(stderr(), live=interactive())]
+        confirm = _confirm(ws, "rollback") if (interactive() and not yes and not as_json) else None
+        request = Request(environment, regions=region, roles=role, release=to, reason=reason)
+        try:
+            result = run_rollback(ws, request, subscribers=subscribers, confirm=confirm)
+        finally:
+            ws.close()
+        _finish(result, as_json)
+
+
+__all__ = ["DeploymentFailed", "register"]

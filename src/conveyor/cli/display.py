@@ -1,0 +1,110 @@
+"""The terminal display of a deployment: a live progress per region on a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from conveyor.engine.events import Event
+from conveyor.engine.plan import Plan
+from conveyor.engine.results import DeploymentResult, HostOutcome
+from conveyor.secrets import mask
+
+
+class Display:
+    """Subscribes to engine events and shows them to a person."""
+
+    def __init__(self, console: Console, *, live: bool) -> None:
+        self.console = console
+        self.live = live
+        self.progress: Progress | None = None
+        self.tasks: dict[str, TaskID] = {}
+        self.failed: dict[str, int] = {}
+        self.started = time.monotonic()
+
+    def line(self, text: str, style: str | None = None) -> None:
+        """Print one line above the live display (or plainly)."""
+        target = self.progress.console if self.progress else self.console
+        target.print(mask(text), style=style, highlight=False, markup=False)
+
+    def __call__(self, event: Event) -> None:
+        """Show one event."""
+        handler = getattr(self, f"on_{event.kind}", None)
+        if handler is not None:
+            handler(**event.data)
+
+    def on_lock_taken_over(self, environment: str, previous: str, interrupted: int | None, **_: Any) -> None:
+        """A dead holder's lock was taken over."""
+        what = f"; deployment #{interrupted} marked interrupted" if interrupted else ""
+        self.line(f"took over the lock of {environment} from a dead holder ({previous}){what}", "yellow")
+
+    def on_deployment_started(self, id: int, environment: str, kind: str, release: str | None,  # noqa: A002
+                              plan: Plan, user: str, **_: Any) -> None:
+        """Announce the deployment and start the progress bars."""
+        self.line(f"{kind} #{id}: {release} to {environment} by {user}: {len(plan.hosts)} host(s) in "
+                  f"{len(plan.regions)} region(s), {len(plan.waves)} wave(s)", "bold")
+        if self.live:
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=self.console, transient=False,
+            )
+            for region in plan.regions:
+                self.tasks[region.region] = self.progress.add_task(f"{region.region:<12}",
+                                                                   total=len(region.hosts))
+            self.progress.start()
+
+    def on_wave_started(self, wave: int, regions: list[str], **_: Any) -> None:
+        """A wave begins."""
+        self.line(f"wave {wave}: {', '.join(regions)}")
+
+    def on_batch_started(self, region: str, role: str, batch: int, canary: bool, hosts: list[str],
+                         **_: Any) -> None:
+        """A batch begins."""
+        if not self.live:
+            label = "canary" if canary else f"batch {batch}"
+            self.line(f"  {region} {role} {label}: {', '.join(hosts)}")
+
+    def on_host_finished(self, outcome: HostOutcome, **_: Any) -> None:
+        """A host is done (or was switched back)."""
+        host = outcome.host
+        if outcome.error:
+            self.failed[host.region] = self.failed.get(host.region, 0) + (0 if outcome.moved is False and
+                                                                         outcome.status == "rolled_back" else 1)
+            detail = f" (exit {outcome.exit_code})" if outcome.exit_code is not None else ""
+            self.line(f"  {host.region}/{host.name} {outcome.status} at {outcome.step}{detail}: {outcome.error}",
+                      "red")
+            if outcome.output_tail:
+                for text in outcome.output_tail.splitlines()[-5:]:
+                    self.line(f"      | {text}", "dim")
+        elif not self.live:
+            note = " (unchanged)" if outcome.status == "unchanged" else ""
+            self.line(f"  {host.region}/{host.name} {outcome.status} {outcome.release or ''}{note} "
+                      f"in {outcome.duration:.1f}s")
+        if self.progress and host.region in self.tasks and outcome.status != "rolled_back":
+            self.progress.advance(self.tasks[host.region])
+
+    def on_region_rolling_back(self, region: str, hosts: list[str], **_: Any) -> None:
+        """A region is being switched back."""
+        self.line(f"{region}: switching {len(hosts)} host(s) back", "yellow")
+
+    def on_region_finished(self, region: str, status: str, message: str | None = None, **_: Any) -> None:
+        """A region is done."""
+        style = "green" if status == "succeeded" else "red"
+        self.line(f"{region}: {status}" + (f" — {message}" if message else ""), style)
+
+    def on_deployment_finished(self, result: DeploymentResult, **_: Any) -> None:
+        """Stop the progress bars and print the verdict."""
+        if self.progress:
+            self.progress.stop()
+            self.progress = None
+        elapsed = time.monotonic() - self.started
+        style = "bold green" if result.status == "succeeded" else "bold red"
+        text = f"{result.kind} #{result.id} {result.status} in {elapsed:.1f}s"
+        if result.failed_hosts:
+            text += f"; failed hosts: {', '.join(result.failed_hosts)}"
+        if result.message:
+            text += f" — {result.message}"
+        self.line(text, style)

@@ -1,0 +1,153 @@
+"""status, history, releases and windows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import typer
+from rich.table import Table
+
+from conveyor.cli.options import ConfigOption, JsonOption, print_json, stdout, workspace
+from conveyor.errors import UsageError
+
+
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to the app."""
+
+    @app.command()
+    def status(
+        ctx: typer.Context,
+        environment: str | None = typer.Argument(None, help="Only this environment."),
+        verify: bool = typer.Option(False, "--verify", help="Read every host instead of the recorded state."),
+        config: str | None = ConfigOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """What runs where: environment x region x role, release, host count, consistency."""
+        from conveyor.operations.status import status as read_status
+
+        ws = workspace(ctx, config)
+        if environment:
+            ws.environment(environment)
+        document = read_status(ws, environment, verify=verify)
+        if as_json:
+            print_json(document)
+            return
+        out = stdout()
+        table = Table("environment", "region", "role", "hosts", "release", "state", box=None, pad_edge=False)
+        for env, env_doc in document["environments"].items():
+            for region, doc in env_doc["regions"].items():
+                roles: dict[str, list[dict[str, str | None]]] = {}
+                for host in doc["hosts"]:
+                    roles.setdefault(host["role"], []).append(host)
+                for role, hosts in roles.items():
+                    releases = sorted({h["release"] or "-" for h in hosts})
+                    errors = [h for h in hosts if h.get("error")]
+                    state = "consistent" if doc["consistent"] else "[yellow]mixed[/yellow]"
+                    if errors:
+                        state = f"[red]{len(errors)} unreadable[/red]"
+                    table.add_row(env, region, role, str(len(hosts)), ", ".join(releases), state)
+        out.print(table)
+        if not any(e["verified"] for e in document["environments"].values()):
+            out.print("[dim](as recorded; --verify reads every host)[/dim]")
+
+    @app.command()
+    def history(
+        ctx: typer.Context,
+        environment: str | None = typer.Argument(None, help="Only this environment."),
+        number: int = typer.Option(20, "-n", "--number", min=1, max=10000, help="How many deployments."),
+        deployment_id: int | None = typer.Option(None, "--id", help="One deployment with every host's outcome."),
+        config: str | None = ConfigOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Deployments, newest first: who shipped what, where, when, and how it ended."""
+        from conveyor.operations.status import deployment_detail
+        from conveyor.operations.status import history as read_history
+
+        ws = workspace(ctx, config)
+        if deployment_id is not None:
+            detail = deployment_detail(ws, deployment_id)
+            if detail is None:
+                raise UsageError(f"no deployment #{deployment_id}")
+            if as_json:
+                print_json(detail)
+                return
+            out = stdout()
+            out.print(f"#{detail['id']} {detail['kind']} {detail['release']} to {detail['environment']} "
+                      f"({', '.join(detail['regions'])}) by {detail['user']}: {detail['status']}")
+            if detail["summary"]:
+                out.print(detail["summary"], markup=False)
+            table = Table("host", "region", "role", "status", "release", "step", "exit", "error", box=None)
+            for host in detail["hosts"]:
+                table.add_row(host["host"], host["region"], host["role"], host["status"], host["release"] or "-",
+                              host["step"] or "", "" if host["exit_code"] is None else str(host["exit_code"]),
+                              (host.get("output_tail") or "").splitlines()[-1:] and
+                              (host["output_tail"].splitlines()[-1]) or "")
+            out.print(table)
+            return
+        document = read_history(ws, environment, number)
+        if as_json:
+            print_json(document)
+            return
+        table = Table("id", "environment", "regions", "kind", "release", "status", "started", "user", "failed",
+                      box=None, pad_edge=False)
+        colors = {"succeeded": "green", "failed": "red", "rolled_back": "yellow", "interrupted": "magenta",
+                  "blocked": "cyan", "running": "blue"}
+        for d in document["deployments"]:
+            table.add_row(str(d["id"]), d["environment"], ",".join(d["regions"]), d["kind"], d["release"] or "-",
+                          f"[{colors.get(d['status'], 'white')}]{d['status']}[/]", d["started_at"], d["user"],
+                          ", ".join(d["failed_hosts"]))
+        stdout().print(table)
+
+    @app.command()
+    def releases(ctx: typer.Context, config: str | None = ConfigOption, as_json: bool = JsonOption) -> None:
+        """Built releases, newest first."""
+        ws = workspace(ctx, config)
+        items = ws.artifacts.list()
+        if as_json:
+            print_json({"releases": [r.manifest() for r in items]})
+            return
+        table = Table("release", "created", "by", "size", "files", "commit", box=None, pad_edge=False)
+        for r in items:
+            commit = f"{r.git['sha'][:8]} {r.git.get('subject', '')}" if r.git else ""
+            table.add_row(r.id, r.created_at, r.user, f"{r.size / 1e6:.1f} MB", str(r.files), commit)
+        stdout().print(table)
+
+    @app.command()
+    def windows(
+        ctx: typer.Context,
+        environment: str | None = typer.Argument(None, help="Only this environment's window."),
+        at: str | None = typer.Option(None, "--at", help="Evaluate at this time (ISO 8601) instead of now."),
+        config: str | None = ConfigOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Whether each deploy window is open, the rule that decides, and when it next opens or closes."""
+        from conveyor.gates.windows import evaluate, now, parse_at
+
+        ws = workspace(ctx, config)
+        envs = [environment] if environment else list(ws.config.environments)
+        if environment:
+            ws.environment(environment)
+        try:
+            moment = parse_at(at, datetime.now().astimezone().tzinfo) if at else now()
+        except ValueError as exc:
+            raise UsageError(f"--at: {exc}") from None
+        docs = []
+        for env in envs:
+            name = ws.config.environments[env].window
+            if name is None:
+                docs.append({"environment": env, "window": None, "open": True, "rule": "no window configured",
+                             "reason": None, "next_open": None, "next_close": None})
+                continue
+            verdict = evaluate(name, ws.config.windows[name], moment)
+            docs.append({"environment": env, **verdict.to_json()})
+        if as_json:
+            print_json(docs[0] if environment else {"windows": docs})
+            return
+        out = stdout()
+        for doc in docs:
+            state = "[green]open[/green]" if doc["open"] else "[red]closed[/red]"
+            out.print(f"{doc['environment']}: {doc['window'] or '(none)'} {state} — {doc['rule']}")
+            for key in ("next_open", "next_close"):
+                if doc.get(key):
+                    local = datetime.fromisoformat(doc[key]).astimezone()
+                    out.print(f"  {key.replace('_', ' ')}: {doc[key]} (your time {local.isoformat()})")

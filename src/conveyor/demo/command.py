@@ -1,0 +1,93 @@
+"""`conveyor demo`: build and deploy two releases through staging and production, roll a region back."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.rule import Rule
+
+from conveyor.cli.display import Display
+from conveyor.cli.options import interactive, stderr
+from conveyor.demo import fleet
+from conveyor.errors import UsageError
+from conveyor.operations.workspace import Workspace
+from conveyor.state.store import default_url
+
+
+def register(app: typer.Typer) -> None:
+    """Add the demo command to the app."""
+
+    @app.command()
+    def demo(
+        directory: Path = typer.Option(Path("conveyor-demo"), "--dir", help="Where to build the demo."),
+    ) -> None:
+        """Build a sample app and a local fleet; deploy two releases through staging and production."""
+        run_demo(directory, stderr())
+
+
+def run_demo(directory: Path, console: Console) -> None:
+    """The whole demo; raises DeploymentFailed or another ConveyorError if a step goes wrong."""
+    from conveyor.cli.inspecting import register as _unused  # noqa: F401 - keeps the CLI import graph warm
+    from conveyor.operations.deploy import Request, deploy, rollback
+    from conveyor.operations.release import build
+    from conveyor.operations.status import history, status
+
+    if directory.exists() and any(directory.iterdir()) and not (directory / fleet.MARKER).exists():
+        raise UsageError(f"{directory} exists and was not made by `conveyor demo`; choose another --dir")
+    if directory.exists():
+        shutil.rmtree(directory)
+    fleet.write(directory, "1.0.0")
+    ws = Workspace.load(directory / "conveyor.yml")
+    ws.__dict__["state_url"] = default_url(ws.directory)  # the demo never touches a real store
+    show = [Display(console, live=interactive())]
+
+    def step(text: str) -> None:
+        console.print(Rule(text, style="cyan"))
+
+    def ok(result_status: str, what: str) -> None:
+        if result_status != "succeeded":
+            raise UsageError(f"demo step failed: {what} ended {result_status}")
+
+    try:
+        step("1. build release 1 (version 1.0.0)")
+        first, _ = build(ws)
+        console.print(f"built {first.id}: {first.files} files, {first.size} bytes, sha256 {first.sha256[:16]}…")
+
+        step("2. deploy release 1 to staging, then promote it to production (waves: za, then uk + us)")
+        ok(deploy(ws, Request("staging", release=first.id), subscribers=show).status, "staging deploy")
+        ok(deploy(ws, Request("production", release=first.id), subscribers=show).status, "production deploy")
+
+        step("3. build release 2 (version 1.1.0) and try production first: promotion refuses it")
+        fleet.set_version(directory, "1.1.0")
+        second, _ = build(ws)
+        console.print(f"built {second.id}")
+        try:
+            deploy(ws, Request("production", release=second.id), subscribers=show)
+        except Exception as exc:  # noqa: BLE001 - the refusal is the point of this step
+            console.print(f"[yellow]held (exit {getattr(exc, 'exit_code', '?')}):[/yellow] {exc}")
+
+        step("4. release 2 through staging, then production in waves")
+        ok(deploy(ws, Request("staging", release=second.id), subscribers=show).status, "staging deploy")
+        ok(deploy(ws, Request("production", release=second.id), subscribers=show).status, "production deploy")
+
+        step("5. roll production uk back to release 1 (still on the hosts: nothing is sent)")
+        ok(rollback(ws, Request("production", regions=["uk"]), subscribers=show).status, "rollback")
+
+        step("6. status, read from every host")
+        for env, doc in status(ws, verify=True)["environments"].items():
+            for region, entry in doc["regions"].items():
+                mark = "consistent" if entry["consistent"] else "MIXED"
+                console.print(f"  {env:<11} {region:<4} {entry['release'] or '-':<28} "
+                              f"{len(entry['hosts'])} hosts  {mark}")
+
+        step("7. history")
+        for d in history(ws, limit=10)["deployments"]:
+            console.print(f"  #{d['id']:<3} {d['environment']:<11} {','.join(d['regions']):<9} {d['kind']:<8} "
+                          f"{d['release'] or '-':<28} {d['status']}")
+        console.print(f"\nThe fleet is in {directory}/.conveyor/hosts; try "
+                      f"`conveyor -c {directory}/conveyor.yml status --verify`.")
+    finally:
+        ws.close()

@@ -1,0 +1,63 @@
+"""Host commands as data: each phase is one `sh -c SCRIPT NAME ARGS...` line, every argument quoted.
+
+Nothing here does I/O; the transports run what these functions return, and tests compare the strings.
+"""
+
+from __future__ import annotations
+
+import shlex
+from functools import cache
+from importlib import resources
+
+PHASES = ("probe", "receive", "activate", "check", "prune")
+
+
+@cache
+def script(phase: str) -> str:
+    """The shell source of one phase: the common prelude followed by the phase's own script."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}")
+    folder = resources.files("conveyor.engine") / "scripts"
+    common = (folder / "common.sh").read_text(encoding="utf-8")
+    body = (folder / f"{phase}.sh").read_text(encoding="utf-8")
+    return common + body
+
+
+def command(phase: str, args: list[str], env: dict[str, str] | None = None) -> str:
+    """A shell command line that runs `phase` with `args`, each quoted, under `env`."""
+    for value in [*args, *(env or {}).values()]:
+        if "\0" in value:
+            raise ValueError("a NUL byte cannot be passed to a host command")
+    words = []
+    if env:
+        words.append("env")
+        words += [shlex.quote(f"{name}={value}") for name, value in sorted(env.items())]
+    words += ["sh", "-c", shlex.quote(script(phase)), shlex.quote(f"conveyor-{phase}")]
+    words += [shlex.quote(arg) for arg in args]
+    return " ".join(words)
+
+
+def probe(deploy_to: str, release: str) -> str:
+    """Prepare the layout and report current, the releases on disk and the journal's tail."""
+    return command("probe", [deploy_to, release])
+
+
+def receive(deploy_to: str, release: str, sha256: str, shared: list[str]) -> str:
+    """Read the tarball from stdin, verify it, unpack it complete into releases/RELEASE."""
+    return command("receive", [deploy_to, release, sha256, *shared])
+
+
+def activate(deploy_to: str, release: str, switch_line: str, ready_line: str, restart: str,
+             env: dict[str, str]) -> str:
+    """Switch current to RELEASE (or remove it when RELEASE is empty), journal it, restart."""
+    return command("activate", [deploy_to, release, switch_line, ready_line, restart], env)
+
+
+def check(release_path: str, check_command: str, retries: int, interval: float, env: dict[str, str]) -> str:
+    """Run a command check in the release directory, retrying."""
+    return command("check", [release_path, check_command, str(retries), f"{interval:g}"], env)
+
+
+def prune(deploy_to: str, keep: int, protected: list[str]) -> str:
+    """Remove the oldest releases beyond KEEP, never a protected one; empty incoming/."""
+    return command("prune", [deploy_to, str(keep), *[p for p in protected if p]])

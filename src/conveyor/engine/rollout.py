@@ -1,0 +1,372 @@
+"""The rollout executor: waves in order, regions of a wave together, roles in order, batches in order.
+
+One coroutine per host, a semaphore for concurrency, one connection per host reused for every phase.
+Every host's outcome is collected; a region that fails beyond `max_failures` is switched back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from conveyor.config.models import CommandCheck, Config, HttpCheck
+from conveyor.engine import commands
+from conveyor.engine.events import EventBus
+from conveyor.engine.plan import Plan, RegionPlan
+from conveyor.engine.probe import Probe, last_step, parse_probe, tail
+from conveyor.engine.results import HostOutcome, HostStatus, RegionOutcome, RegionStatus
+from conveyor.errors import TransportError
+from conveyor.inventory import Host
+from conveyor.secrets import mask
+from conveyor.transport.base import Completed, Connection, Transport
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """A release's tarball on the controller, ready to send to hosts that lack it."""
+
+    release: str
+    sha256: str
+    path: Path
+
+
+@dataclass
+class RolloutSpec:
+    """Everything a rollout needs besides the plan: who, what, where, and the limits."""
+
+    app: str
+    environment: str
+    kind: str                                  # deploy | rollback
+    user: str
+    deployment_id: int | None
+    targets: dict[str, str | None]             # region → release to run (None: no release, undo a first deploy)
+    shipments: dict[str, Shipment] = field(default_factory=dict)
+    probes: dict[str, Probe] = field(default_factory=dict)   # host key → a probe made just before
+    max_concurrency: int = 64
+    connect_timeout: float = 10.0
+    command_timeout: float = 600.0
+    revert_on_failure: bool = True
+
+
+class Connections:
+    """One connection per host, opened on first use and closed together at the end."""
+
+    def __init__(self, transport: Transport, timeout: float) -> None:
+        self.transport = transport
+        self.timeout = timeout
+        self._open: dict[str, Connection] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def get(self, host: Host) -> Connection:
+        """The host's connection, opening it within the connect timeout."""
+        lock = self._locks.setdefault(host.key, asyncio.Lock())
+        async with lock:
+            if host.key not in self._open:
+                try:
+                    self._open[host.key] = await asyncio.wait_for(self.transport.connect(host), self.timeout)
+                except TimeoutError:
+                    raise TransportError(f"{host.name}: no connection within {self.timeout:g}s") from None
+            return self._open[host.key]
+
+    async def close(self) -> None:
+        """Close every connection; a failure to close is not worth reporting."""
+        for connection in self._open.values():
+            try:
+                await connection.close()
+            except Exception:  # noqa: BLE001,S110 - closing is best effort
+                pass
+        self._open.clear()
+
+
+class StepFailed(Exception):
+    """A host step failed; carries what the outcome needs."""
+
+    def __init__(self, step: str, message: str, completed: Completed | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.completed = completed
+
+
+class Rollout:
+    """Moves the hosts of a plan to their region's target release."""
+
+    def __init__(self, config: Config, spec: RolloutSpec, transport: Transport, bus: EventBus) -> None:
+        self.config = config
+        self.spec = spec
+        self.transport = transport
+        self.bus = bus
+        self.connections = Connections(transport, spec.connect_timeout)
+        self.semaphore = asyncio.Semaphore(spec.max_concurrency)
+
+    async def run(self, plan: Plan) -> list[RegionOutcome]:
+        """Run every wave; after a failed wave, later waves are skipped. Returns every region's outcome."""
+        outcomes: dict[str, RegionOutcome] = {
+            region.region: RegionOutcome(region.region, self.spec.targets.get(region.region),
+                                         hosts=[HostOutcome(h) for h in region.hosts])
+            for region in plan.regions
+        }
+        try:
+            stop = False
+            for number, wave in enumerate(plan.waves, start=1):
+                if stop:
+                    for region in wave:
+                        outcomes[region.region].status = RegionStatus.SKIPPED
+                        outcomes[region.region].message = "an earlier wave failed"
+                    continue
+                self.bus.emit("wave_started", wave=number, regions=[r.region for r in wave])
+                await asyncio.gather(*(self._region(region, outcomes[region.region]) for region in wave))
+                failed = [r.region for r in wave if outcomes[r.region].status != RegionStatus.SUCCEEDED]
+                self.bus.emit("wave_finished", wave=number, failed=failed)
+                stop = bool(failed)
+        finally:
+            await self.connections.close()
+        return list(outcomes.values())
+
+    # -- regions ----------------------------------------------------------------------------
+    async def _region(self, plan: RegionPlan, outcome: RegionOutcome) -> None:
+        target = outcome.target
+        by_host = {o.host.key: o for o in outcome.hosts}
+        self.bus.emit("region_started", region=plan.region, release=target, hosts=len(outcome.hosts))
+        started = time.monotonic()
+        for role in plan.roles:
+            role_outcomes = [by_host[h.key] for h in role.hosts]
+            for batch in role.batches:
+                members = [by_host[h.key] for h in batch.hosts]
+                self.bus.emit("batch_started", region=plan.region, role=role.role, batch=batch.number,
+                              canary=batch.canary, hosts=[h.name for h in batch.hosts])
+                await asyncio.gather(*(self._host(o, target) for o in members))
+                if self.spec.revert_on_failure:
+                    # A failed host does not keep serving the release that failed on it.
+                    await asyncio.gather(*(self._revert(o) for o in members if o.failed and o.moved))
+                failures = sum(1 for o in role_outcomes if o.failed)
+                if failures > role.max_failures:
+                    outcome.message = (f"{failures} of {len(role_outcomes)} {role.role} host(s) failed "
+                                       f"(max_failures {role.max_failures}); region halted")
+                    await self._halt(outcome)
+                    self.bus.emit("region_finished", region=plan.region, status=str(outcome.status),
+                                  message=outcome.message, duration=time.monotonic() - started)
+                    return
+        outcome.status = RegionStatus.SUCCEEDED
+        self.bus.emit("region_finished", region=plan.region, status=str(outcome.status), release=target,
+                      message=outcome.message, duration=time.monotonic() - started)
+
+    async def _halt(self, outcome: RegionOutcome) -> None:
+        if not self.spec.revert_on_failure:
+            outcome.status = RegionStatus.FAILED
+            return
+        moved = [o for o in outcome.hosts if o.moved]
+        self.bus.emit("region_rolling_back", region=outcome.region, hosts=[o.host.name for o in moved])
+        await asyncio.gather(*(self._revert(o) for o in moved))
+        stuck = [o.host.name for o in outcome.hosts if o.moved]
+        if stuck:
+            outcome.status = RegionStatus.FAILED
+            outcome.message = f"{outcome.message}; could not switch back: {', '.join(stuck)}"
+        else:
+            outcome.status = RegionStatus.ROLLED_BACK
+
+    # -- hosts ------------------------------------------------------------------------------
+    async def _host(self, outcome: HostOutcome, target: str | None) -> None:
+        host = outcome.host
+        outcome.target = target
+        async with self.semaphore:
+            started = time.monotonic()
+            self.bus.emit("host_started", host=host.name, region=host.region, role=host.role)
+            try:
+                await self._move(outcome, target)
+            except StepFailed as exc:
+                outcome.status = HostStatus.FAILED
+                outcome.step = exc.step
+                outcome.error = mask(str(exc))
+                if exc.completed is not None:
+                    outcome.exit_code = exc.completed.exit_code
+                    outcome.output_tail = mask(tail(exc.completed.output))
+            except TransportError as exc:
+                outcome.status = HostStatus.FAILED
+                outcome.step = outcome.step or "connect"
+                outcome.error = mask(exc.message)
+            outcome.duration = time.monotonic() - started
+            self.bus.emit("host_finished", outcome=outcome)
+
+    async def _run(self, outcome: HostOutcome, step: str, command: str, *, stdin: Path | None = None,
+                   timeout: float | None = None) -> Completed:
+        connection = await self.connections.get(outcome.host)
+        outcome.step = step
+        self.bus.emit("host_step", host=outcome.host.name, region=outcome.host.region, step=step)
+        return await connection.run(command, stdin=stdin, timeout=timeout or self.spec.command_timeout)
+
+    def _deploy_to(self, host: Host) -> str:
+        return self.transport.deploy_path(host, self.config.target_dir)
+
+    async def _move(self, outcome: HostOutcome, target: str | None) -> None:
+        host = outcome.host
+        deploy_to = self._deploy_to(host)
+        probe = self.spec.probes.get(host.key)
+        if probe is None:
+            done = await self._run(outcome, "probe", commands.probe(deploy_to, target or ""))
+            if done.exit_code != 0:
+                raise StepFailed("probe", _why("probe", done), done)
+            probe = parse_probe(done.output)
+        outcome.previous = probe.current
+        outcome.release = probe.current
+        if target is not None and probe.ready(target):
+            outcome.status = HostStatus.UNCHANGED
+            outcome.step = None
+            return
+        if target is None and probe.current is None:
+            outcome.status = HostStatus.UNCHANGED
+            return
+        if target is not None and target not in probe.releases:
+            shipment = self.spec.shipments.get(target)
+            if shipment is None:
+                raise StepFailed("receive", f"release {target} is not on the host and its artifact is not "
+                                            "in the store to send")
+            done = await self._run(outcome, "receive",
+                                   commands.receive(deploy_to, target, shipment.sha256, self.config.shared),
+                                   stdin=shipment.path)
+            if done.exit_code != 0:
+                step = last_step(done.output) or "receive"
+                raise StepFailed(step, _why(step, done), done)
+            outcome.transferred = True
+        await self._activate(outcome, target, self.spec.kind, probe.current)
+        outcome.release = target
+        await self._checks(outcome, target)
+        await self._prune(outcome, probe, target)
+        outcome.status = HostStatus.SUCCEEDED
+        outcome.step = None
+
+    async def _activate(self, outcome: HostOutcome, release: str | None, kind: str, previous: str | None) -> None:
+        host = outcome.host
+        deploy_to = self._deploy_to(host)
+        role = self.config.roles[host.role]
+        entry = {
+            "at": datetime.now(UTC).isoformat(timespec="seconds"), "event": "activate", "kind": kind,
+            "release": release, "previous": previous, "deployment": self.spec.deployment_id,
+            "user": self.spec.user, "app": self.spec.app, "environment": host.environment,
+            "region": host.region, "host": host.name,
+        }
+        ready = {**entry, "event": "ready"}
+        env = self._env(host, release, previous, kind, deploy_to)
+        done = await self._run(outcome, "switch", commands.activate(
+            deploy_to, release or "", json.dumps(entry, sort_keys=True), json.dumps(ready, sort_keys=True),
+            role.restart or "", env))
+        step = last_step(done.output) or "switch"
+        if step in {"restart", "done"}:
+            outcome.moved = outcome.moved or kind == self.spec.kind
+        if done.exit_code != 0:
+            raise StepFailed(step, _why(step, done), done)
+
+    def _env(self, host: Host, release: str | None, previous: str | None, kind: str,
+             deploy_to: str) -> dict[str, str]:
+        return {
+            "CONVEYOR_APP": self.spec.app, "CONVEYOR_ENV": host.environment, "CONVEYOR_REGION": host.region,
+            "CONVEYOR_ROLE": host.role, "CONVEYOR_HOST": host.name, "CONVEYOR_RELEASE": release or "",
+            "CONVEYOR_PREVIOUS_RELEASE": previous or "", "CONVEYOR_DEPLOY_TO": deploy_to,
+            "CONVEYOR_KIND": kind,
+            "CONVEYOR_RELEASE_PATH": f"{deploy_to}/releases/{release}" if release else "",
+        }
+
+    async def _checks(self, outcome: HostOutcome, release: str | None) -> None:
+        if release is None:
+            return
+        host = outcome.host
+        deploy_to = self._deploy_to(host)
+        for check in self.config.roles[host.role].checks:
+            if isinstance(check, CommandCheck):
+                env = self._env(host, release, outcome.previous, self.spec.kind, deploy_to)
+                done = await self._run(outcome, "check", commands.check(
+                    f"{deploy_to}/releases/{release}", check.command, check.retries, check.interval, env),
+                    timeout=check.timeout * (check.retries + 1) + check.interval * check.retries + 5)
+                if done.exit_code != 0:
+                    raise StepFailed("check", f"check {check.command!r} failed with exit {done.exit_code}", done)
+            elif isinstance(check, HttpCheck):
+                await self._http_check(outcome, check)
+
+    async def _http_check(self, outcome: HostOutcome, check: HttpCheck) -> None:
+        connection = await self.connections.get(outcome.host)
+        outcome.step = "check"
+        last = ""
+        for attempt in range(check.retries + 1):
+            if attempt:
+                await asyncio.sleep(check.interval)
+            try:
+                status, body = await connection.http_get(check.http, check.timeout)
+            except TransportError as exc:
+                last = exc.message
+                continue
+            if status != check.expect:
+                last = f"{check.http} answered {status}, expected {check.expect}"
+            elif check.contains is not None and check.contains not in body:
+                last = f"{check.http} answered {status} without {check.contains!r}"
+            else:
+                return
+        raise StepFailed("check", f"check failed after {check.retries + 1} attempt(s): {last}")
+
+    async def _prune(self, outcome: HostOutcome, probe: Probe, release: str | None) -> None:
+        if release is None:
+            return
+        protected = [release, probe.current or ""]
+        if self.spec.kind == "rollback":
+            back = Probe(release, True, probe.releases, probe.journal).rollback_target()
+            protected.append(back or "")
+        done = await self._run(outcome, "prune", commands.prune(
+            self._deploy_to(outcome.host), self.config.keep_releases, protected))
+        if done.exit_code != 0:
+            raise StepFailed("prune", _why("prune", done), done)
+
+    async def _revert(self, outcome: HostOutcome) -> None:
+        """Switch a host that moved back to what it ran before, and restart it."""
+        host = outcome.host
+        self.bus.emit("host_reverting", host=host.name, region=host.region, to=outcome.previous)
+        try:
+            async with self.semaphore:
+                await self._activate(outcome, outcome.previous, "rollback", outcome.target)
+        except (StepFailed, TransportError) as exc:
+            message = exc.message if isinstance(exc, TransportError) else str(exc)
+            outcome.error = f"{outcome.error}; switching back failed: {mask(message)}"
+            self.bus.emit("host_finished", outcome=outcome)
+            return
+        outcome.moved = False
+        outcome.release = outcome.previous
+        outcome.status = HostStatus.ROLLED_BACK
+        if outcome.error is None:
+            outcome.error = "rolled back with its region"
+        self.bus.emit("host_finished", outcome=outcome)
+
+
+def _why(step: str, done: Completed) -> str:
+    if done.timed_out:
+        return f"{step} timed out"
+    lines = tail(done.output, 1)
+    return f"{step} failed with exit {done.exit_code}" + (f": {lines}" if lines else "")
+
+
+ProbeFn = Callable[[Host], Awaitable[Probe]]
+
+
+async def survey(transport: Transport, hosts: list[Host], deploy_to: str, *, concurrency: int = 64,
+                 connect_timeout: float = 10.0, timeout: float = 60.0) -> dict[str, Probe | str]:
+    """Probe every host concurrently: host key → its Probe, or the reason it could not be read."""
+    connections = Connections(transport, connect_timeout)
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(host: Host) -> tuple[str, Probe | str]:
+        async with semaphore:
+            try:
+                connection = await connections.get(host)
+                done = await connection.run(commands.probe(transport.deploy_path(host, deploy_to), ""),
+                                            timeout=timeout)
+            except TransportError as exc:
+                return host.key, exc.message
+            if done.exit_code != 0:
+                return host.key, _why("probe", done)
+            return host.key, parse_probe(done.output)
+
+    try:
+        return dict(await asyncio.gather(*(one(h) for h in hosts)))
+    finally:
+        await connections.close()

@@ -1,0 +1,98 @@
+"""The errors Conveyor raises, and the exit code each one maps to.
+
+ConveyorError                 exit 1 unless a subclass says otherwise
+├── UsageError                exit 2  bad arguments on the command line
+├── ConfigError               exit 2  conveyor.yml is missing or invalid (carries every problem found)
+├── ArtifactError             exit 2  the artifact cannot be built, read or is unsafe to ship
+├── HeldError                 exit 3  a gate or a lock holds the deployment; nothing was changed
+│   ├── LockHeld              the environment is locked by someone else
+│   └── PromotionRefused      the release has not succeeded where it must be promoted from
+├── StateError                exit 1  the state store cannot be read or written
+├── TransportError            exit 1  a host cannot be reached or stopped answering
+└── DeploymentFailed          exit 1  hosts failed beyond max_failures; carries every host's outcome
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConveyorError(Exception):
+    """Root of every error Conveyor reports to a user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(ConveyorError):
+    """The command line asks for something that does not make sense."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in a configuration file, located as precisely as we can."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(ConveyorError):
+    """The configuration is missing or invalid; `problems` lists every problem at once."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class ArtifactError(ConveyorError):
+    """The artifact cannot be built or read, or holds something we refuse to ship."""
+
+    exit_code = 2
+
+
+class HeldError(ConveyorError):
+    """A gate holds the deployment; nothing was changed."""
+
+    exit_code = 3
+
+
+class LockHeld(HeldError):
+    """The environment's lock is held by a live holder."""
+
+    def __init__(self, message: str, holder: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder or {}
+
+
+class PromotionRefused(HeldError):
+    """The release has not succeeded in the environment it must be promoted from."""
+
+
+class StateError(ConveyorError):
+    """The state store cannot be reached, read or written."""
+
+
+class TransportError(ConveyorError):
+    """A host cannot be reached, or stopped answering."""
+
+
+class DeploymentFailed(ConveyorError):
+    """The deployment failed; `result` holds every host's outcome."""
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result

@@ -1,0 +1,267 @@
+"""deploy, rollback and plan: gates, the lock, the rollout, and the record of it all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.artifact import Release
+from conveyor.config.values import format_duration
+from conveyor.engine.events import EventBus, Subscriber
+from conveyor.engine.plan import Plan, make_plan
+from conveyor.engine.probe import Probe
+from conveyor.engine.results import DeploymentResult, DeploymentStatus, RegionOutcome, RegionStatus
+from conveyor.engine.rollout import Rollout, RolloutSpec, Shipment, survey
+from conveyor.errors import HeldError, LockHeld, PromotionRefused, UsageError
+from conveyor.gates.windows import evaluate, now
+from conveyor.operations.recording import StoreRecorder
+from conveyor.operations.workspace import Workspace
+
+LEASE_SECONDS = 90.0
+
+
+@dataclass
+class Request:
+    """What a user asked for on the command line."""
+
+    environment: str
+    regions: list[str] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+    release: str | None = None
+    reason: str | None = None
+
+
+Confirm = Callable[[Plan, str], bool]
+
+
+def resolve_release(ws: Workspace, release: str | None) -> Release:
+    """The release named (or `latest`), from the artifact store."""
+    if release in (None, "latest"):
+        releases = ws.artifacts.list()
+        if not releases:
+            raise UsageError("no release has been built yet; run `conveyor build`")
+        return releases[0]
+    return ws.artifacts.get(release)
+
+
+def plan_for(ws: Workspace, request: Request) -> Plan:
+    """The plan of a request."""
+    return make_plan(ws.config, request.environment, ws.hosts(request.environment),
+                     regions=request.regions or None, roles=request.roles or None)
+
+
+def gates(ws: Workspace, env: str, release: str | None, kind: str) -> list[dict[str, Any]]:
+    """Every gate and its verdict now, for plan output; the first closed one holds a deploy."""
+    out: list[dict[str, Any]] = []
+    environment = ws.config.environments[env]
+    holder = ws.store.lock_holder(env)
+    out.append({"gate": "lock", "open": holder is None, "detail": holder.describe() if holder else "not locked"})
+    if kind == "deploy" and environment.promote_from:
+        source = environment.promote_from
+        ok = release is not None and ws.store.succeeded_in(source, release)
+        out.append({"gate": "promotion", "open": ok,
+                    "detail": f"{release} succeeded in {source}" if ok else
+                    f"{release} has not succeeded in {source} yet"})
+    if environment.window:
+        verdict = evaluate(environment.window, ws.config.windows[environment.window], now())
+        detail = f"window {environment.window} is {'open' if verdict.open else 'closed'}: {verdict.rule}"
+        if not verdict.open and verdict.next_open:
+            detail += f"; opens {verdict.next_open.isoformat()}"
+        out.append({"gate": "window", "open": verdict.open, "detail": detail})
+    return out
+
+
+def _check_gates(ws: Workspace, env: str, release: str | None, kind: str) -> None:
+    for gate in gates(ws, env, release, kind):
+        if gate["gate"] == "lock" or gate["open"]:
+            continue  # the lock is taken (or refused) atomically later
+        if gate["gate"] == "promotion":
+            raise PromotionRefused(f"{env} refuses {release}: {gate['detail']} (promote_from)")
+        raise HeldError(f"{env} is held: {gate['detail']}")
+
+
+def deploy(ws: Workspace, request: Request, *, subscribers: list[Subscriber], confirm: Confirm | None = None,
+           build: Callable[[], Release] | None = None) -> DeploymentResult:
+    """Deploy a release (built now when none is named) to an environment."""
+    ws.environment(request.environment)
+    plan = plan_for(ws, request)
+    if request.release is None and build is not None:
+        release = build()
+    else:
+        release = resolve_release(ws, request.release)
+    ws.store.record_release(release.manifest())
+    targets: dict[str, str | None] = {r.region: release.id for r in plan.regions}
+    shipments = {release.id: Shipment(release.id, release.sha256, release.path)}
+    return _execute(ws, request, plan, "deploy", release.id, targets, shipments, {}, subscribers, confirm)
+
+
+def rollback(ws: Workspace, request: Request, *, subscribers: list[Subscriber],
+             confirm: Confirm | None = None) -> DeploymentResult:
+    """Switch regions back to their previous release (the one still on the hosts), or to `--to`."""
+    ws.environment(request.environment)
+    plan = plan_for(ws, request)
+    settings = ws.config.ssh_for(request.environment, plan.regions[0].region)
+    probes_raw = asyncio.run(survey(ws.transport(request.environment), plan.hosts, ws.config.target_dir,
+                                    concurrency=settings.max_concurrency or 64,
+                                    connect_timeout=settings.connect_timeout or 10.0))
+    unreachable = {key: why for key, why in probes_raw.items() if isinstance(why, str)}
+    probes = {key: p for key, p in probes_raw.items() if isinstance(p, Probe)}
+    targets: dict[str, str | None] = {}
+    shipments: dict[str, Shipment] = {}
+    if request.release:
+        wanted = resolve_release(ws, request.release)
+        shipments[wanted.id] = Shipment(wanted.id, wanted.sha256, wanted.path)
+        targets = {r.region: wanted.id for r in plan.regions}
+    else:
+        for region in plan.regions:
+            targets[region.region] = _region_target(region.region, [probes[h.key] for h in region.hosts
+                                                                     if h.key in probes])
+        for target in {t for t in targets.values() if t}:
+            if target in ws.artifacts:
+                stored = ws.artifacts.get(target)
+                shipments[target] = Shipment(stored.id, stored.sha256, stored.path)
+    if unreachable and not probes:
+        raise UsageError("no host could be read: " + "; ".join(f"{k}: {v}" for k, v in unreachable.items()))
+    release = _single(targets)
+    return _execute(ws, request, plan, "rollback", release, targets, shipments, probes, subscribers, confirm)
+
+
+def _region_target(region: str, probes: list[Probe]) -> str:
+    candidates = Counter(t for t in (p.rollback_target() for p in probes) if t)
+    if not candidates:
+        raise UsageError(f"region {region}: no previous release is left on its hosts; use --to RELEASE")
+    return candidates.most_common(1)[0][0]
+
+
+def _single(targets: dict[str, str | None]) -> str | None:
+    values = Counter(v for v in targets.values() if v)
+    return values.most_common(1)[0][0] if values else None
+
+
+def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: str | None,
+             targets: dict[str, str | None], shipments: dict[str, Shipment], probes: dict[str, Probe],
+             subscribers: list[Subscriber], confirm: Confirm | None) -> DeploymentResult:
+    env = request.environment
+    store = ws.store
+    store.reap()
+    regions = [r.region for r in plan.regions]
+    try:
+        _check_gates(ws, env, release, kind)
+        if confirm is not None and not confirm(plan, release or "(no release)"):
+            raise HeldError("not confirmed; nothing was changed")
+        takeover = store.lock(env, owner=ws.user, reason=request.reason or f"{kind} {release}",
+                              lease=LEASE_SECONDS, pid=os.getpid())
+    except HeldError as exc:
+        deployment_id = store.start_deployment(environment=env, regions=regions, release=release,
+                                               previous_by_region={}, kind=kind, user=ws.user,
+                                               reason=request.reason, status="blocked")
+        store.finish_deployment(deployment_id, "blocked", [], summary=exc.message)
+        store.add_event("blocked", ws.user, environment=env, deployment_id=deployment_id, reason=exc.message,
+                        holder=exc.holder if isinstance(exc, LockHeld) else None)
+        raise
+    bus = EventBus(list(subscribers))
+    if takeover is not None:
+        bus.emit("lock_taken_over", environment=env, previous=takeover.previous.describe(),
+                 interrupted=takeover.previous.deployment_id)
+        store.add_event("lock_taken_over", ws.user, environment=env,
+                        deployment_id=takeover.previous.deployment_id, previous=takeover.previous.describe())
+    deployment_id = store.start_deployment(environment=env, regions=regions, release=release,
+                                           previous_by_region={}, kind=kind, user=ws.user, reason=request.reason)
+    result = DeploymentResult(deployment_id, env, kind, release, DeploymentStatus.RUNNING)
+    try:
+        store.set_lock_deployment(env, deployment_id)
+        store.add_event(f"{kind}_started", ws.user, environment=env, deployment_id=deployment_id,
+                        release=release, regions=regions)
+        bus.subscribe(StoreRecorder(store, env, deployment_id))
+        settings = ws.config.ssh_for(env, regions[0])
+        spec = RolloutSpec(
+            app=ws.config.app, environment=env, kind=kind, user=ws.user, deployment_id=deployment_id,
+            targets=targets, shipments=shipments, probes=probes,
+            max_concurrency=settings.max_concurrency or 64,
+            connect_timeout=settings.connect_timeout or 10.0,
+            command_timeout=settings.command_timeout or 600.0,
+            revert_on_failure=kind == "deploy",
+        )
+        bus.emit("deployment_started", id=deployment_id, environment=env, kind=kind, release=release,
+                 plan=plan, user=ws.user)
+        outcomes = _run_with_heartbeat(ws, env, Rollout(ws.config, spec, ws.transport(env), bus), plan)
+        result.regions = outcomes
+        result.status, result.message = _verdict(outcomes, plan)
+        previous_by_region = {o.region: _common_previous(o) for o in outcomes}
+        store.update_previous(deployment_id, previous_by_region)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        result.status = DeploymentStatus.INTERRUPTED
+        result.message = "interrupted; every host still runs a complete release. Deploy or roll back again."
+        raise
+    finally:
+        if result.status == DeploymentStatus.RUNNING:
+            result.status = DeploymentStatus.INTERRUPTED
+            result.message = result.message or "stopped by an error"
+        store.finish_deployment(deployment_id, str(result.status), result.failed_hosts, summary=result.message)
+        store.add_event(f"{kind}_finished", ws.user, environment=env, deployment_id=deployment_id,
+                        status=str(result.status), failed_hosts=result.failed_hosts)
+        store.unlock(env, only_mine=True)
+        bus.emit("deployment_finished", result=result)
+    return result
+
+
+def _common_previous(outcome: RegionOutcome) -> str | None:
+    values = Counter(h.previous for h in outcome.hosts if h.previous)
+    return values.most_common(1)[0][0] if values else None
+
+
+def _verdict(outcomes: list[RegionOutcome], plan: Plan) -> tuple[DeploymentStatus, str | None]:
+    statuses = {o.region: o.status for o in outcomes}
+    failed = [o for o in outcomes if o.status == RegionStatus.FAILED]
+    rolled = [o for o in outcomes if o.status == RegionStatus.ROLLED_BACK]
+    skipped = [o.region for o in outcomes if o.status == RegionStatus.SKIPPED]
+    later = f"; later waves not started ({', '.join(skipped)})" if skipped else ""
+    if failed:
+        return DeploymentStatus.FAILED, "; ".join(f"{o.region}: {o.message}" for o in failed) + later
+    if rolled:
+        text = "; ".join(f"{o.region}: {o.message}, switched back" for o in rolled)
+        return DeploymentStatus.ROLLED_BACK, text + later
+    if all(s == RegionStatus.SUCCEEDED for s in statuses.values()):
+        return DeploymentStatus.SUCCEEDED, None
+    return DeploymentStatus.FAILED, "not every region finished"
+
+
+def _run_with_heartbeat(ws: Workspace, env: str, rollout: Rollout, plan: Plan) -> list[RegionOutcome]:
+    """Run the rollout while a thread renews our lease; SIGTERM stops it like Ctrl-C."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(LEASE_SECONDS / 3):
+            try:
+                ws.store.heartbeat(env, LEASE_SECONDS)
+            except Exception:  # noqa: BLE001,S112 - a missed beat is retried; the lease has slack
+                continue
+
+    thread = threading.Thread(target=beat, name="conveyor-lease", daemon=True)
+    thread.start()
+    previous = signal.getsignal(signal.SIGTERM)
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return asyncio.run(rollout.run(plan))
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def describe_duration(seconds: float) -> str:
+    """A duration as people read it."""
+    return format_duration(seconds)

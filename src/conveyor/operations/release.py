@@ -1,0 +1,28 @@
+"""build and releases: turn the build output into a content-addressed release."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from conveyor.artifact import Release, build_release, git_info, run_build
+from conveyor.errors import ArtifactError
+from conveyor.operations.workspace import Workspace
+
+
+def build(ws: Workspace, *, ref: str | None = None) -> tuple[Release, bool]:
+    """Run the build command if any, then ingest `artifact.path`: (release, newly created)."""
+    artifact = ws.config.artifact
+    if artifact.build:
+        run_build(artifact.build, ws.directory)
+    source = Path(artifact.path)
+    source = source if source.is_absolute() else ws.directory / source
+    if not source.exists():
+        raise ArtifactError(f"artifact.path {artifact.path}: no such file or directory"
+                            + ("" if artifact.build else " (and no artifact.build command to make it)"))
+    git = git_info(ws.directory)
+    if git is not None and ref:
+        git = {**git, "ref": ref}
+    release, created = build_release(source, ws.artifacts, user=ws.user, now=datetime.now(UTC), git=git)
+    ws.store.record_release(release.manifest())
+    return release, created

@@ -1,0 +1,1 @@
+"""The state store: what was deployed where, by whom, and who holds each environment."""

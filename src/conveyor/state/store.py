@@ -1,0 +1,420 @@
+"""The state store: releases, deployments, host results, pointers, locks and the audit trail.
+
+SQLite by default (one file beside the config), PostgreSQL for teams; SQLAlchemy Core underneath.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from conveyor.errors import LockHeld, StateError
+from conveyor.secrets import mask
+from conveyor.state import tables as t
+from conveyor.state.liveness import pid_start_time, process_alive
+
+
+def utcnow() -> datetime:
+    """The real time (leases and records never use an injected clock)."""
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with an explicit offset, to the second."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def default_url(config_dir: Path) -> str:
+    """`sqlite:///<config dir>/.conveyor/state.db`."""
+    return f"sqlite:///{config_dir / '.conveyor' / 'state.db'}"
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """Who holds an environment, since when, and until when unless renewed."""
+
+    environment: str
+    owner: str
+    machine: str
+    pid: int | None
+    reason: str | None
+    deployment_id: int | None
+    acquired_at: str
+    heartbeat_at: str
+    expires_at: str | None
+
+    def describe(self) -> str:
+        """One sentence naming the holder."""
+        what = f"deployment #{self.deployment_id}" if self.deployment_id else "a manual lock"
+        why = f" ({self.reason})" if self.reason else ""
+        pid = f" pid {self.pid}" if self.pid else ""
+        return f"{self.environment} is locked by {self.owner} on {self.machine}{pid}, {what}{why}, since {self.acquired_at}"
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """A dead holder's lock we took over, and the deployment it left interrupted."""
+
+    previous: LockInfo
+
+
+class Store:
+    """All reads and writes of deployment state for one app."""
+
+    def __init__(self, url: str, app: str) -> None:
+        self.url = url
+        self.app = app
+        self.engine = _engine(url)
+        try:
+            t.metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise StateError(f"cannot open the state store {mask(_safe_url(url))}: {_reason(exc)}") from exc
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StateError(f"state store error: {_reason(exc)}") from exc
+
+    # -- releases ---------------------------------------------------------------------------
+    def record_release(self, manifest: dict[str, Any]) -> None:
+        """Remember a built release (idempotent)."""
+        row = {
+            "app": self.app, "id": manifest["id"], "sha256": manifest["sha256"], "size": manifest["size"],
+            "created_at": manifest["created_at"], "user": manifest["user"], "manifest": manifest,
+        }
+        with self._tx() as conn:
+            exists = conn.execute(
+                sa.select(t.releases.c.id).where(t.releases.c.app == self.app, t.releases.c.id == manifest["id"])
+            ).first()
+            if not exists:
+                conn.execute(t.releases.insert().values(**row))
+
+    # -- deployments ------------------------------------------------------------------------
+    def start_deployment(self, *, environment: str, regions: list[str], release: str | None,
+                         previous_by_region: dict[str, str | None], kind: str, user: str,
+                         reason: str | None = None, status: str = "running") -> int:
+        """Record a deployment as running and return its id."""
+        values = [v for v in previous_by_region.values() if v]
+        previous = max(set(values), key=values.count) if values else None
+        with self._tx() as conn:
+            result = conn.execute(t.deployments.insert().values(
+                app=self.app, environment=environment, regions=regions, release=release, previous=previous,
+                previous_by_region=previous_by_region, kind=kind, status=status, started_at=iso(utcnow()),
+                user=user, reason=reason, failed_hosts=[],
+            ))
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def update_previous(self, deployment_id: int, previous_by_region: dict[str, str | None]) -> None:
+        """Record what the regions ran before, once the hosts have told us."""
+        values = [v for v in previous_by_region.values() if v]
+        previous = max(set(values), key=values.count) if values else None
+        with self._tx() as conn:
+            conn.execute(t.deployments.update().where(t.deployments.c.id == deployment_id).values(
+                previous=previous, previous_by_region=previous_by_region))
+
+    def finish_deployment(self, deployment_id: int, status: str, failed_hosts: list[str],
+                          summary: str | None = None) -> None:
+        """Record how a deployment ended."""
+        with self._tx() as conn:
+            conn.execute(t.deployments.update().where(t.deployments.c.id == deployment_id).values(
+                status=status, finished_at=iso(utcnow()), failed_hosts=failed_hosts,
+                summary=mask(summary) if summary else None))
+
+    def record_host_result(self, deployment_id: int, result: dict[str, Any]) -> None:
+        """Keep one host's outcome with its deployment."""
+        tail = result.get("output_tail")
+        with self._tx() as conn:
+            conn.execute(t.host_results.insert().values(
+                deployment_id=deployment_id, host=result["host"], region=result["region"], role=result["role"],
+                status=result["status"], release=result.get("release"), previous=result.get("previous"),
+                step=result.get("step"), exit_code=result.get("exit_code"),
+                output_tail=mask(tail) if tail else None, duration=result.get("duration"),
+            ))
+
+    def host_results(self, deployment_id: int) -> list[dict[str, Any]]:
+        """Every host outcome of a deployment."""
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(t.host_results).where(t.host_results.c.deployment_id == deployment_id)
+                                .order_by(t.host_results.c.id)).mappings().all()
+        return [{k: v for k, v in row.items() if k not in {"id", "deployment_id"}} for row in rows]
+
+    def deployment(self, deployment_id: int) -> dict[str, Any] | None:
+        """One deployment as history shows it, or None."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(t.deployments).where(
+                t.deployments.c.app == self.app, t.deployments.c.id == deployment_id)).mappings().first()
+        return _deployment(row) if row else None
+
+    def history(self, environment: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Deployments, newest first."""
+        query = sa.select(t.deployments).where(t.deployments.c.app == self.app)
+        if environment:
+            query = query.where(t.deployments.c.environment == environment)
+        query = query.order_by(t.deployments.c.id.desc()).limit(limit)
+        with self._tx() as conn:
+            return [_deployment(row) for row in conn.execute(query).mappings().all()]
+
+    def succeeded_in(self, environment: str, release: str) -> bool:
+        """Whether `release` was deployed successfully to `environment` at least once."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(t.deployments.c.id).where(
+                t.deployments.c.app == self.app, t.deployments.c.environment == environment,
+                t.deployments.c.release == release, t.deployments.c.kind == "deploy",
+                t.deployments.c.status == "succeeded").limit(1)).first()
+        return row is not None
+
+    # -- where things run -------------------------------------------------------------------
+    def set_host_release(self, environment: str, host: str, region: str, role: str, release: str | None) -> None:
+        """Record what a host runs now."""
+        now = iso(utcnow())
+        with self._tx() as conn:
+            updated = conn.execute(t.host_state.update().where(
+                t.host_state.c.app == self.app, t.host_state.c.environment == environment,
+                t.host_state.c.host == host).values(region=region, role=role, release=release, updated_at=now))
+            if updated.rowcount == 0:
+                conn.execute(t.host_state.insert().values(app=self.app, environment=environment, host=host,
+                                                          region=region, role=role, release=release,
+                                                          updated_at=now))
+
+    def host_releases(self, environment: str) -> dict[str, str | None]:
+        """host name → release, as last recorded."""
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(t.host_state.c.host, t.host_state.c.release).where(
+                t.host_state.c.app == self.app, t.host_state.c.environment == environment)).all()
+        return {row.host: row.release for row in rows}
+
+    def set_pointer(self, environment: str, region: str, release: str, deployment_id: int | None) -> None:
+        """Point (environment, region) at a release."""
+        now = iso(utcnow())
+        with self._tx() as conn:
+            updated = conn.execute(t.pointers.update().where(
+                t.pointers.c.app == self.app, t.pointers.c.environment == environment,
+                t.pointers.c.region == region).values(release=release, deployment_id=deployment_id, updated_at=now))
+            if updated.rowcount == 0:
+                conn.execute(t.pointers.insert().values(app=self.app, environment=environment, region=region,
+                                                        release=release, deployment_id=deployment_id,
+                                                        updated_at=now))
+
+    def pointers(self, environment: str) -> dict[str, dict[str, Any]]:
+        """region → {release, deployment_id, updated_at}."""
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(t.pointers).where(
+                t.pointers.c.app == self.app, t.pointers.c.environment == environment)).mappings().all()
+        return {row["region"]: {"release": row["release"], "deployment_id": row["deployment_id"],
+                                "updated_at": row["updated_at"]} for row in rows}
+
+    # -- audit ------------------------------------------------------------------------------
+    def add_event(self, kind: str, user: str, *, environment: str | None = None,
+                  deployment_id: int | None = None, **data: Any) -> None:
+        """Append to the audit trail."""
+        clean = {k: mask(v) if isinstance(v, str) else v for k, v in data.items()}
+        with self._tx() as conn:
+            conn.execute(t.events.insert().values(app=self.app, at=iso(utcnow()), user=user, kind=kind,
+                                                  environment=environment, deployment_id=deployment_id,
+                                                  data=clean))
+
+    def events(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The audit trail, newest first."""
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(t.events).where(t.events.c.app == self.app)
+                                .order_by(t.events.c.id.desc()).limit(limit)).mappings().all()
+        return [dict(row) for row in rows]
+
+    # -- locks ------------------------------------------------------------------------------
+    def lock(self, environment: str, *, owner: str, reason: str | None, deployment_id: int | None = None,
+             lease: float | None = None, pid: int | None = None) -> Takeover | None:
+        """Take the environment's lock, or raise LockHeld naming its live holder.
+
+        A holder that is dead (on this machine: its process is gone; elsewhere: its lease expired) is taken
+        over at once; its deployment is marked interrupted and the takeover is returned.
+        """
+        now = utcnow()
+        machine = socket.gethostname()
+        row = {
+            "app": self.app, "environment": environment, "owner": owner, "machine": machine,
+            "pid": pid, "pid_start": pid_start_time(pid) if pid else None, "reason": reason,
+            "deployment_id": deployment_id, "acquired_at": iso(now), "heartbeat_at": iso(now),
+            "expires_at": iso(now + timedelta(seconds=lease)) if lease else None,
+        }
+        for _attempt in range(3):
+            try:
+                with self._tx() as conn:
+                    current = conn.execute(sa.select(t.locks).where(
+                        t.locks.c.app == self.app, t.locks.c.environment == environment)).mappings().first()
+                    if current is None:
+                        conn.execute(t.locks.insert().values(**row))
+                        return None
+                    if not _holder_dead(current, machine, now):
+                        info = _lock_info(current)
+                        raise LockHeld(info.describe(), holder=_lock_json(info))
+                    conn.execute(t.locks.update().where(
+                        t.locks.c.app == self.app, t.locks.c.environment == environment).values(**row))
+                    previous = _lock_info(current)
+                    if previous.deployment_id:
+                        _mark_interrupted(conn, previous.deployment_id)
+                    return Takeover(previous)
+            except StateError as exc:
+                if isinstance(exc.__cause__, IntegrityError):
+                    continue  # someone inserted between our read and write: read again
+                raise
+        raise StateError(f"could not take the lock on {environment}: too much contention")
+
+    def set_lock_deployment(self, environment: str, deployment_id: int) -> None:
+        """Tie our lock to the deployment it protects."""
+        with self._tx() as conn:
+            conn.execute(t.locks.update().where(
+                t.locks.c.app == self.app, t.locks.c.environment == environment,
+                t.locks.c.pid == os.getpid()).values(deployment_id=deployment_id))
+
+    def heartbeat(self, environment: str, lease: float) -> bool:
+        """Extend our lease; False when the lock is no longer ours."""
+        now = utcnow()
+        with self._tx() as conn:
+            result = conn.execute(t.locks.update().where(
+                t.locks.c.app == self.app, t.locks.c.environment == environment,
+                t.locks.c.machine == socket.gethostname(), t.locks.c.pid == os.getpid(),
+            ).values(heartbeat_at=iso(now), expires_at=iso(now + timedelta(seconds=lease))))
+            return result.rowcount == 1
+
+    def unlock(self, environment: str, *, only_mine: bool = False) -> LockInfo | None:
+        """Remove the environment's lock; return what it was (None if there was none)."""
+        with self._tx() as conn:
+            query = sa.select(t.locks).where(t.locks.c.app == self.app, t.locks.c.environment == environment)
+            current = conn.execute(query).mappings().first()
+            if current is None:
+                return None
+            if only_mine and (current["pid"] != os.getpid() or current["machine"] != socket.gethostname()):
+                return None
+            conn.execute(t.locks.delete().where(t.locks.c.app == self.app, t.locks.c.environment == environment))
+            return _lock_info(current)
+
+    def lock_holder(self, environment: str) -> LockInfo | None:
+        """The live holder of an environment's lock, if any."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(t.locks).where(
+                t.locks.c.app == self.app, t.locks.c.environment == environment)).mappings().first()
+        if row is None or _holder_dead(row, socket.gethostname(), utcnow()):
+            return None
+        return _lock_info(row)
+
+    def reap(self) -> list[int]:
+        """Release locks of dead holders and mark their deployments interrupted; return those ids.
+
+        Also marks `running` deployments that no lock protects any more (their holder died and the lock
+        was removed by hand) as interrupted.
+        """
+        now = utcnow()
+        machine = socket.gethostname()
+        interrupted: list[int] = []
+        with self._tx() as conn:
+            for row in conn.execute(sa.select(t.locks).where(t.locks.c.app == self.app)).mappings().all():
+                if _holder_dead(row, machine, now):
+                    conn.execute(t.locks.delete().where(t.locks.c.app == self.app,
+                                                        t.locks.c.environment == row["environment"]))
+                    if row["deployment_id"] and _mark_interrupted(conn, row["deployment_id"]):
+                        interrupted.append(row["deployment_id"])
+            protected = {row.deployment_id for row in conn.execute(
+                sa.select(t.locks.c.deployment_id).where(t.locks.c.app == self.app)).all()}
+            for row in conn.execute(sa.select(t.deployments.c.id).where(
+                    t.deployments.c.app == self.app, t.deployments.c.status == "running")).all():
+                if row.id not in protected and _mark_interrupted(conn, row.id):
+                    interrupted.append(row.id)
+        return interrupted
+
+
+def _mark_interrupted(conn: Connection, deployment_id: int) -> bool:
+    result = conn.execute(t.deployments.update().where(
+        t.deployments.c.id == deployment_id, t.deployments.c.status == "running").values(
+        status="interrupted", finished_at=iso(utcnow())))
+    return result.rowcount == 1
+
+
+def _holder_dead(row: Any, machine: str, now: datetime) -> bool:
+    if row["pid"] is None:
+        return False  # a manual lock lasts until someone unlocks it
+    if row["machine"] == machine:
+        return not process_alive(row["pid"], row["pid_start"])
+    expires = row["expires_at"]
+    return bool(expires) and datetime.fromisoformat(expires) < now
+
+
+def _lock_info(row: Any) -> LockInfo:
+    return LockInfo(environment=row["environment"], owner=row["owner"], machine=row["machine"], pid=row["pid"],
+                    reason=row["reason"], deployment_id=row["deployment_id"], acquired_at=row["acquired_at"],
+                    heartbeat_at=row["heartbeat_at"], expires_at=row["expires_at"])
+
+
+def _lock_json(info: LockInfo) -> dict[str, Any]:
+    return {"environment": info.environment, "owner": info.owner, "machine": info.machine, "pid": info.pid,
+            "reason": info.reason, "deployment_id": info.deployment_id, "since": info.acquired_at,
+            "expires_at": info.expires_at}
+
+
+def lock_json(info: LockInfo) -> dict[str, Any]:
+    """A lock as JSON."""
+    return _lock_json(info)
+
+
+def _deployment(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"], "environment": row["environment"], "regions": list(row["regions"] or []),
+        "release": row["release"], "previous": row["previous"], "kind": row["kind"], "status": row["status"],
+        "started_at": row["started_at"], "finished_at": row["finished_at"], "user": row["user"],
+        "failed_hosts": list(row["failed_hosts"] or []), "reason": row["reason"],
+        "previous_by_region": dict(row["previous_by_region"] or {}), "summary": row["summary"],
+    }
+
+
+def _engine(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite:///"):
+            path = Path(url[len("sqlite:///"):])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+            @sa.event.listens_for(engine, "connect")
+            def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+                dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+                dbapi_connection.execute("PRAGMA journal_mode=WAL")
+                dbapi_connection.execute("PRAGMA busy_timeout=30000")
+
+            @sa.event.listens_for(engine, "begin")
+            def _on_begin(conn: Connection) -> None:
+                # Take the write lock up front: lock acquisition reads then writes, and must not race.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+            return engine
+        return sa.create_engine(url, pool_pre_ping=True)
+    except (SQLAlchemyError, ValueError, ImportError, OSError) as exc:
+        raise StateError(f"cannot use the state store {mask(_safe_url(url))}: {_reason(exc)}") from exc
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparseable URL is shown as given, masked
+        return url
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    return mask(text)

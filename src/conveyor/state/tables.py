@@ -1,0 +1,117 @@
+"""The state store's tables (SQLAlchemy Core). Every row is keyed by app so apps can share a store."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+releases = Table(
+    "releases", metadata,
+    Column("app", String(64), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("user", String(200), nullable=False),
+    Column("manifest", JSON, nullable=False),
+)
+
+deployments = Table(
+    "deployments", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("app", String(64), nullable=False),
+    Column("environment", String(64), nullable=False),
+    Column("regions", JSON, nullable=False),
+    Column("release", String(64)),
+    Column("previous", String(64)),
+    Column("previous_by_region", JSON, nullable=False, default=dict),
+    Column("kind", String(16), nullable=False),       # deploy | rollback
+    Column("status", String(16), nullable=False),     # see DeploymentStatus
+    Column("started_at", String(40), nullable=False),
+    Column("finished_at", String(40)),
+    Column("user", String(200), nullable=False),
+    Column("reason", Text),
+    Column("failed_hosts", JSON, nullable=False, default=list),
+    Column("summary", Text),
+    Index("ix_deployments_app_env", "app", "environment"),
+)
+
+host_results = Table(
+    "host_results", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment_id", Integer, ForeignKey("deployments.id"), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("role", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("release", String(64)),
+    Column("previous", String(64)),
+    Column("step", String(32)),
+    Column("exit_code", Integer),
+    Column("output_tail", Text),
+    Column("duration", Float),
+    Index("ix_host_results_deployment", "deployment_id"),
+)
+
+# What each host runs, as last seen by a deployment or by `status --verify`.
+host_state = Table(
+    "host_state", metadata,
+    Column("app", String(64), primary_key=True),
+    Column("environment", String(64), primary_key=True),
+    Column("host", String(255), primary_key=True),
+    Column("region", String(64), nullable=False),
+    Column("role", String(64), nullable=False),
+    Column("release", String(64)),
+    Column("updated_at", String(40), nullable=False),
+)
+
+# The release each (environment, region) should run: the source of truth for new hosts.
+pointers = Table(
+    "pointers", metadata,
+    Column("app", String(64), primary_key=True),
+    Column("environment", String(64), primary_key=True),
+    Column("region", String(64), primary_key=True),
+    Column("release", String(64), nullable=False),
+    Column("deployment_id", Integer),
+    Column("updated_at", String(40), nullable=False),
+)
+
+locks = Table(
+    "locks", metadata,
+    Column("app", String(64), primary_key=True),
+    Column("environment", String(64), primary_key=True),
+    Column("owner", String(200), nullable=False),      # the user
+    Column("machine", String(255), nullable=False),
+    Column("pid", Integer),                            # null for a manual lock
+    Column("pid_start", String(32)),                   # guards against pid reuse
+    Column("reason", Text),
+    Column("deployment_id", Integer),
+    Column("acquired_at", String(40), nullable=False),
+    Column("heartbeat_at", String(40), nullable=False),
+    Column("expires_at", String(40)),                  # null: held until unlocked
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("app", String(64), nullable=False),
+    Column("at", String(40), nullable=False),
+    Column("user", String(200), nullable=False),
+    Column("environment", String(64)),
+    Column("kind", String(40), nullable=False),
+    Column("deployment_id", Integer),
+    Column("data", JSON, nullable=False, default=dict),
+    Index("ix_events_app_at", "app", "at"),
+)

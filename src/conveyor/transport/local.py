@@ -1,0 +1,118 @@
+"""The local transport: a host is a directory, and host scripts run with `sh` on this machine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from conveyor.errors import TransportError
+from conveyor.inventory import Host
+from conveyor.transport.base import Completed
+
+_CHUNK = 1 << 20
+
+
+class LocalConnection:
+    """Runs command lines with `sh -c` in the host's directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    async def run(self, command: str, *, stdin: Path | None = None, timeout: float | None = None) -> Completed:
+        """Run a command line in a new process group, so a timeout can stop everything it started."""
+        proc = await asyncio.create_subprocess_exec(
+            "sh", "-c", command,
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=self.root,
+            start_new_session=True,
+        )
+
+        async def feed() -> None:
+            assert proc.stdin is not None
+            try:
+                with open(stdin, "rb") as source:  # noqa: ASYNC230 - local files, chunked
+                    while chunk := source.read(_CHUNK):
+                        proc.stdin.write(chunk)
+                        await proc.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the script stopped reading; its exit code says why
+            finally:
+                proc.stdin.close()
+
+        async def communicate() -> bytes:
+            assert proc.stdout is not None
+            feeder = asyncio.create_task(feed()) if stdin else None
+            output = await proc.stdout.read()
+            if feeder:
+                await feeder
+            await proc.wait()
+            return output
+
+        try:
+            output = await asyncio.wait_for(communicate(), timeout)
+        except TimeoutError:
+            _kill_group(proc.pid)
+            await proc.wait()
+            return Completed(exit_code=124, output=f"timed out after {timeout:g}s", timed_out=True)
+        except asyncio.CancelledError:
+            _kill_group(proc.pid)
+            raise
+        assert proc.returncode is not None
+        return Completed(exit_code=proc.returncode, output=output.decode("utf-8", "replace"))
+
+    async def http_get(self, url: str, timeout: float) -> tuple[int, str]:
+        """GET a URL from this machine (a local host shares the controller's network)."""
+        return await asyncio.to_thread(_get, url, timeout)
+
+    async def close(self) -> None:
+        """Nothing to release for a local directory."""
+
+
+def _get(url: str, timeout: float) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"User-Agent": "conveyor-check"})  # noqa: S310 - http(s) only
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - validated scheme
+            return int(response.status), response.read(1 << 20).decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        body = exc.read(1 << 20).decode("utf-8", "replace") if exc.fp else ""
+        return int(exc.code), body
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TransportError(f"{url}: {reason}") from exc
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class LocalTransport:
+    """Hosts are directories under `root/<env>/<region>/<host>`; `deploy_to` lives inside each."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def host_dir(self, host: Host) -> Path:
+        """The directory that stands for a host."""
+        return self.root / host.environment / host.region / host.name
+
+    async def connect(self, host: Host) -> LocalConnection:
+        """Make the host's directory if needed and return a connection to it."""
+        directory = self.host_dir(host)
+        directory.mkdir(parents=True, exist_ok=True)
+        return LocalConnection(directory)
+
+    def deploy_path(self, host: Host, deploy_to: str) -> str:
+        """`deploy_to` inside the host's directory."""
+        return str(self.host_dir(host).resolve() / deploy_to.lstrip("/"))
+
+    async def aclose(self) -> None:
+        """Nothing shared to close."""
