@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
     def validate(ctx: typer.Context, config: str | None = ConfigOption, as_json: bool = JsonOption) -> None:
         """Check the config: exit 0, or exit 2 with FILE:LINE: field.path: message lines."""
         ws = workspace(ctx, config)
-        summary = {
+        summary: dict[str, Any] = {
             "valid": True, "file": str(ws.loaded.path), "app": ws.config.app,
             "environments": {name: {"regions": list(env.regions),
                                     "hosts": sum(len(h) for r in env.regions.values() for h in r.hosts.values())}

@@ -41,7 +41,7 @@ class Display:
         what = f"; deployment #{interrupted} marked interrupted" if interrupted else ""
         self.line(f"took over the lock of {environment} from a dead holder ({previous}){what}", "yellow")
 
-    def on_deployment_started(self, id: int, environment: str, kind: str, release: str | None,  # noqa: A002
+    def on_deployment_started(self, id: int, environment: str, kind: str, release: str | None,
                               plan: Plan, user: str, **_: Any) -> None:
         """Announce the deployment and start the progress bars."""
         self.line(f"{kind} #{id}: {release} to {environment} by {user}: {len(plan.hosts)} host(s) in "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
@@ -80,8 +80,8 @@ def register(app: typer.Typer) -> None:
             for host in detail["hosts"]:
                 table.add_row(host["host"], host["region"], host["role"], host["status"], host["release"] or "-",
                               host["step"] or "", "" if host["exit_code"] is None else str(host["exit_code"]),
-                              (host.get("output_tail") or "").splitlines()[-1:] and
-                              (host["output_tail"].splitlines()[-1]) or "")
+                              ((host.get("output_tail") or "").splitlines()[-1:] and
+                              (host["output_tail"].splitlines()[-1])) or "")
             out.print(table)
             return
         document = read_history(ws, environment, number)
@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
         if environment:
             ws.environment(environment)
         try:
-            moment = parse_at(at, datetime.now().astimezone().tzinfo) if at else now()
+            moment = parse_at(at, datetime.now().astimezone().tzinfo or UTC) if at else now()
         except ValueError as exc:
             raise UsageError(f"--at: {exc}") from None
         docs = []
@@ -148,6 +148,7 @@ def register(app: typer.Typer) -> None:
             state = "[green]open[/green]" if doc["open"] else "[red]closed[/red]"
             out.print(f"{doc['environment']}: {doc['window'] or '(none)'} {state} — {doc['rule']}")
             for key in ("next_open", "next_close"):
-                if doc.get(key):
-                    local = datetime.fromisoformat(doc[key]).astimezone()
-                    out.print(f"  {key.replace('_', ' ')}: {doc[key]} (your time {local.isoformat()})")
+                value = doc.get(key)
+                if isinstance(value, str):
+                    local = datetime.fromisoformat(value).astimezone()
+                    out.print(f"  {key.replace('_', ' ')}: {value} (your time {local.isoformat()})")

@@ -55,11 +55,11 @@ def cross_check(config: Config) -> list[Problem]:
             if missing:
                 problems.append(((*base, "waves"), f"regions in no wave would never deploy: {', '.join(missing)}"))
         host_seen: dict[str, tuple[str, str]] = {}
-        for region_name, region in env.regions.items():
+        for region_name, region_spec in env.regions.items():
             rbase = (*base, "regions", region_name)
-            if not any(region.hosts.values()):
+            if not any(region_spec.hosts.values()):
                 problems.append(((*rbase, "hosts"), "a region needs at least one host"))
-            for role, hosts in region.hosts.items():
+            for role, hosts in region_spec.hosts.items():
                 if role not in config.roles:
                     problems.append(
                         ((*rbase, "hosts", role), f"unknown role {role!r}; known: {', '.join(config.roles)}")

@@ -49,7 +49,7 @@ def format_duration(seconds: float) -> str:
     """A short human form of a number of seconds: `1.2s`, `5m`, `1h30m`."""
     if seconds < 60:
         return f"{seconds:.1f}s" if seconds % 1 else f"{int(seconds)}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
     return "".join(parts) or "0s"
@@ -71,10 +71,7 @@ class Amount:
 
     def of(self, total: int, *, at_least_one: bool = False) -> int:
         """How many hosts this amount is out of `total`."""
-        if self.percent:
-            count = math.floor(total * self.value / 100.0 + 1e-9)
-        else:
-            count = int(self.value)
+        count = math.floor(total * self.value / 100.0 + 1e-09) if self.percent else int(self.value)
         if at_least_one and total > 0:
             count = max(1, count)
         return min(count, total)

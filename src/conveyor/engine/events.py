@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,12 +17,13 @@ class Event:
 
 
 Subscriber = Callable[[Event], None]
+"""Anything called with each event: a function, or an object with __call__."""
 
 
 class EventBus:
     """Delivers events to subscribers in order; a failing subscriber is reported, never fatal."""
 
-    def __init__(self, subscribers: list[Subscriber] | None = None,
+    def __init__(self, subscribers: Sequence[Subscriber] | None = None,
                  on_error: Callable[[Subscriber, Exception], None] | None = None) -> None:
         self.subscribers: list[Subscriber] = list(subscribers or [])
         self.on_error = on_error or _report
@@ -38,7 +39,7 @@ class EventBus:
         for subscriber in self.subscribers:
             try:
                 subscriber(event)
-            except Exception as exc:  # noqa: BLE001 - a listener must never fail a deployment
+            except Exception as exc:
                 self.errors.append((getattr(subscriber, "__qualname__", repr(subscriber)), str(exc)))
                 self.on_error(subscriber, exc)
 

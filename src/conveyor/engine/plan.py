@@ -102,7 +102,7 @@ def make_plan(config: Config, env: str, hosts: dict[str, list[Host]], *, regions
                 skipped.append(region)
                 continue
             role_plans = []
-            for role_name, role in config.roles.items():
+            for role_name, role_spec in config.roles.items():
                 if roles and role_name not in roles:
                     continue
                 members = [h for h in hosts.get(region, []) if h.role == role_name]
@@ -110,8 +110,8 @@ def make_plan(config: Config, env: str, hosts: dict[str, list[Host]], *, regions
                     continue
                 role_plans.append(RolePlan(
                     role=role_name,
-                    batches=tuple(batches_for(members, role.canary, role.batch)),
-                    max_failures=role.max_failures.of(len(members)),
+                    batches=tuple(batches_for(members, role_spec.canary, role_spec.batch)),
+                    max_failures=role_spec.max_failures.of(len(members)),
                 ))
             if role_plans:
                 plans.append(RegionPlan(region, tuple(role_plans)))

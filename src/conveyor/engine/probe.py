@@ -41,7 +41,7 @@ class Probe:
             return False
         for entry in reversed(self.journal):
             if entry.get("release") == release:
-                return entry.get("event") == "ready"
+                return bool(entry.get("event") == "ready")
         return False
 
 

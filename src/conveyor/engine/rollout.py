@@ -7,6 +7,7 @@ Every host's outcome is collected; a region that fails beyond `max_failures` is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -76,10 +77,8 @@ class Connections:
     async def close(self) -> None:
         """Close every connection; a failure to close is not worth reporting."""
         for connection in self._open.values():
-            try:
+            with contextlib.suppress(Exception):  # closing is best effort
                 await connection.close()
-            except Exception:  # noqa: BLE001,S110 - closing is best effort
-                pass
         self._open.clear()
 
 

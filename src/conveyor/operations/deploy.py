@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,22 +86,19 @@ def _check_gates(ws: Workspace, env: str, release: str | None, kind: str) -> Non
         raise HeldError(f"{env} is held: {gate['detail']}")
 
 
-def deploy(ws: Workspace, request: Request, *, subscribers: list[Subscriber], confirm: Confirm | None = None,
+def deploy(ws: Workspace, request: Request, *, subscribers: Sequence[Subscriber], confirm: Confirm | None = None,
            build: Callable[[], Release] | None = None) -> DeploymentResult:
     """Deploy a release (built now when none is named) to an environment."""
     ws.environment(request.environment)
     plan = plan_for(ws, request)
-    if request.release is None and build is not None:
-        release = build()
-    else:
-        release = resolve_release(ws, request.release)
+    release = build() if request.release is None and build is not None else resolve_release(ws, request.release)
     ws.store.record_release(release.manifest())
     targets: dict[str, str | None] = {r.region: release.id for r in plan.regions}
     shipments = {release.id: Shipment(release.id, release.sha256, release.path)}
     return _execute(ws, request, plan, "deploy", release.id, targets, shipments, {}, subscribers, confirm)
 
 
-def rollback(ws: Workspace, request: Request, *, subscribers: list[Subscriber],
+def rollback(ws: Workspace, request: Request, *, subscribers: Sequence[Subscriber],
              confirm: Confirm | None = None) -> DeploymentResult:
     """Switch regions back to their previous release (the one still on the hosts), or to `--to`."""
     ws.environment(request.environment)
@@ -146,7 +143,7 @@ def _single(targets: dict[str, str | None]) -> str | None:
 
 def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: str | None,
              targets: dict[str, str | None], shipments: dict[str, Shipment], probes: dict[str, Probe],
-             subscribers: list[Subscriber], confirm: Confirm | None) -> DeploymentResult:
+             subscribers: Sequence[Subscriber], confirm: Confirm | None) -> DeploymentResult:
     env = request.environment
     store = ws.store
     store.reap()
@@ -240,7 +237,7 @@ def _run_with_heartbeat(ws: Workspace, env: str, rollout: Rollout, plan: Plan) -
         while not stop.wait(LEASE_SECONDS / 3):
             try:
                 ws.store.heartbeat(env, LEASE_SECONDS)
-            except Exception:  # noqa: BLE001,S112 - a missed beat is retried; the lease has slack
+            except Exception:  # noqa: S112 - a missed beat is retried; the lease has slack
                 continue
 
     thread = threading.Thread(target=beat, name="conveyor-lease", daemon=True)

@@ -58,7 +58,8 @@ class LockInfo:
         what = f"deployment #{self.deployment_id}" if self.deployment_id else "a manual lock"
         why = f" ({self.reason})" if self.reason else ""
         pid = f" pid {self.pid}" if self.pid else ""
-        return f"{self.environment} is locked by {self.owner} on {self.machine}{pid}, {what}{why}, since {self.acquired_at}"
+        return (f"{self.environment} is locked by {self.owner} on {self.machine}{pid}, {what}{why}, "
+                f"since {self.acquired_at}")
 
 
 @dataclass(frozen=True)
@@ -334,10 +335,11 @@ class Store:
                         interrupted.append(row["deployment_id"])
             protected = {row.deployment_id for row in conn.execute(
                 sa.select(t.locks.c.deployment_id).where(t.locks.c.app == self.app)).all()}
-            for row in conn.execute(sa.select(t.deployments.c.id).where(
-                    t.deployments.c.app == self.app, t.deployments.c.status == "running")).all():
-                if row.id not in protected and _mark_interrupted(conn, row.id):
-                    interrupted.append(row.id)
+            running = conn.execute(sa.select(t.deployments.c.id).where(
+                t.deployments.c.app == self.app, t.deployments.c.status == "running")).scalars().all()
+            for deployment_id in running:
+                if deployment_id not in protected and _mark_interrupted(conn, deployment_id):
+                    interrupted.append(deployment_id)
         return interrupted
 
 
@@ -411,7 +413,7 @@ def _engine(url: str) -> Engine:
 def _safe_url(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparseable URL is shown as given, masked
+    except Exception:
         return url
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import urllib.error
@@ -33,10 +34,10 @@ class LocalConnection:
             start_new_session=True,
         )
 
-        async def feed() -> None:
+        async def feed(source_path: Path) -> None:
             assert proc.stdin is not None
             try:
-                with open(stdin, "rb") as source:  # noqa: ASYNC230 - local files, chunked
+                with open(source_path, "rb") as source:
                     while chunk := source.read(_CHUNK):
                         proc.stdin.write(chunk)
                         await proc.stdin.drain()
@@ -47,7 +48,7 @@ class LocalConnection:
 
         async def communicate() -> bytes:
             assert proc.stdout is not None
-            feeder = asyncio.create_task(feed()) if stdin else None
+            feeder = asyncio.create_task(feed(stdin)) if stdin else None
             output = await proc.stdout.read()
             if feeder:
                 await feeder
@@ -88,10 +89,8 @@ def _get(url: str, timeout: float) -> tuple[int, str]:
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class LocalTransport:
