@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.artifact import Release
-from conveyor.config.values import format_duration
 from conveyor.engine.events import EventBus, Subscriber
 from conveyor.engine.plan import Plan, make_plan
 from conveyor.engine.probe import Probe
 from conveyor.engine.results import DeploymentResult, DeploymentStatus, RegionOutcome, RegionStatus
 from conveyor.engine.rollout import Rollout, RolloutSpec, Shipment, survey
-from conveyor.errors import HeldError, LockHeld, PromotionRefused, UsageError
+from conveyor.errors import DeploymentFailed, HeldError, LockHeld, PromotionRefused, UsageError
 from conveyor.gates.windows import evaluate, now
 from conveyor.operations.recording import StoreRecorder
 from conveyor.operations.workspace import Workspace
@@ -195,7 +194,7 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
     except (KeyboardInterrupt, asyncio.CancelledError):
         result.status = DeploymentStatus.INTERRUPTED
         result.message = "interrupted; every host still runs a complete release. Deploy or roll back again."
-        raise
+        raise DeploymentFailed(result.message, result) from None
     finally:
         if result.status == DeploymentStatus.RUNNING:
             result.status = DeploymentStatus.INTERRUPTED
@@ -230,7 +229,7 @@ def _verdict(outcomes: list[RegionOutcome], plan: Plan) -> tuple[DeploymentStatu
 
 
 def _run_with_heartbeat(ws: Workspace, env: str, rollout: Rollout, plan: Plan) -> list[RegionOutcome]:
-    """Run the rollout while a thread renews our lease; SIGTERM stops it like Ctrl-C."""
+    """Run the rollout while a thread renews our lease; SIGTERM cancels it cleanly, like Ctrl-C."""
     stop = threading.Event()
 
     def beat() -> None:
@@ -240,25 +239,23 @@ def _run_with_heartbeat(ws: Workspace, env: str, rollout: Rollout, plan: Plan) -
             except Exception:  # noqa: S112 - a missed beat is retried; the lease has slack
                 continue
 
+    async def main() -> list[RegionOutcome]:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        handled = threading.current_thread() is threading.main_thread() and task is not None
+        if handled:
+            assert task is not None
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await rollout.run(plan)
+        finally:
+            if handled:
+                loop.remove_signal_handler(signal.SIGTERM)
+
     thread = threading.Thread(target=beat, name="conveyor-lease", daemon=True)
     thread.start()
-    previous = signal.getsignal(signal.SIGTERM)
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        signal.signal(signal.SIGTERM, _terminate)
     try:
-        return asyncio.run(rollout.run(plan))
+        return asyncio.run(main())
     finally:
         stop.set()
         thread.join(timeout=5)
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _terminate(_signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def describe_duration(seconds: float) -> str:
-    """A duration as people read it."""
-    return format_duration(seconds)
