@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; turn every user error into a message and its exit code."""
     wants_json = "--json" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ConveyorError as exc:
         _fail(str(exc), exc.exit_code, wants_json, getattr(exc, "result", None))
     except click.exceptions.Abort:

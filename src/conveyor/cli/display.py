@@ -22,7 +22,6 @@ class Display:
         self.live = live
         self.progress: Progress | None = None
         self.tasks: dict[str, TaskID] = {}
-        self.failed: dict[str, int] = {}
         self.started = time.monotonic()
 
     def line(self, text: str, style: str | None = None) -> None:
@@ -70,20 +69,20 @@ class Display:
     def on_host_finished(self, outcome: HostOutcome, **_: Any) -> None:
         """A host is done (or was switched back)."""
         host = outcome.host
-        if outcome.error:
-            self.failed[host.region] = self.failed.get(host.region, 0) + (0 if outcome.moved is False and
-                                                                         outcome.status == "rolled_back" else 1)
+        where = f"  {host.region}/{host.name}"
+        if outcome.status == "rolled_back":
+            self.line(f"{where} {outcome.note}", "yellow")
+            return
+        if outcome.failed:
             detail = f" (exit {outcome.exit_code})" if outcome.exit_code is not None else ""
-            self.line(f"  {host.region}/{host.name} {outcome.status} at {outcome.step}{detail}: {outcome.error}",
-                      "red")
-            if outcome.output_tail:
-                for text in outcome.output_tail.splitlines()[-5:]:
-                    self.line(f"      | {text}", "dim")
+            self.line(f"{where} failed at {outcome.step}{detail}: {outcome.error}"
+                      + (f"; {outcome.note}" if outcome.note else ""), "red")
+            for text in outcome.output_tail.splitlines()[-5:]:
+                self.line(f"      | {text}", "dim")
         elif not self.live:
-            note = " (unchanged)" if outcome.status == "unchanged" else ""
-            self.line(f"  {host.region}/{host.name} {outcome.status} {outcome.release or ''}{note} "
-                      f"in {outcome.duration:.1f}s")
-        if self.progress and host.region in self.tasks and outcome.status != "rolled_back":
+            note = " (already there)" if outcome.status == "unchanged" else ""
+            self.line(f"{where} {outcome.status} {outcome.release or ''}{note} in {outcome.duration:.1f}s")
+        if self.progress and host.region in self.tasks:
             self.progress.advance(self.tasks[host.region])
 
     def on_region_rolling_back(self, region: str, hosts: list[str], **_: Any) -> None:

@@ -76,12 +76,11 @@ def register(app: typer.Typer) -> None:
                       f"({', '.join(detail['regions'])}) by {detail['user']}: {detail['status']}")
             if detail["summary"]:
                 out.print(detail["summary"], markup=False)
-            table = Table("host", "region", "role", "status", "release", "step", "exit", "error", box=None)
+            table = Table("host", "region", "role", "status", "release", "step", "exit", "detail", box=None)
             for host in detail["hosts"]:
+                text = "; ".join(part for part in (host.get("error"), host.get("note")) if part)
                 table.add_row(host["host"], host["region"], host["role"], host["status"], host["release"] or "-",
-                              host["step"] or "", "" if host["exit_code"] is None else str(host["exit_code"]),
-                              ((host.get("output_tail") or "").splitlines()[-1:] and
-                              (host["output_tail"].splitlines()[-1])) or "")
+                              host["step"] or "", "" if host["exit_code"] is None else str(host["exit_code"]), text)
             out.print(table)
             return
         document = read_history(ws, environment, number)

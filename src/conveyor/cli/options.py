@@ -24,13 +24,13 @@ def workspace(ctx: typer.Context, config: str | None) -> Workspace:
 
 
 def stdout() -> Console:
-    """A console for results."""
-    return Console(highlight=False, soft_wrap=True)
+    """A console for results; wide when not a terminal, so logs keep whole release ids."""
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def stderr() -> Console:
     """A console for progress and messages."""
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
 
 def print_json(document: Any) -> None:

@@ -56,11 +56,8 @@ class HostOutcome:
     duration: float = 0.0
     moved: bool = False               # current was switched by this deployment
     transferred: bool = False
-
-    @property
-    def failed(self) -> bool:
-        """Whether this host counts as a failure (rolled back individually or not)."""
-        return self.error is not None
+    failed: bool = False              # a step failed here (it may have been switched back since)
+    note: str | None = None           # what happened after: switched back, alone or with its region
 
     def to_json(self) -> dict[str, Any]:
         """The host's outcome as stored and printed."""
@@ -69,7 +66,7 @@ class HostOutcome:
             "status": str(self.status), "release": self.release, "previous": self.previous,
             "step": self.step, "exit_code": self.exit_code, "error": self.error,
             "output_tail": self.output_tail, "duration": round(self.duration, 3),
-            "transferred": self.transferred,
+            "transferred": self.transferred, "failed": self.failed, "note": self.note,
         }
 
 

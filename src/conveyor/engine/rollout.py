@@ -178,6 +178,7 @@ class Rollout:
             try:
                 await self._move(outcome, target)
             except StepFailed as exc:
+                outcome.failed = True
                 outcome.status = HostStatus.FAILED
                 outcome.step = exc.step
                 outcome.error = mask(str(exc))
@@ -185,6 +186,7 @@ class Rollout:
                     outcome.exit_code = exc.completed.exit_code
                     outcome.output_tail = mask(tail(exc.completed.output))
             except TransportError as exc:
+                outcome.failed = True
                 outcome.status = HostStatus.FAILED
                 outcome.step = outcome.step or "connect"
                 outcome.error = mask(exc.message)
@@ -192,9 +194,10 @@ class Rollout:
             self.bus.emit("host_finished", outcome=outcome)
 
     async def _run(self, outcome: HostOutcome, step: str, command: str, *, stdin: Path | None = None,
-                   timeout: float | None = None) -> Completed:
+                   timeout: float | None = None, track: bool = True) -> Completed:
         connection = await self.connections.get(outcome.host)
-        outcome.step = step
+        if track:
+            outcome.step = step
         self.bus.emit("host_step", host=outcome.host.name, region=outcome.host.region, step=step)
         return await connection.run(command, stdin=stdin, timeout=timeout or self.spec.command_timeout)
 
@@ -238,7 +241,8 @@ class Rollout:
         outcome.status = HostStatus.SUCCEEDED
         outcome.step = None
 
-    async def _activate(self, outcome: HostOutcome, release: str | None, kind: str, previous: str | None) -> None:
+    async def _activate(self, outcome: HostOutcome, release: str | None, kind: str, previous: str | None,
+                        *, track: bool = True) -> None:
         host = outcome.host
         deploy_to = self._deploy_to(host)
         role = self.config.roles[host.role]
@@ -252,7 +256,7 @@ class Rollout:
         env = self._env(host, release, previous, kind, deploy_to)
         done = await self._run(outcome, "switch", commands.activate(
             deploy_to, release or "", json.dumps(entry, sort_keys=True), json.dumps(ready, sort_keys=True),
-            role.restart or "", env))
+            role.restart or "", env), track=track)
         step = last_step(done.output) or "switch"
         if step in {"restart", "done"}:
             outcome.moved = outcome.moved or kind == self.spec.kind
@@ -321,19 +325,21 @@ class Rollout:
         """Switch a host that moved back to what it ran before, and restart it."""
         host = outcome.host
         self.bus.emit("host_reverting", host=host.name, region=host.region, to=outcome.previous)
+        alone = outcome.failed
         try:
             async with self.semaphore:
-                await self._activate(outcome, outcome.previous, "rollback", outcome.target)
+                await self._activate(outcome, outcome.previous, "rollback", outcome.target, track=False)
         except (StepFailed, TransportError) as exc:
             message = exc.message if isinstance(exc, TransportError) else str(exc)
-            outcome.error = f"{outcome.error}; switching back failed: {mask(message)}"
+            outcome.note = f"switching back to {outcome.previous or '(nothing)'} failed: {mask(message)}"
+            outcome.failed = True
             self.bus.emit("host_finished", outcome=outcome)
             return
         outcome.moved = False
         outcome.release = outcome.previous
         outcome.status = HostStatus.ROLLED_BACK
-        if outcome.error is None:
-            outcome.error = "rolled back with its region"
+        outcome.note = (f"switched back to {outcome.previous or '(nothing: first deploy)'}"
+                        + ("" if alone else " with its region"))
         self.bus.emit("host_finished", outcome=outcome)
 
 

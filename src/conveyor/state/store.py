@@ -143,13 +143,18 @@ class Store:
     def record_host_result(self, deployment_id: int, result: dict[str, Any]) -> None:
         """Keep one host's outcome with its deployment."""
         tail = result.get("output_tail")
+        values = {
+            "region": result["region"], "role": result["role"], "status": result["status"],
+            "release": result.get("release"), "previous": result.get("previous"), "step": result.get("step"),
+            "exit_code": result.get("exit_code"), "output_tail": mask(tail) if tail else None,
+            "duration": result.get("duration"), "error": mask(result["error"]) if result.get("error") else None,
+            "note": result.get("note"), "transferred": bool(result.get("transferred")),
+        }
         with self._tx() as conn:
-            conn.execute(t.host_results.insert().values(
-                deployment_id=deployment_id, host=result["host"], region=result["region"], role=result["role"],
-                status=result["status"], release=result.get("release"), previous=result.get("previous"),
-                step=result.get("step"), exit_code=result.get("exit_code"),
-                output_tail=mask(tail) if tail else None, duration=result.get("duration"),
-            ))
+            where = (t.host_results.c.deployment_id == deployment_id) & (t.host_results.c.host == result["host"])
+            if conn.execute(t.host_results.update().where(where).values(**values)).rowcount == 0:
+                conn.execute(t.host_results.insert().values(deployment_id=deployment_id, host=result["host"],
+                                                            **values))
 
     def host_results(self, deployment_id: int) -> list[dict[str, Any]]:
         """Every host outcome of a deployment."""

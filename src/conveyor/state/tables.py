@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     JSON,
     Column,
     Float,
@@ -61,6 +62,9 @@ host_results = Table(
     Column("step", String(32)),
     Column("exit_code", Integer),
     Column("output_tail", Text),
+    Column("error", Text),
+    Column("note", Text),
+    Column("transferred", Boolean, nullable=False, default=False),
     Column("duration", Float),
     Index("ix_host_results_deployment", "deployment_id"),
 )
