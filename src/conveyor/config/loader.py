@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from conveyor.config.models import Config
 from conveyor.config.semantics import cross_check
+from conveyor.config.values import describe
 from conveyor.errors import ConfigError, ConfigProblem
 from conveyor.secrets import register_secret
 
@@ -38,9 +39,26 @@ class _LineLoader(yaml.SafeLoader):
     """A YAML loader that refuses duplicate keys (a common copy-paste mistake)."""
 
 
+# A real conveyor.yml has hundreds of values, a large one tens of thousands. Aliases (`*name`) re-use a
+# node without copying it, so a few lines can nest into billions of values ("billion laughs"): we stop
+# expanding long before that and report it instead of hanging.
+MAX_NODES = 200_000
+
+
+class _TooLarge(Exception):
+    """The document expands (through aliases) into more values than any config needs."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
 def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: list[tuple[Path_, int, str]],
-               env: dict[str, str]) -> Any:
+               env: dict[str, str], budget: list[int]) -> Any:
     """Python data from a composed YAML node, recording the line of every path."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooLarge(node.start_mark.line + 1)
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
@@ -54,12 +72,14 @@ def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: 
                 continue
             child = (*path, key)
             if key in out:
-                problems.append((child, key_node.start_mark.line + 1, f"duplicate key {key!r}"))
-            lines[child] = key_node.start_mark.line + 1
-            out[key] = _construct(value_node, child, lines, problems, env)
+                problems.append((child, key_node.start_mark.line + 1,
+                                 f"duplicate key {key!r} (first at line {lines[child]})"))
+            else:
+                lines[child] = key_node.start_mark.line + 1
+            out[key] = _construct(value_node, child, lines, problems, env, budget)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*path, i), lines, problems, env) for i, item in enumerate(node.value)]
+        return [_construct(item, (*path, i), lines, problems, env, budget) for i, item in enumerate(node.value)]
     value = _LOADER.construct_object(node, deep=True)
     if isinstance(value, str) and "$" in value:
         value = _substitute(value, path, node.start_mark.line + 1, problems, env)
@@ -103,27 +123,71 @@ def _clean_loc(loc: tuple[Any, ...]) -> Path_:
     return tuple(out)
 
 
-def _message(error: Any) -> str:
+_BOUNDS = {
+    "greater_than_equal": ("ge", "must be at least {}"),
+    "greater_than": ("gt", "must be more than {}"),
+    "less_than_equal": ("le", "must be at most {}"),
+    "less_than": ("lt", "must be less than {}"),
+}
+_EXPECTED = {
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected text",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+}
+_NON_EMPTY = {"roles": "define at least one role", "environments": "define at least one environment",
+              "regions": "define at least one region"}
+
+
+def _message(error: Any, loc: Path_) -> str:
+    """A plain-words message for one pydantic error: what was expected, and what the file has."""
     kind = error["type"]
     msg = str(error["msg"])
+    ctx = error.get("ctx") or {}
+    got = error.get("input")
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "missing":
         return "required field is missing"
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    elif msg.startswith("Assertion failed, "):
-        msg = msg[len("Assertion failed, "):]
-    if kind in {"string_type", "int_type", "int_parsing", "bool_type", "list_type", "dict_type", "model_type",
-                "float_type", "literal_error", "model_attributes_type"}:
-        got = error.get("input")
-        if kind in {"model_type", "model_attributes_type", "dict_type"}:
-            msg = "expected a mapping"
-        elif kind == "list_type":
-            msg = "expected a list"
-        if got is not None and kind != "literal_error":
-            msg += f", got {type(got).__name__} {got!r}" if not isinstance(got, dict | list) else ""
+    if kind in _BOUNDS:
+        key, text = _BOUNDS[kind]
+        return f"{text.format(ctx.get(key))}, got {got!r}"
+    if kind in _EXPECTED:
+        return f"{_EXPECTED[kind]}, got {describe(got)}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected', 'one of the listed values')}, got {describe(got)}"
+    if kind == "too_short":
+        return _NON_EMPTY.get(str(loc[-1]) if loc else "", "must not be empty")
+    if kind == "string_too_short":
+        return "must not be empty"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix):]
+    if msg.startswith("Input should be "):
+        return f"expected {msg[len('Input should be '):]}, got {describe(got)}"
     return msg
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> tuple[int | None, str]:
+    """The line and message for a YAML syntax error, with where the unfinished construct began."""
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else None
+    where = f" at column {mark.column + 1}" if mark else ""
+    message = f"YAML syntax error{where}: {exc.problem or exc.context or 'invalid YAML'}"
+    context = exc.context_mark
+    if exc.problem and exc.context and context is not None:
+        started = f"line {context.line + 1}, column {context.column + 1}"
+        message += f" ({exc.context} that started at {started})" if context.line + 1 != line else \
+            f" ({exc.context} at column {context.column + 1})"
+    return line, message
 
 
 def parse_config(text: str, filename: str, env: dict[str, str] | None = None) -> tuple[Config, dict[Path_, int]]:
@@ -132,32 +196,41 @@ def parse_config(text: str, filename: str, env: dict[str, str] | None = None) ->
     try:
         node = yaml.compose(text, Loader=_LineLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        column = f", column {mark.column + 1}" if mark else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError([ConfigProblem(filename, line, "", f"YAML syntax error{column}: {problem}")]) from exc
+        line, message = _yaml_problem(exc)
+        raise ConfigError([ConfigProblem(filename, line, "", message)]) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([ConfigProblem(filename, None, "", f"YAML error: {exc}")]) from exc
+        raise ConfigError([ConfigProblem(filename, 1, "", f"YAML error: {exc}")]) from None
     if node is None:
-        raise ConfigError([ConfigProblem(filename, None, "", "the file is empty; `conveyor init` writes a starter")])
+        raise ConfigError([ConfigProblem(filename, 1, "", "the file is empty; `conveyor init` writes a starter")])
     if not isinstance(node, yaml.MappingNode):
+        got = "a list" if isinstance(node, yaml.SequenceNode) else "a single value"
         raise ConfigError([ConfigProblem(filename, node.start_mark.line + 1, "",
-                                         "expected a mapping of settings (app:, roles:, environments:, ...)")])
+                                         f"expected a mapping of settings (app:, roles:, environments:, ...), "
+                                         f"got {got}")])
     lines: dict[Path_, int] = {}
     raw_problems: list[tuple[Path_, int, str]] = []
-    data = _construct(node, (), lines, raw_problems, env)
+    try:
+        data = _construct(node, (), lines, raw_problems, env, [MAX_NODES])
+    except _TooLarge as exc:
+        raise ConfigError([ConfigProblem(filename, exc.line, "", f"the document expands to more than {MAX_NODES} "
+                                         "values (aliases nested too deep?)")]) from None
     problems = [ConfigProblem(filename, line, _format_loc(loc), msg) for loc, line, msg in raw_problems]
+    # A value already reported (an unset ${VAR}) is not reported again for what it turned into.
+    reported = {loc for loc, _, _ in raw_problems}
+    config: Config | None = None
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors():
             loc = _clean_loc(error["loc"])
-            problems.append(ConfigProblem(filename, _line_for(loc, lines), _format_loc(loc), _message(error)))
-        raise ConfigError(_dedupe(problems)) from None
-    for loc, msg in cross_check(config):
+            if any(loc[:len(done)] == done for done in reported):
+                continue
+            problems.append(ConfigProblem(filename, _line_for(loc, lines), _format_loc(loc), _message(error, loc)))
+    # References between sections are checked on the data as written, so that they are reported together
+    # with the type errors above rather than only once those are fixed.
+    for loc, msg in cross_check(data):
         problems.append(ConfigProblem(filename, _line_for(loc, lines), _format_loc(loc), msg))
-    if problems:
+    if problems or config is None:
         raise ConfigError(_dedupe(problems))
     return config, lines
 

@@ -6,12 +6,16 @@ import posixpath
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from conveyor.config.values import Duration, HostAmount, check_name, parse_amount
+from conveyor.config.values import Duration, HostAmount, check_name, describe, parse_amount, whole_number
 from conveyor.gates.windows import Window
 
 HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+# A DNS name, an IPv4 address, or an IPv6 address (optionally [bracketed], with a %zone).
+ADDRESS_RE = re.compile(r"^[A-Za-z0-9\[][A-Za-z0-9._:%\[\]-]{0,252}$")
+# A login name: no spaces, no shell or ssh option syntax; `@` and `\` allow directory (domain) accounts.
+USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._@\\-]{0,63}$")
 
 
 class Strict(BaseModel):
@@ -25,20 +29,35 @@ def _name(what: str) -> Any:
 
 
 AppName = Annotated[str, _name("app")]
+# YAML reads `true`/`yes` as a boolean, which pydantic would otherwise take as 1.
+Int = Annotated[int, BeforeValidator(whole_number)]
+
+
+def check_user(value: str | None) -> str | None:
+    """A login name that is safe to hand to ssh: not an option, no spaces or shell syntax."""
+    if value is not None and not USER_RE.match(value):
+        raise ValueError(f"user {value!r} must start with a letter, digit or '_' and use only letters, digits, "
+                         "'.', '_', '-', '@', '\\'")
+    return value
 
 
 class SSHSettings(Strict):
     """How to reach hosts over SSH; any level (top, environment, region, host) may override a field."""
 
     user: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: Int | None = Field(default=None, ge=1, le=65535)
     identity_file: str | None = None
     jump: str | None = Field(default=None, description="ProxyJump: [user@]host[:port] of a bastion")
     known_hosts: Literal["strict", "accept-new"] | None = None
     known_hosts_file: str | None = None
     connect_timeout: Duration | None = None
     command_timeout: Duration | None = None
-    max_concurrency: int | None = Field(default=None, ge=1, le=4096)
+    max_concurrency: Int | None = Field(default=None, ge=1, le=4096)
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        return check_user(value)
 
     def merged(self, override: SSHSettings | None) -> SSHSettings:
         """These settings with every field `override` sets replacing ours."""
@@ -58,10 +77,10 @@ class HttpCheck(Strict):
     """An HTTP request made on the host's side that must answer `expect` (and contain `contains`)."""
 
     http: str
-    expect: int = Field(default=200, ge=100, le=599)
+    expect: Int = Field(default=200, ge=100, le=599)
     contains: str | None = None
     timeout: Duration = 5.0
-    retries: int = Field(default=3, ge=0, le=1000)
+    retries: Int = Field(default=3, ge=0, le=1000)
     interval: Duration = 1.0
 
     @field_validator("http")
@@ -81,7 +100,7 @@ class CommandCheck(Strict):
 
     command: str = Field(min_length=1)
     timeout: Duration = 30.0
-    retries: int = Field(default=0, ge=0, le=1000)
+    retries: Int = Field(default=0, ge=0, le=1000)
     interval: Duration = 1.0
 
     def describe(self) -> str:
@@ -99,7 +118,7 @@ def _check(value: Any) -> Any:
         if "http" not in value and "command" not in value:
             raise ValueError("a check needs http: URL or command: TEXT")
         return HttpCheck.model_validate(value) if "http" in value else CommandCheck.model_validate(value)
-    raise ValueError("expected a mapping like {http: URL, expect: 200} or {command: TEXT}")
+    raise ValueError(f"expected a mapping like {{http: URL, expect: 200}} or {{command: TEXT}}, got {describe(value)}")
 
 
 class Role(Strict):
@@ -117,37 +136,61 @@ class HostSpec(Strict):
 
     name: str
     address: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: Int | None = Field(default=None, ge=1, le=65535)
     user: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
     def _host_name(cls, value: str) -> str:
-        if not HOST_NAME_RE.match(value):
-            raise ValueError(
-                f"host name {value!r} must start with a letter or digit and use only letters, digits, '.', '_', '-'"
-            )
-        return value
+        return check_host_name(value)
 
     @field_validator("address")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        if value is not None and (not value or any(c.isspace() for c in value) or value.startswith("-")):
+        if value is not None and not ADDRESS_RE.match(value):
             raise ValueError(f"address {value!r} is not a host name or IP address")
         return value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        return check_user(value)
+
+
+def check_host_name(value: str) -> str:
+    """A host name that is safe as a directory name, a shell word and an ssh argument."""
+    if not HOST_NAME_RE.match(value):
+        raise ValueError(
+            f"host name {value!r} must start with a letter or digit and use only letters, digits, '.', '_', '-'"
+        )
+    return value
 
 
 def _host_list(value: Any) -> Any:
     if not isinstance(value, list):
-        raise ValueError("expected a list of host names")
-    return [{"name": item} if isinstance(item, str) else item for item in value]
+        raise ValueError(f"expected a list of host names like [web-1, web-2], got {describe(value)}")
+    return value
+
+
+def _host_item(value: Any) -> Any:
+    """A host is a name, or a mapping {name, address, port, user, labels}."""
+    if isinstance(value, str):
+        return {"name": check_host_name(value)}
+    if isinstance(value, dict):
+        return value
+    raise ValueError(f"expected a host name or a mapping like {{name: web-1, address: 10.0.0.1}}, "
+                     f"got {describe(value)}")
+
+
+# In the JSON Schema too, a host is a name or a mapping.
+HostEntry = Annotated[HostSpec, BeforeValidator(_host_item, json_schema_input_type=str | HostSpec)]
 
 
 class Region(Strict):
     """A part of an environment with its own hosts."""
 
-    hosts: dict[str, Annotated[list[HostSpec], BeforeValidator(_host_list)]] = Field(default_factory=dict)
+    hosts: dict[str, Annotated[list[HostEntry], BeforeValidator(_host_list)]] = Field(default_factory=dict)
     ssh: SSHSettings | None = None
 
 
@@ -184,14 +227,26 @@ class Artifact(Strict):
     store: str = ".conveyor/artifacts"
 
 
+def _shared_path(item: str) -> str:
+    """A persistent path linked into each release: relative, inside the release, one line."""
+    if any(c in item for c in "\n\r\0"):
+        raise ValueError(f"shared path {item!r} contains a control character")
+    if not item or item.startswith("/"):
+        raise ValueError(f"shared path {item!r} must be relative to the release, like log or tmp/uploads")
+    normal = posixpath.normpath(item)
+    if normal == "." or normal.startswith("..") or ".." in item.split("/"):
+        raise ValueError(f"shared path {item!r} leaves the release")
+    return normal
+
+
 class Config(Strict):
     """A whole `conveyor.yml`."""
 
     app: AppName
     artifact: Artifact = Field(default_factory=Artifact)
     deploy_to: str | None = None
-    keep_releases: int = Field(default=5, ge=1, le=1000)
-    shared: list[str] = Field(default_factory=list)
+    keep_releases: Int = Field(default=5, ge=1, le=1000)
+    shared: list[Annotated[str, AfterValidator(_shared_path)]] = Field(default_factory=list)
     ssh: SSHSettings = Field(default_factory=SSHSettings)
     roles: dict[str, Role] = Field(min_length=1)
     environments: dict[str, Environment] = Field(min_length=1)
@@ -205,28 +260,13 @@ class Config(Strict):
         if value is None:
             return None
         if not value.startswith("/"):
-            raise ValueError(f"deploy_to must be an absolute path, got {value!r}")
+            raise ValueError(f"expected an absolute path like /srv/www, got {value!r}")
         normal = posixpath.normpath(value)
         if normal == "/" or ".." in value.split("/"):
-            raise ValueError(f"deploy_to {value!r} is not a usable directory")
+            raise ValueError(f"{value!r} is not a usable directory (no '..', not /)")
         if any(c in value for c in "\n\r\0"):
-            raise ValueError("deploy_to must not contain control characters")
+            raise ValueError(f"{value!r} contains a control character")
         return normal
-
-    @field_validator("shared")
-    @classmethod
-    def _shared(cls, value: list[str]) -> list[str]:
-        out = []
-        for item in value:
-            if not item or item.startswith("/"):
-                raise ValueError(f"shared path {item!r} must be relative to the release")
-            normal = posixpath.normpath(item)
-            if normal == "." or normal.startswith("..") or ".." in item.split("/"):
-                raise ValueError(f"shared path {item!r} leaves the release")
-            if any(c in item for c in "\n\r\0"):
-                raise ValueError(f"shared path {item!r} contains a control character")
-            out.append(normal)
-        return out
 
     @property
     def target_dir(self) -> str:

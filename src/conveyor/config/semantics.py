@@ -1,75 +1,141 @@
-"""Checks that span several parts of the config: references between sections, duplicates."""
+"""Checks that span several parts of the config: references between sections, duplicates.
+
+They read the data as written (plain dicts and lists from YAML), not the validated models, so that they
+run even when some fields have type errors, and every problem in a file is reported at once. Anything
+with the wrong shape is skipped here: the models report it.
+"""
 
 from __future__ import annotations
 
-from conveyor.config.models import Config
+from typing import Any
+
 from conveyor.config.values import NAME_RE
 
-Problem = tuple[tuple[str | int, ...], str]
+Loc = tuple[str | int, ...]
+Problem = tuple[Loc, str]
 
 
-def _names(kind: str, names: list[str], base: tuple[str | int, ...]) -> list[Problem]:
+def _names(kind: str, section: Any, base: Loc) -> list[Problem]:
+    if not isinstance(section, dict):
+        return []
     return [
         ((*base, name), f"{kind} name {name!r} must start with a letter or digit and use only letters, "
                         "digits, '.', '_', '-'")
-        for name in names
+        for name in section
         if not NAME_RE.match(name)
     ]
 
 
-def cross_check(config: Config) -> list[Problem]:
+def _known(section: Any) -> list[str] | None:
+    """The names a section defines, or None when it is not a mapping (then references are not checked)."""
+    return list(section) if isinstance(section, dict) else None
+
+
+def _host_name(item: Any) -> str | None:
+    if isinstance(item, str):
+        return item
+    name = item.get("name") if isinstance(item, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def cross_check(data: Any) -> list[Problem]:
     """Every problem that single fields cannot see, each with the path it belongs to."""
+    if not isinstance(data, dict):
+        return []
     problems: list[Problem] = []
-    problems += _names("role", list(config.roles), ("roles",))
-    problems += _names("environment", list(config.environments), ("environments",))
-    problems += _names("window", list(config.windows), ("windows",))
-    for env_name, env in config.environments.items():
-        base: tuple[str | int, ...] = ("environments", env_name)
-        problems += _names("region", list(env.regions), (*base, "regions"))
-        if env.promote_from is not None:
-            if env.promote_from == env_name:
-                problems.append(((*base, "promote_from"), "an environment cannot promote from itself"))
-            elif env.promote_from not in config.environments:
-                problems.append(
-                    ((*base, "promote_from"), f"unknown environment {env.promote_from!r}; "
-                                              f"known: {', '.join(config.environments)}")
-                )
-        for field in ("window", "migration_window"):
-            name = getattr(env, field)
-            if name is not None and name not in config.windows:
-                known = ", ".join(config.windows) or "none are defined under windows:"
-                problems.append(((*base, field), f"unknown window {name!r}; known: {known}"))
-        if env.waves is not None:
-            seen: dict[str, int] = {}
-            for index, wave in enumerate(env.waves):
-                for region in wave:
-                    if region not in env.regions:
-                        problems.append(
-                            ((*base, "waves", index), f"unknown region {region!r}; "
-                                                      f"known: {', '.join(env.regions)}")
-                        )
-                    elif region in seen:
-                        problems.append(((*base, "waves", index), f"region {region!r} is in more than one wave"))
-                    seen[region] = index
-            missing = [r for r in env.regions if r not in seen]
-            if missing:
-                problems.append(((*base, "waves"), f"regions in no wave would never deploy: {', '.join(missing)}"))
-        host_seen: dict[str, tuple[str, str]] = {}
-        for region_name, region_spec in env.regions.items():
-            rbase = (*base, "regions", region_name)
-            if not any(region_spec.hosts.values()):
-                problems.append(((*rbase, "hosts"), "a region needs at least one host"))
-            for role, hosts in region_spec.hosts.items():
-                if role not in config.roles:
-                    problems.append(
-                        ((*rbase, "hosts", role), f"unknown role {role!r}; known: {', '.join(config.roles)}")
-                    )
-                for index, host in enumerate(hosts):
-                    if host.name in host_seen:
-                        other_region, other_role = host_seen[host.name]
-                        problems.append(
-                            ((*rbase, "hosts", role, index), f"duplicate host {host.name!r} "
-                                                             f"(also in {other_region}/{other_role})")
-                        )
-                    host_seen[host.name] = (region_name, role)
+    problems += _names("role", data.get("roles"), ("roles",))
+    problems += _names("environment", data.get("environments"), ("environments",))
+    problems += _names("window", data.get("windows"), ("windows",))
+    environments = data.get("environments")
+    if not isinstance(environments, dict):
+        return problems
+    roles = _known(data.get("roles"))
+    windows = _known(data.get("windows") if data.get("windows") is not None else {})
+    for env_name, env in environments.items():
+        if isinstance(env, dict):
+            problems += _environment(env_name, env, list(environments), roles, windows)
+    return problems
+
+
+def _environment(env_name: str, env: dict[str, Any], environments: list[str], roles: list[str] | None,
+                 windows: list[str] | None) -> list[Problem]:
+    base: Loc = ("environments", env_name)
+    problems: list[Problem] = []
+    regions = env.get("regions")
+    problems += _names("region", regions, (*base, "regions"))
+    promote_from = env.get("promote_from")
+    if isinstance(promote_from, str):
+        if promote_from == env_name:
+            problems.append(((*base, "promote_from"), "an environment cannot promote from itself"))
+        elif promote_from not in environments:
+            problems.append(((*base, "promote_from"), f"unknown environment {promote_from!r}; "
+                                                      f"known: {', '.join(environments)}"))
+    for field in ("window", "migration_window"):
+        name = env.get(field)
+        if isinstance(name, str) and windows is not None and name not in windows:
+            known = f"known: {', '.join(windows)}" if windows else "no windows are defined (add it under windows:)"
+            problems.append(((*base, field), f"unknown window {name!r}; {known}"))
+    if isinstance(regions, dict):
+        problems += _waves(base, env.get("waves"), list(regions))
+        problems += _hosts(base, regions, roles)
+    return problems
+
+
+def _waves(base: Loc, waves: Any, regions: list[str]) -> list[Problem]:
+    if not isinstance(waves, list) or not all(isinstance(wave, list) for wave in waves) or not waves:
+        return []  # absent (one wave of every region) or malformed: the model reports the shape
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for index, wave in enumerate(waves):
+        for position, region in enumerate(wave):
+            if not isinstance(region, str):
+                continue
+            if region not in regions:
+                problems.append(((*base, "waves", index, position),
+                                 f"unknown region {region!r}; known: {', '.join(regions)}"))
+            elif region in seen:
+                where = "earlier in this wave" if seen[region] == index else f"also in wave {seen[region] + 1}"
+                problems.append(((*base, "waves", index, position),
+                                 f"region {region!r} is in more than one wave ({where})"))
+            else:
+                seen[region] = index
+    missing = [r for r in regions if r not in seen]
+    if missing:
+        problems.append(((*base, "waves"), f"regions in no wave would never deploy: {', '.join(missing)}"))
+    return problems
+
+
+def _hosts(base: Loc, regions: dict[str, Any], roles: list[str] | None) -> list[Problem]:
+    problems: list[Problem] = []
+    # Host names are DNS names: `web-1` and `WEB-1` are the same machine.
+    seen: dict[str, tuple[str, str]] = {}
+    for region_name, region in regions.items():
+        if not isinstance(region, dict):
+            continue
+        rbase = (*base, "regions", region_name)
+        hosts = region.get("hosts")
+        if hosts is None or hosts == {}:
+            problems.append(((*rbase, "hosts"), "a region needs at least one host"))
+            continue
+        if not isinstance(hosts, dict):
+            continue
+        if all(isinstance(items, list) and not items for items in hosts.values()):
+            problems.append(((*rbase, "hosts"), "a region needs at least one host"))
+        for role, items in hosts.items():
+            if roles is not None and role not in roles:
+                known = ", ".join(roles) or "none are defined under roles:"
+                problems.append(((*rbase, "hosts", role), f"unknown role {role!r}; known: {known}"))
+            if not isinstance(items, list):
+                continue
+            for index, item in enumerate(items):
+                name = _host_name(item)
+                if name is None:
+                    continue
+                key = name.lower()
+                if key in seen:
+                    other_region, other_role = seen[key]
+                    problems.append(((*rbase, "hosts", role, index),
+                                     f"duplicate host {name!r} (also in {other_region}/{other_role})"))
+                else:
+                    seen[key] = (region_name, role)
     return problems

@@ -19,13 +19,13 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 def parse_duration(value: Any) -> float:
     """Seconds from `10s`, `5m`, `1h30m`, `500ms` or a plain number of seconds."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration like 30s, 5m or 1h")
+        raise ValueError(f"expected a duration like 30s, 5m or 1h, got {describe(value)}")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip().replace(" ", "")
         if not text:
-            raise ValueError("expected a duration like 30s, 5m or 1h")
+            raise ValueError(f"expected a duration like 30s, 5m or 1h, got {value!r}")
         try:
             seconds = float(text)
         except ValueError:
@@ -39,7 +39,7 @@ def parse_duration(value: Any) -> float:
             if pos != len(text):
                 raise ValueError(f"expected a duration like 30s, 5m or 1h, got {value!r}") from None
     else:
-        raise ValueError("expected a duration like 30s, 5m or 1h")
+        raise ValueError(f"expected a duration like 30s, 5m or 1h, got {describe(value)}")
     if seconds < 0 or math.isnan(seconds) or math.isinf(seconds):
         raise ValueError(f"a duration must be zero or more, got {value!r}")
     return seconds
@@ -87,10 +87,10 @@ def parse_amount(value: Any) -> Amount:
     if isinstance(value, Amount):
         return value
     if isinstance(value, bool):
-        raise ValueError("expected a whole number of hosts or a percent like 25%")
+        raise ValueError(f"expected a whole number of hosts or a percent like 25%, got {describe(value)}")
     if isinstance(value, int):
         if value < 0:
-            raise ValueError(f"must be zero or more, got {value}")
+            raise ValueError(f"a number of hosts must be zero or more, got {value}")
         return Amount(float(value), percent=False)
     if isinstance(value, str):
         text = value.strip()
@@ -115,9 +115,30 @@ HostAmount = Annotated[
 ]
 
 
+def describe(value: Any) -> str:
+    """How a wrong value is shown in a message: what YAML made of it, and the value itself when short."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    kind = {bool: "boolean", int: "number", float: "number", str: "text"}.get(type(value), type(value).__name__)
+    return f"{kind} {value!r}"
+
+
+def whole_number(value: Any) -> Any:
+    """Refuse booleans where a number is expected: YAML reads `yes`/`true` as True, which is not 1."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {describe(value)}")
+    return value
+
+
 def check_name(value: Any, what: str) -> str:
     """A name that is safe as a directory name and a shell word."""
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str):
+        raise ValueError(f"expected a name (text), got {describe(value)}")
+    if not NAME_RE.match(value):
         raise ValueError(
             f"{what} name {value!r} must start with a letter or digit and use only letters, digits, '.', '_', '-'"
         )

@@ -29,6 +29,8 @@ class Probe:
         for entry in reversed(self.journal):
             if entry.get("release") == self.current and entry.get("kind") == "deploy":
                 previous = entry.get("previous")
+                if previous == self.current:
+                    continue  # a re-run of a deploy that was already current: look further back
                 if isinstance(previous, str) and previous in self.releases:
                     return previous
                 break

@@ -124,6 +124,7 @@ class Rollout:
                 stop = bool(failed)
         finally:
             await self.connections.close()
+            await self.transport.aclose()
         return list(outcomes.values())
 
     # -- regions ----------------------------------------------------------------------------
@@ -375,3 +376,4 @@ async def survey(transport: Transport, hosts: list[Host], deploy_to: str, *, con
         return dict(await asyncio.gather(*(one(h) for h in hosts)))
     finally:
         await connections.close()
+        await transport.aclose()

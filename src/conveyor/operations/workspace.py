@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conveyor.artifact import LocalStore
 from conveyor.config.loader import LoadedConfig, load_config
-from conveyor.config.models import Config
+from conveyor.config.models import Config, SSHSettings
 from conveyor.errors import UsageError
 from conveyor.identity import current_user
 from conveyor.inventory import Host, static_hosts
@@ -79,9 +79,18 @@ class Workspace:
             from conveyor.transport.local import LocalTransport
 
             return LocalTransport(self.local_root(env))
-        raise UsageError(
-            f"environments.{env}.transport: ssh is not available in this version yet; use transport: local"
-        )
+        from conveyor.transport.ssh import SSHTransport
+
+        def settings_for(host: Host) -> SSHSettings:
+            settings = self.config.ssh_for(env, host.region)
+            paths = {}
+            for name in ("identity_file", "known_hosts_file"):
+                value = getattr(settings, name)
+                if value and not value.startswith(("/", "~")):
+                    paths[name] = str(self.directory / value)  # relative to the config file
+            return settings.model_copy(update=paths) if paths else settings
+
+        return SSHTransport(settings_for)
 
     def close(self) -> None:
         """Close the state store if it was opened."""

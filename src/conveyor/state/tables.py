@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    Boolean,
     JSON,
+    Boolean,
     Column,
     Float,
     ForeignKey,

@@ -2,6 +2,7 @@
 # An empty RELEASE removes current (undoing a host's first deploy). READY_LINE is journaled once the
 # restart has succeeded, so a re-run knows whether a host that already points at RELEASE really runs it.
 d=$1 rel=$2 line=$3 ready=$4 restart=$5
+journal="$d/.conveyor/journal.jsonl"
 step switch
 mkdir -p -- "$d/.conveyor"
 if [ -z "$rel" ]; then
@@ -11,12 +12,17 @@ else
   ln -sfn -- "releases/$rel" "$d/current.tmp.$$"
   mv -fT -- "$d/current.tmp.$$" "$d/current"
 fi
-printf '%s\n' "$line" >> "$d/.conveyor/journal.jsonl"
+# A torn last line (its writer died mid-line) must not swallow this entry: end that line first.
+if [ -s "$journal" ] && [ -n "$(tail -c 1 -- "$journal")" ]; then printf '\n' >> "$journal"; fi
+printf '%s\n' "$line" >> "$journal"
 step restart
 if [ -n "$rel" ] && [ -n "$restart" ]; then
-  cd -- "$d/releases/$rel"
-  export CONVEYOR_RELEASE_PATH="$d/releases/$rel"
-  sh -c "$restart"
+  # A subshell, so the cd does not change what a relative DEPLOY_TO names for the ready line.
+  (
+    cd -- "$d/releases/$rel"
+    export CONVEYOR_RELEASE_PATH="$d/releases/$rel"
+    sh -c "$restart"
+  )
 fi
-printf '%s\n' "$ready" >> "$d/.conveyor/journal.jsonl"
+printf '%s\n' "$ready" >> "$journal"
 step done

@@ -8,15 +8,16 @@ total=0
 for r in "$d"/releases/*; do [ -d "$r" ] && total=$((total + 1)); done
 excess=$((total - keep))
 [ "$excess" -gt 0 ] || exit 0
+# The oldest EXCESS releases are the candidates; a protected one among them stays without costing a newer one.
 for r in "$d"/releases/*; do
   [ "$excess" -gt 0 ] || break
   [ -d "$r" ] || continue
+  excess=$((excess - 1))
   name=${r##*/}
   skip=no
   for p in "$@"; do [ "$name" = "$p" ] && skip=yes; done
   if [ "$skip" = no ]; then
     rm -rf -- "$r"
     printf '@@conveyor pruned=%s\n' "$name"
-    excess=$((excess - 1))
   fi
 done
