@@ -13,7 +13,7 @@ from conveyor.gates.windows import Window
 
 HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 # A DNS name, an IPv4 address, or an IPv6 address (optionally [bracketed], with a %zone).
-ADDRESS_RE = re.compile(r"^[A-Za-z0-9\[][A-Za-z0-9._:%\[\]-]{0,252}$")
+ADDRESS_RE = re.compile(r"^[A-Za-z0-9\[:][A-Za-z0-9._:%\[\]-]{0,252}$")
 # A login name: no spaces, no shell or ssh option syntax; `@` and `\` allow directory (domain) accounts.
 USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._@\\-]{0,63}$")
 
@@ -41,6 +41,20 @@ def check_user(value: str | None) -> str | None:
     return value
 
 
+def check_jump(value: str) -> None:
+    """A bastion as `[user@]host[:port]` (IPv6 in brackets), read the way the SSH transport reads it."""
+    user, at, rest = value.rpartition("@")
+    host, port = rest, ""
+    if rest.startswith("["):
+        inside, _, tail = rest[1:].partition("]")
+        host, port = inside, tail[1:] if tail.startswith(":") else tail
+    elif rest.count(":") == 1:
+        host, _, port = rest.partition(":")
+    if (at and not USER_RE.match(user)) or not host or not ADDRESS_RE.match(host) or \
+            (port and not (port.isdigit() and 1 <= int(port) <= 65535)):
+        raise ValueError(f"expected [user@]host[:port] like deploy@bastion.example.com:22, got {value!r}")
+
+
 class SSHSettings(Strict):
     """How to reach hosts over SSH; any level (top, environment, region, host) may override a field."""
 
@@ -58,6 +72,13 @@ class SSHSettings(Strict):
     @classmethod
     def _user(cls, value: str | None) -> str | None:
         return check_user(value)
+
+    @field_validator("jump")
+    @classmethod
+    def _jump(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_jump(value)
+        return value
 
     def merged(self, override: SSHSettings | None) -> SSHSettings:
         """These settings with every field `override` sets replacing ours."""

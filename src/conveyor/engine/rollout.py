@@ -214,7 +214,9 @@ class Rollout:
             if done.exit_code != 0:
                 raise StepFailed("probe", _why("probe", done), done)
             probe = parse_probe(done.output)
-        outcome.previous = probe.current
+        # Re-deploying the release a host already points at (its restart failed, or we were killed before
+        # it finished): what it ran before is the journal's, not `current`.
+        outcome.previous = probe.rollback_target() if probe.current == target else probe.current
         outcome.release = probe.current
         if target is not None and probe.ready(target):
             outcome.status = HostStatus.UNCHANGED
@@ -235,7 +237,7 @@ class Rollout:
                 step = last_step(done.output) or "receive"
                 raise StepFailed(step, _why(step, done), done)
             outcome.transferred = True
-        await self._activate(outcome, target, self.spec.kind, probe.current)
+        await self._activate(outcome, target, self.spec.kind, outcome.previous)
         outcome.release = target
         await self._checks(outcome, target)
         await self._prune(outcome, probe, target)
@@ -313,7 +315,7 @@ class Rollout:
     async def _prune(self, outcome: HostOutcome, probe: Probe, release: str | None) -> None:
         if release is None:
             return
-        protected = [release, probe.current or ""]
+        protected = [release, outcome.previous or "", probe.current or ""]
         if self.spec.kind == "rollback":
             back = Probe(release, True, probe.releases, probe.journal).rollback_target()
             protected.append(back or "")

@@ -1,0 +1,618 @@
+"""Host scripts: the command lines built for each phase, and what the real scripts do to a host's layout.
+
+The scripts run here with the system's `sh`, exactly as the local transport runs them, against hostile
+paths and values: nothing in a value may ever be executed, and everything must land where it was asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor.artifact import pack
+from conveyor.engine import commands
+from conveyor.engine.probe import Probe, last_step, parse_probe, tail
+
+# --------------------------------------------------------------------------------------------------
+# Command lines are data: exact strings.
+
+
+def test_prune_passes_deploy_to_keep_and_protected_releases_as_words() -> None:
+    line = commands.prune("/srv/www", 5, ["a", "b"])
+    assert line == f"sh -c {shlex.quote(commands.script('prune'))} conveyor-prune /srv/www 5 a b"
+    assert line.endswith(" conveyor-prune /srv/www 5 a b")
+
+
+def test_prune_leaves_out_empty_protected_releases() -> None:
+    assert commands.prune("/srv/www", 3, ["R2", ""]).endswith(" conveyor-prune /srv/www 3 R2")
+
+
+def test_env_goes_before_sh_sorted_and_each_assignment_quoted() -> None:
+    line = commands.check("/srv/www/releases/R1", "curl -fsS localhost", 3, 0.5, {"B": "x", "A": "b c"})
+    assert line.startswith("env 'A=b c' B=x sh -c '")
+    assert line.endswith(" conveyor-check /srv/www/releases/R1 'curl -fsS localhost' 3 0.5")
+
+
+def test_a_command_without_env_starts_with_sh() -> None:
+    line = commands.activate("/srv/www", "", '{"event": "activate"}', '{"event": "ready"}', "", {})
+    assert line.startswith("sh -c '")
+    assert line.endswith(""" conveyor-activate /srv/www '' '{"event": "activate"}' '{"event": "ready"}' ''""")
+
+
+@pytest.mark.parametrize(("interval", "word"), [(0, "0"), (0.5, "0.5"), (2.0, "2"), (1.25, "1.25")])
+def test_check_writes_its_interval_as_a_plain_number(interval: float, word: str) -> None:
+    assert commands.check("/r", "true", 0, interval, {}).endswith(f" conveyor-check /r true 0 {word}")
+
+
+def test_receive_lists_shared_paths_after_the_checksum() -> None:
+    line = commands.receive("/srv/my app", "R1", "abc123", ["log", "tmp/uploads"])
+    assert line.endswith(" conveyor-receive '/srv/my app' R1 abc123 log tmp/uploads")
+
+
+def test_probe_passes_an_empty_release_as_an_empty_word() -> None:
+    assert commands.probe("/srv/www", "").endswith(" conveyor-probe /srv/www ''")
+
+
+def test_every_word_survives_a_round_trip_through_the_shell_parser() -> None:
+    env = {"CONVEYOR_RELEASE": "it's \"R1\"", "A": "$(x) `y`"}
+    line = commands.activate("/srv/a b", "R'1", "{\"x\": \"y'z\"}", "{}", "echo \"$HOME\" 'q'", env)
+    assert shlex.split(line) == [
+        "env", "A=$(x) `y`", "CONVEYOR_RELEASE=it's \"R1\"",
+        "sh", "-c", commands.script("activate"), "conveyor-activate",
+        "/srv/a b", "R'1", "{\"x\": \"y'z\"}", "{}", "echo \"$HOME\" 'q'",
+    ]
+
+
+def test_a_nul_byte_cannot_be_sent_to_a_host() -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        commands.prune("/srv/www\0", 5, [])
+    with pytest.raises(ValueError, match="NUL"):
+        commands.check("/r", "true", 0, 0, {"A": "\0"})
+
+
+def test_an_unknown_phase_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown phase 'deploy'"):
+        commands.script("deploy")
+
+
+@pytest.mark.parametrize("phase", commands.PHASES)
+def test_every_phase_is_the_common_prelude_then_valid_posix_sh(phase: str) -> None:
+    prelude = (resources.files("conveyor.engine") / "scripts" / "common.sh").read_text(encoding="utf-8")
+    source = commands.script(phase)
+    assert source.startswith(prelude)
+    assert source[len(prelude):].startswith(f"# {phase} ")
+    assert "set -eu" in prelude
+    parsed = subprocess.run(["sh", "-n", "-c", source], capture_output=True, text=True, check=False)
+    assert parsed.returncode == 0, parsed.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# The real scripts, run with sh against a directory.
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What one script run did: its exit code and its combined output."""
+
+    code: int
+    output: str
+
+    @property
+    def step(self) -> str | None:
+        return last_step(self.output)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A packed release tarball and its sha256."""
+
+    data: bytes
+    sha256: str
+
+
+@dataclass(frozen=True)
+class HostDirectory:
+    """A host that is a directory, driven the way the engine drives it: one script per phase."""
+
+    deploy_to: str
+    cwd: Path  # where the scripts start: a stray `touch` would land here
+    shared: tuple[str, ...] = ("log", "tmp/uploads")
+
+    @property
+    def root(self) -> Path:
+        return self.cwd / self.deploy_to
+
+    def run(self, command: str, stdin: bytes = b"") -> Ran:
+        done = subprocess.run(["sh", "-c", command], cwd=self.cwd, input=stdin, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, check=False)
+        return Ran(done.returncode, done.stdout.decode("utf-8", "replace"))
+
+    def probe(self, release: str = "") -> Probe:
+        ran = self.run(commands.probe(self.deploy_to, release))
+        assert ran.code == 0, ran.output
+        return parse_probe(ran.output)
+
+    def receive(self, release: str, artifact: Artifact, sha256: str | None = None) -> Ran:
+        line = commands.receive(self.deploy_to, release, sha256 or artifact.sha256, list(self.shared))
+        return self.run(line, stdin=artifact.data)
+
+    def activate(self, release: str, *, previous: str | None = None, kind: str = "deploy",
+                 restart: str = "") -> Ran:
+        entry = {"event": "activate", "kind": kind, "release": release or None, "previous": previous}
+        env = {"CONVEYOR_RELEASE": release, "CONVEYOR_PREVIOUS_RELEASE": previous or "", "CONVEYOR_KIND": kind,
+               "CONVEYOR_DEPLOY_TO": self.deploy_to}
+        return self.run(commands.activate(self.deploy_to, release, json.dumps(entry, sort_keys=True),
+                                          json.dumps({**entry, "event": "ready"}, sort_keys=True), restart, env))
+
+    def deploy(self, release: str, artifact: Artifact, *, previous: str | None = None, kind: str = "deploy",
+               restart: str = "") -> Ran:
+        """Receive (unless on disk already) and activate, as one deployment does on one host."""
+        if not (self.root / "releases" / release).is_dir():
+            received = self.receive(release, artifact)
+            assert received.code == 0, received.output
+        return self.activate(release, previous=previous, kind=kind, restart=restart)
+
+    def check(self, release: str, command: str, retries: int, env: dict[str, str] | None = None) -> Ran:
+        path = os.path.join(self.deploy_to, "releases", release)
+        return self.run(commands.check(path, command, retries, 0, env or {}))
+
+    def prune(self, keep: int, protected: list[str]) -> Ran:
+        return self.run(commands.prune(self.deploy_to, keep, protected))
+
+    def journal(self) -> list[dict[str, Any]]:
+        lines = (self.root / ".conveyor" / "journal.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    def releases(self) -> list[str]:
+        return sorted(os.listdir(self.root / "releases"))
+
+
+def events(journal: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    """The journal as (event, release) pairs."""
+    return [(entry["event"], entry["release"]) for entry in journal]
+
+
+def pwned(root: Path) -> list[Path]:
+    """Every file an injected `touch PWNED` could have created under `root`."""
+    return [path for path in root.rglob("*") if path.name == "PWNED"]
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    source = tmp_path_factory.mktemp("app")
+    (source / "bin").mkdir()
+    (source / "bin" / "start").write_text("#!/bin/sh\nexec true\n")
+    (source / "bin" / "start").chmod(0o755)
+    (source / "index.html").write_text("<h1>www</h1>\n")
+    (source / "log").mkdir()
+    (source / "log" / "boot.log").write_text("shipped with the release\n")
+    tarball = tmp_path_factory.mktemp("dist") / "www.tar.gz"
+    packed = pack(source, tarball)
+    data = tarball.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == packed.sha256
+    return Artifact(data, packed.sha256)
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> HostDirectory:
+    (tmp_path / "cwd").mkdir()
+    return HostDirectory(deploy_to=str(tmp_path / "srv" / "www"), cwd=tmp_path / "cwd")
+
+
+def test_probe_makes_the_layout_and_reports_an_empty_host(host: HostDirectory) -> None:
+    probe = host.probe("R1")
+    assert sorted(os.listdir(host.root)) == [".conveyor", "incoming", "releases", "shared"]
+    assert probe == Probe(current=None, has_release=False, releases=(), journal=())
+
+
+def test_receive_unpacks_a_complete_release_and_links_shared_paths(host: HostDirectory, artifact: Artifact) -> None:
+    ran = host.receive("R1", artifact)
+    assert (ran.code, ran.step) == (0, "place"), ran.output
+    release = host.root / "releases" / "R1"
+    assert (release / "index.html").read_text() == "<h1>www</h1>\n"
+    assert os.access(release / "bin" / "start", os.X_OK)
+    # Shared paths are links into shared/; what the first release shipped there seeds shared/.
+    assert os.readlink(release / "log") == f"{host.deploy_to}/shared/log"
+    assert os.readlink(release / "tmp" / "uploads") == f"{host.deploy_to}/shared/tmp/uploads"
+    assert (host.root / "shared" / "log" / "boot.log").read_text() == "shipped with the release\n"
+    assert (host.root / "shared" / "tmp" / "uploads").is_dir()
+    assert os.listdir(host.root / "incoming") == []
+    assert not (host.root / "current").exists()
+    assert host.probe("R1") == Probe(current=None, has_release=True, releases=("R1",), journal=())
+
+
+def test_shared_content_survives_the_next_release(host: HostDirectory, artifact: Artifact) -> None:
+    host.receive("R1", artifact)
+    (host.root / "shared" / "log" / "app.log").write_text("written at run time\n")
+    ran = host.receive("R2", artifact)
+    assert ran.code == 0, ran.output
+    assert (host.root / "releases" / "R2" / "log" / "app.log").read_text() == "written at run time\n"
+    assert (host.root / "shared" / "log" / "boot.log").read_text() == "shipped with the release\n"
+
+
+def test_receiving_a_release_already_on_the_host_keeps_it(host: HostDirectory, artifact: Artifact) -> None:
+    host.receive("R1", artifact)
+    (host.root / "releases" / "R1" / "marker").write_text("first\n")
+    ran = host.receive("R1", artifact)
+    assert ran.code == 0, ran.output
+    assert "release R1 was already complete here" in ran.output
+    assert (host.root / "releases" / "R1" / "marker").read_text() == "first\n"
+    assert os.listdir(host.root / "incoming") == []
+
+
+def test_a_wrong_checksum_exits_10_and_leaves_nothing_under_releases(host: HostDirectory,
+                                                                     artifact: Artifact) -> None:
+    ran = host.receive("R1", artifact, sha256="0" * 64)
+    assert (ran.code, ran.step) == (10, "verify"), ran.output
+    assert f"checksum mismatch: expected {'0' * 64}, received {artifact.sha256}" in ran.output
+    assert host.releases() == []
+    assert os.listdir(host.root / "incoming") == []
+
+
+def test_a_tarball_that_is_not_gzip_exits_11(host: HostDirectory) -> None:
+    junk = Artifact(b"not a tarball\n", hashlib.sha256(b"not a tarball\n").hexdigest())
+    ran = host.receive("R1", junk)
+    assert (ran.code, ran.step) == (11, "unpack"), ran.output
+    assert host.releases() == []
+    assert os.listdir(host.root / "incoming") == []
+
+
+def test_activate_switches_current_journals_the_switch_and_restarts_in_the_release(
+        host: HostDirectory, artifact: Artifact) -> None:
+    host.receive("R1", artifact)
+    restart = 'printf "%s %s %s\\n" "$CONVEYOR_RELEASE" "$CONVEYOR_RELEASE_PATH" "$PWD" > restarted'
+    ran = host.activate("R1", restart=restart)
+    assert (ran.code, ran.step) == (0, "done"), ran.output
+    release_path = f"{host.deploy_to}/releases/R1"
+    assert (host.root / "releases" / "R1" / "restarted").read_text() == f"R1 {release_path} {release_path}\n"
+    assert os.readlink(host.root / "current") == "releases/R1"
+    assert (host.root / "current").resolve() == (host.root / "releases" / "R1").resolve()
+    assert host.journal() == [
+        {"event": "activate", "kind": "deploy", "release": "R1", "previous": None},
+        {"event": "ready", "kind": "deploy", "release": "R1", "previous": None},
+    ]
+    probe = host.probe("R1")
+    assert (probe.current, probe.ready("R1")) == ("R1", True)
+
+
+def test_activating_a_release_that_is_not_on_the_host_exits_20(host: HostDirectory) -> None:
+    host.probe()
+    ran = host.activate("R9")
+    assert (ran.code, ran.step) == (20, "switch"), ran.output
+    assert "release R9 is not on this host" in ran.output
+    assert not (host.root / "current").is_symlink()
+    assert not (host.root / ".conveyor" / "journal.jsonl").exists()
+
+
+def test_activating_no_release_removes_current(host: HostDirectory, artifact: Artifact) -> None:
+    host.deploy("R1", artifact)
+    ran = host.activate("", previous="R1", kind="rollback", restart="touch restarted")
+    assert (ran.code, ran.step) == (0, "done"), ran.output
+    assert not (host.root / "current").is_symlink()
+    assert not (host.cwd / "restarted").exists()
+    assert host.releases() == ["R1"]
+    assert events(host.journal())[-2:] == [("activate", None), ("ready", None)]
+    assert host.probe().current is None
+
+
+def test_the_switch_replaces_the_link_and_never_leaves_a_temporary_one(host: HostDirectory,
+                                                                        artifact: Artifact) -> None:
+    host.deploy("R1", artifact)
+    host.receive("R2", artifact)
+    ran = host.activate("R2", previous="R1")
+    assert ran.code == 0, ran.output
+    assert os.readlink(host.root / "current") == "releases/R2"
+    # `mv` without -T would have moved the new link into the directory the old one pointed at.
+    assert sorted(os.listdir(host.root)) == [".conveyor", "current", "incoming", "releases", "shared"]
+    assert sorted(os.listdir(host.root / "releases" / "R1")) == ["bin", "index.html", "log", "tmp"]
+
+
+def test_current_is_a_link_to_a_complete_release_at_every_moment_of_a_switch(host: HostDirectory,
+                                                                              artifact: Artifact) -> None:
+    host.deploy("R1", artifact)
+    host.receive("R2", artifact)
+    link = host.root / "current"
+    seen: set[str] = set()
+    looks = [0]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            try:
+                seen.add(os.readlink(link))
+            except OSError as exc:
+                seen.add(f"not a link: {exc.strerror}")
+            looks[0] += 1
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        codes = [host.activate(release).code for release in ["R2", "R1"] * 10]
+    finally:
+        stop.set()
+        watcher.join()
+    assert codes == [0] * 20
+    assert looks[0] > 0
+    assert seen <= {"releases/R1", "releases/R2"}
+    assert [p for p in os.listdir(host.root) if p.startswith("current.")] == []
+
+
+def test_a_failing_restart_fails_at_the_restart_step_and_is_not_journaled_ready(host: HostDirectory,
+                                                                                 artifact: Artifact) -> None:
+    host.deploy("R1", artifact)
+    host.receive("R2", artifact)
+    ran = host.activate("R2", previous="R1", restart="echo cannot restart; exit 7")
+    assert (ran.code, ran.step) == (7, "restart"), ran.output
+    assert tail(ran.output) == "cannot restart"
+    assert os.readlink(host.root / "current") == "releases/R2"
+    assert events(host.journal()) == [("activate", "R1"), ("ready", "R1"), ("activate", "R2")]
+    probe = host.probe("R2")
+    assert (probe.current, probe.ready("R2")) == ("R2", False)
+
+
+def test_prune_keeps_the_newest_releases_and_every_protected_one_and_empties_incoming(
+        host: HostDirectory) -> None:
+    host.probe()
+    for release in ["R1", "R2", "R3", "R4", "R5", "R6"]:
+        (host.root / "releases" / release).mkdir()
+    (host.root / "incoming" / "R7.123.d").mkdir()
+    (host.root / "incoming" / "R7.123.tar.gz").write_bytes(b"partial")
+    ran = host.prune(2, ["R1", "R6"])
+    assert (ran.code, ran.step) == (0, "prune"), ran.output
+    assert host.releases() == ["R1", "R5", "R6"]
+    assert [line for line in ran.output.splitlines() if "pruned=" in line] == [
+        "@@conveyor pruned=R2", "@@conveyor pruned=R3", "@@conveyor pruned=R4",
+    ]
+    assert os.listdir(host.root / "incoming") == []
+
+
+def test_prune_with_nothing_protected_keeps_exactly_the_newest(host: HostDirectory) -> None:
+    host.probe()
+    for release in ["R1", "R2", "R3", "R4"]:
+        (host.root / "releases" / release).mkdir()
+    assert host.prune(3, []).code == 0
+    assert host.releases() == ["R2", "R3", "R4"]
+
+
+def test_prune_removes_nothing_when_there_are_no_more_releases_than_it_keeps(host: HostDirectory) -> None:
+    host.probe()
+    for release in ["R1", "R2"]:
+        (host.root / "releases" / release).mkdir()
+    (host.root / "incoming" / "R3.9.tar.gz").write_bytes(b"partial")
+    ran = host.prune(2, [])
+    assert ran.code == 0, ran.output
+    assert "pruned=" not in ran.output
+    assert host.releases() == ["R1", "R2"]
+    assert os.listdir(host.root / "incoming") == []
+
+
+COUNTING_CHECK = 'n=$(cat tries 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > tries; [ "$n" -ge 3 ]'
+
+
+def test_a_check_retries_until_it_passes(host: HostDirectory, artifact: Artifact) -> None:
+    host.receive("R1", artifact)
+    ran = host.check("R1", COUNTING_CHECK, retries=2)
+    assert (ran.code, ran.step) == (0, "check"), ran.output
+    assert (host.root / "releases" / "R1" / "tries").read_text() == "3\n"
+    assert ran.output.count("conveyor: check failed with exit 1, retry") == 2
+
+
+def test_a_check_that_runs_out_of_retries_fails_with_the_command_exit_code(host: HostDirectory,
+                                                                            artifact: Artifact) -> None:
+    host.receive("R1", artifact)
+    ran = host.check("R1", COUNTING_CHECK, retries=1)
+    assert ran.code == 1, ran.output
+    assert (host.root / "releases" / "R1" / "tries").read_text() == "2\n"
+    assert "retry 1 of 1 in 0s" in ran.output
+
+
+def test_a_check_without_retries_runs_once(host: HostDirectory, artifact: Artifact) -> None:
+    host.receive("R1", artifact)
+    ran = host.check("R1", "echo attempt >> attempts; exit 4", retries=0)
+    assert ran.code == 4, ran.output
+    assert (host.root / "releases" / "R1" / "attempts").read_text() == "attempt\n"
+    assert "retry" not in ran.output
+
+
+def test_a_check_sees_the_env_it_is_given(host: HostDirectory, artifact: Artifact) -> None:
+    host.receive("R1", artifact)
+    check = 'test "$CONVEYOR_RELEASE" = "it'"'"'s R1" && test -f index.html'
+    assert host.check("R1", check, retries=0, env={"CONVEYOR_RELEASE": "it's R1"}).code == 0
+    assert host.check("R1", check, retries=0, env={"CONVEYOR_RELEASE": "R1"}).code == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Hostile values: nothing is executed, everything lands where it was asked.
+
+HOSTILE_DIR = "it's a \"deploy\" $(touch PWNED) `touch PWNED`; touch PWNED & * [x] $HOME\n-rf ~"
+HOSTILE_RELEASE = "R1 it's \"$(touch PWNED)\" `touch PWNED`; *"
+HOSTILE_SHARED = ("log", "tmp/up loads 'x' $(touch PWNED)")
+RESTARTED = "restarted by it's \"restart\""
+HOSTILE_RESTART = """printf '%s\\n' "$CONVEYOR_RELEASE" > "restarted by it's \\"restart\\"" """
+
+
+def test_a_full_lifecycle_at_a_hostile_path_with_hostile_values(tmp_path: Path, artifact: Artifact) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    host = HostDirectory(deploy_to=str(tmp_path / "srv" / HOSTILE_DIR), cwd=cwd, shared=HOSTILE_SHARED)
+
+    assert host.probe(HOSTILE_RELEASE).current is None
+    received = host.receive(HOSTILE_RELEASE, artifact)
+    assert received.code == 0, received.output
+    activated = host.activate(HOSTILE_RELEASE, restart=HOSTILE_RESTART)
+    assert activated.code == 0, activated.output
+    checked = host.check(HOSTILE_RELEASE, f"test -f {shlex.quote(RESTARTED)}", retries=0)
+    assert checked.code == 0, checked.output
+    pruned = host.prune(1, [HOSTILE_RELEASE])
+    assert pruned.code == 0, pruned.output
+
+    assert os.listdir(tmp_path / "srv") == [HOSTILE_DIR]
+    assert sorted(os.listdir(host.root)) == [".conveyor", "current", "incoming", "releases", "shared"]
+    assert host.releases() == [HOSTILE_RELEASE]
+    release = host.root / "releases" / HOSTILE_RELEASE
+    assert os.readlink(host.root / "current") == f"releases/{HOSTILE_RELEASE}"
+    assert (release / RESTARTED).read_text() == f"{HOSTILE_RELEASE}\n"
+    assert os.readlink(release / HOSTILE_SHARED[1]) == f"{host.deploy_to}/shared/{HOSTILE_SHARED[1]}"
+    assert (release / HOSTILE_SHARED[1]).is_dir()
+    assert (release / "log" / "boot.log").read_text() == "shipped with the release\n"
+    assert events(host.journal()) == [("activate", HOSTILE_RELEASE), ("ready", HOSTILE_RELEASE)]
+    probe = host.probe(HOSTILE_RELEASE)
+    assert probe == Probe(current=HOSTILE_RELEASE, has_release=True, releases=(HOSTILE_RELEASE,),
+                          journal=tuple(host.journal()))
+    assert probe.ready(HOSTILE_RELEASE)
+    assert pwned(tmp_path) == []
+    assert sorted(os.listdir(cwd)) == []
+
+
+def test_a_deploy_to_that_starts_with_a_dash_is_a_path_not_an_option(tmp_path: Path, artifact: Artifact) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    host = HostDirectory(deploy_to="--help -rf", cwd=cwd, shared=())
+    assert host.probe("-a").current is None
+    for release in ["-a", "-b", "-c"]:
+        received = host.receive(release, artifact)
+        assert received.code == 0, received.output
+    ran = host.activate("-c", restart="touch ./-restarted")
+    assert ran.code == 0, ran.output
+    pruned = host.prune(1, ["-c"])
+    assert pruned.code == 0, pruned.output
+    assert os.listdir(cwd) == ["--help -rf"]
+    assert host.releases() == ["-c"]
+    assert os.readlink(cwd / "--help -rf" / "current") == "releases/-c"
+    assert (cwd / "--help -rf" / "releases" / "-c" / "-restarted").exists()
+    assert host.probe("-c") == Probe(current="-c", has_release=True, releases=("-c",),
+                                     journal=tuple(host.journal()))
+
+
+# --------------------------------------------------------------------------------------------------
+# What a probe says, and where a rollback goes.
+
+
+def test_rollback_walks_the_journal_back_not_forth(host: HostDirectory, artifact: Artifact) -> None:
+    host.deploy("R1", artifact)
+    host.deploy("R2", artifact, previous="R1")
+    host.deploy("R3", artifact, previous="R2")
+    assert host.probe().rollback_target() == "R2"
+
+    assert host.deploy("R2", artifact, previous="R3", kind="rollback").code == 0
+    probe = host.probe()
+    assert probe.current == "R2"
+    assert probe.rollback_target() == "R1"
+
+    assert host.deploy("R1", artifact, previous="R2", kind="rollback").code == 0
+    assert host.probe().rollback_target() is None
+
+
+def test_a_redeployed_release_does_not_roll_back_to_itself(host: HostDirectory, artifact: Artifact) -> None:
+    host.deploy("R1", artifact)
+    # The first attempt switched but never got through its restart; the retry finds R2 already current.
+    assert host.deploy("R2", artifact, previous="R1", restart="exit 1").code == 1
+    assert host.deploy("R2", artifact, previous="R2").code == 0
+    probe = host.probe()
+    assert (probe.current, probe.ready("R2")) == ("R2", True)
+    assert probe.rollback_target() == "R1"
+
+
+def test_a_previous_release_missing_on_disk_falls_back_to_the_newest_older_one(host: HostDirectory,
+                                                                               artifact: Artifact) -> None:
+    host.deploy("R1", artifact)
+    host.deploy("R2", artifact, previous="R1")
+    host.deploy("R3", artifact, previous="R2")
+    host.deploy("R4", artifact, previous="R3")
+    assert host.prune(1, ["R1", "R4"]).code == 0
+    assert host.releases() == ["R1", "R4"]
+    assert host.probe().rollback_target() == "R1"
+
+
+def test_a_torn_journal_line_does_not_swallow_the_next_entry(host: HostDirectory, artifact: Artifact) -> None:
+    host.deploy("R1", artifact)
+    with (host.root / ".conveyor" / "journal.jsonl").open("a") as journal:
+        journal.write('{"event": "activate", "kind": "deploy", "rel')
+    assert host.deploy("R2", artifact, previous="R1", restart="exit 3").code == 3
+    probe = host.probe()
+    assert events(list(probe.journal)) == [("activate", "R1"), ("ready", "R1"), ("activate", "R2")]
+    assert (probe.current, probe.ready("R2"), probe.rollback_target()) == ("R2", False, "R1")
+
+
+def test_ready_is_false_when_the_last_switch_to_current_did_not_get_through_its_restart(
+        host: HostDirectory, artifact: Artifact) -> None:
+    host.deploy("R1", artifact)
+    host.deploy("R2", artifact, previous="R1")
+    assert host.probe().ready("R1") is False  # not current
+    assert host.deploy("R1", artifact, previous="R2", kind="rollback", restart="exit 1").code == 1
+    probe = host.probe()
+    assert probe.current == "R1"
+    assert probe.ready("R1") is False
+    assert probe.ready("R2") is False
+
+
+PROBE_OUTPUT = """\
+@@conveyor step=prepare
+@@conveyor current=R2
+@@conveyor has_release=no
+@@conveyor release=R2
+@@conveyor release=R1
+something a profile printed
+@@conveyor journal
+{"event": "activate", "kind": "deploy", "previous": null, "release": "R1"}
+{"event": "ready", "kind": "deploy", "previous": null, "release": "R1"}
+{"event": "activate", "kind": "depl
+["not", "an", "entry"]
+@@conveyor current=R9
+{"event": "activate", "kind": "deploy", "previous": "R1", "release": "R2"}
+"""
+
+
+def test_parse_probe_reads_current_releases_and_the_journal_skipping_torn_lines() -> None:
+    probe = parse_probe(PROBE_OUTPUT)
+    assert probe.current == "R2"
+    assert probe.has_release is False
+    assert probe.releases == ("R1", "R2")
+    assert events(list(probe.journal)) == [("activate", "R1"), ("ready", "R1"), ("activate", "R2")]
+    assert probe.ready("R2") is False
+    assert probe.rollback_target() == "R1"
+
+
+def test_an_empty_current_is_none_and_has_no_rollback_target() -> None:
+    probe = parse_probe("@@conveyor current=\n@@conveyor has_release=yes\n@@conveyor release=R1\n")
+    assert probe == Probe(current=None, has_release=True, releases=("R1",), journal=())
+    assert probe.rollback_target() is None
+    assert probe.ready("R1") is False
+
+
+def test_without_a_journal_the_rollback_target_is_the_newest_older_release_by_name() -> None:
+    probe = Probe(current="R3", has_release=True, releases=("R1", "R2", "R3", "R4"))
+    assert probe.rollback_target() == "R2"
+    assert Probe(current="R1", has_release=True, releases=("R1", "R2")).rollback_target() is None
+
+
+def test_a_release_only_ever_rolled_back_to_is_not_a_rollback_target() -> None:
+    journal = (
+        {"event": "ready", "kind": "deploy", "release": "R1", "previous": None},
+        {"event": "ready", "kind": "deploy", "release": "R3", "previous": "R1"},
+        {"event": "ready", "kind": "rollback", "release": "R1", "previous": "R3"},
+        {"event": "ready", "kind": "deploy", "release": "R4", "previous": "R1"},
+    )
+    probe = Probe(current="R4", has_release=True, releases=("R1", "R2", "R3", "R4"), journal=journal)
+    assert probe.rollback_target() == "R1"
+
+
+def test_last_step_is_the_last_announced_step() -> None:
+    assert last_step("@@conveyor step=receive\nnoise\n@@conveyor step=verify\nconveyor: mismatch\n") == "verify"
+    assert last_step("no markers at all\n") is None
+
+
+def test_tail_drops_markers_and_keeps_the_last_lines() -> None:
+    output = "@@conveyor step=check\n" + "".join(f"line {i}\n@@conveyor step=x\n" for i in range(30))
+    assert tail(output, 3) == "line 27\nline 28\nline 29"
+    assert tail(output).splitlines()[0] == "line 10"
