@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from conveyor.artifact.build import pack
@@ -37,6 +37,7 @@ def build_release(
         existing = store.find_by_sha256(packed.sha256)
         if existing is not None:
             return existing, False
+        now = _after_newest(store, now)
         new_id = release_id(now, git["sha"]) if git else release_id(now, packed.sha256)
         if new_id in store:
             # Same second, same commit, different content (a dirty work tree): name it by content instead.
@@ -54,3 +55,18 @@ def build_release(
     finally:
         with contextlib.suppress(OSError):
             temp.unlink(missing_ok=True)
+
+
+def _after_newest(store: LocalStore, now: datetime) -> datetime:
+    """`now`, moved past the newest release's second so release ids sort in build order.
+
+    Hosts prune by id order; two builds in one second would otherwise sort by their hashes.
+    """
+    newest = max((r.id for r in store.list()), default=None)
+    if newest is None:
+        return now
+    stamp = datetime.strptime(newest[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    now_utc = now.astimezone(UTC)
+    if now_utc.replace(microsecond=0) <= stamp:
+        return stamp + timedelta(seconds=1)
+    return now_utc

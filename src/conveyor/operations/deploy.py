@@ -55,15 +55,20 @@ def plan_for(ws: Workspace, request: Request) -> Plan:
                      regions=request.regions or None, roles=request.roles or None)
 
 
-def gates(ws: Workspace, env: str, release: str | None, kind: str) -> list[dict[str, Any]]:
-    """Every gate and its verdict now, for plan output; the first closed one holds a deploy."""
+def gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: bool = True) -> list[dict[str, Any]]:
+    """Every gate and its verdict now, for plan output; the first closed one holds a deploy.
+
+    Promotion applies to deploys, and to a rollback to a named release (`--to`): a release production
+    really ran has passed staging, so only a release it never ran is held.
+    """
     out: list[dict[str, Any]] = []
     environment = ws.config.environments[env]
     holder = ws.store.lock_holder(env)
     out.append({"gate": "lock", "open": holder is None, "detail": holder.describe() if holder else "not locked"})
-    if kind == "deploy" and environment.promote_from:
+    if environment.promote_from and (kind == "deploy" or explicit):
         source = environment.promote_from
-        ok = release is not None and ws.store.succeeded_in(source, release)
+        ok = release is not None and (ws.store.succeeded_in(source, release)
+                                      or (kind == "rollback" and ws.store.succeeded_in(env, release)))
         out.append({"gate": "promotion", "open": ok,
                     "detail": f"{release} succeeded in {source}" if ok else
                     f"{release} has not succeeded in {source} yet"})
@@ -76,13 +81,29 @@ def gates(ws: Workspace, env: str, release: str | None, kind: str) -> list[dict[
     return out
 
 
-def _check_gates(ws: Workspace, env: str, release: str | None, kind: str) -> None:
-    for gate in gates(ws, env, release, kind):
-        if gate["gate"] == "lock" or gate["open"]:
+def _check_gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: bool = True,
+                 lock: bool = False) -> None:
+    for gate in gates(ws, env, release, kind, explicit=explicit):
+        if gate["open"]:
+            continue
+        if gate["gate"] == "lock":
+            if lock:
+                raise LockHeld(gate["detail"])
             continue  # the lock is taken (or refused) atomically later
         if gate["gate"] == "promotion":
             raise PromotionRefused(f"{env} refuses {release}: {gate['detail']} (promote_from)")
         raise HeldError(f"{env} is held: {gate['detail']}")
+
+
+def _record_blocked(ws: Workspace, request: Request, regions: list[str], release: str | None, kind: str,
+                    exc: HeldError) -> None:
+    store = ws.store
+    deployment_id = store.start_deployment(environment=request.environment, regions=regions, release=release,
+                                           previous_by_region={}, kind=kind, user=ws.user,
+                                           reason=request.reason, status="blocked")
+    store.finish_deployment(deployment_id, "blocked", [], summary=exc.message)
+    store.add_event("blocked", ws.user, environment=request.environment, deployment_id=deployment_id,
+                    reason=exc.message, holder=exc.holder if isinstance(exc, LockHeld) else None)
 
 
 def deploy(ws: Workspace, request: Request, *, subscribers: Sequence[Subscriber], confirm: Confirm | None = None,
@@ -102,6 +123,14 @@ def rollback(ws: Workspace, request: Request, *, subscribers: Sequence[Subscribe
     """Switch regions back to their previous release (the one still on the hosts), or to `--to`."""
     ws.environment(request.environment)
     plan = plan_for(ws, request)
+    ws.store.reap()
+    try:
+        # Held before we even read the hosts: a locked environment says so, whatever its hosts hold.
+        _check_gates(ws, request.environment, request.release, "rollback", explicit=bool(request.release),
+                     lock=True)
+    except HeldError as exc:
+        _record_blocked(ws, request, [r.region for r in plan.regions], request.release, "rollback", exc)
+        raise
     settings = ws.config.ssh_for(request.environment, plan.regions[0].region)
     probes_raw = asyncio.run(survey(ws.transport(request.environment), plan.hosts, ws.config.target_dir,
                                     concurrency=settings.max_concurrency or 64,
@@ -148,18 +177,13 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
     store.reap()
     regions = [r.region for r in plan.regions]
     try:
-        _check_gates(ws, env, release, kind)
+        _check_gates(ws, env, release, kind, explicit=kind == "deploy" or bool(request.release))
         if confirm is not None and not confirm(plan, release or "(no release)"):
             raise HeldError("not confirmed; nothing was changed")
         takeover = store.lock(env, owner=ws.user, reason=request.reason or f"{kind} {release}",
                               lease=LEASE_SECONDS, pid=os.getpid())
     except HeldError as exc:
-        deployment_id = store.start_deployment(environment=env, regions=regions, release=release,
-                                               previous_by_region={}, kind=kind, user=ws.user,
-                                               reason=request.reason, status="blocked")
-        store.finish_deployment(deployment_id, "blocked", [], summary=exc.message)
-        store.add_event("blocked", ws.user, environment=env, deployment_id=deployment_id, reason=exc.message,
-                        holder=exc.holder if isinstance(exc, LockHeld) else None)
+        _record_blocked(ws, request, regions, release, kind, exc)
         raise
     bus = EventBus(list(subscribers))
     if takeover is not None:

@@ -23,6 +23,12 @@ class StoreRecorder:
             self.store.record_host_result(self.deployment_id, outcome.to_json())
             if outcome.status != "pending":
                 self.store.set_host_release(self.environment, host.name, host.region, host.role, outcome.release)
+        elif event.kind == "deployment_finished":
+            # Hosts never reached (a halted region, a skipped wave) are part of the record too.
+            for region in event.data["result"].regions:
+                for pending in region.hosts:
+                    if pending.status == "pending":
+                        self.store.record_host_result(self.deployment_id, pending.to_json())
         elif event.kind == "region_finished" and event.data.get("status") == "succeeded":
             release = event.data.get("release")
             if release:

@@ -79,9 +79,19 @@ class SSHConnection:
         self.conn = conn
 
     async def run(self, command: str, *, stdin: Path | None = None, timeout: float | None = None) -> Completed:
-        """Run a command line; stream a file into it; a dead or silent host becomes a TransportError."""
+        """Run a command line; stream a file into it. The whole of it, opening the channel included, is bounded
+        by `timeout`. A command that times out, or whose connection drops, still returns what the host printed
+        until then (its step markers say how far a host script got, e.g. whether `current` was switched),
+        followed by the reason; a host that cannot even start a command is a TransportError."""
+        output = bytearray()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         try:
-            process = await self.conn.create_process(command, encoding=None, stderr=asyncssh.STDOUT)
+            process = await asyncio.wait_for(
+                self.conn.create_process(command, encoding=None, stderr=asyncssh.STDOUT), timeout)
+        except TimeoutError:
+            raise TransportError(f"{self.host.name}: timed out: the host did not start a command within "
+                                 f"{timeout:g}s") from None
         except (asyncssh.Error, OSError) as exc:
             raise TransportError(f"{self.host.name}: cannot start a command: {_reason(exc)}") from exc
 
@@ -95,32 +105,48 @@ class SSHConnection:
             except (asyncssh.Error, BrokenPipeError, ConnectionError):
                 pass  # the remote side stopped reading; its exit status says why
 
-        async def communicate() -> tuple[bytes, int | None]:
+        async def communicate() -> int | None:
             feeder = asyncio.create_task(feed(stdin)) if stdin else None
-            if stdin is None:
-                process.stdin.write_eof()
-            output = await process.stdout.read()
-            if feeder:
-                await feeder
-            await process.wait_closed()
-            return output, process.exit_status
+            try:
+                if stdin is None:
+                    process.stdin.write_eof()
+                while chunk := await process.stdout.read(_CHUNK):
+                    output.extend(chunk)  # kept as it comes, so a timeout still knows what was said
+                if feeder:
+                    await feeder
+                await process.wait_closed()
+            finally:
+                if feeder and not feeder.done():
+                    feeder.cancel()
+            return process.exit_status
+
+        def said(note: str) -> str:
+            text = output.decode("utf-8", "replace")
+            if text and not text.endswith("\n"):
+                text += "\n"
+            return text + note
 
         try:
-            output, status = await asyncio.wait_for(communicate(), timeout)
+            left = None if deadline is None else max(deadline - loop.time(), 0.0)
+            status = await asyncio.wait_for(communicate(), left)
         except TimeoutError:
             process.close()
-            return Completed(exit_code=124, output=f"timed out after {timeout:g}s", timed_out=True)
+            return Completed(exit_code=124, output=said(f"{self.host.name}: timed out after {timeout:g}s"),
+                             timed_out=True)
         except (asyncssh.Error, OSError) as exc:
-            raise TransportError(f"{self.host.name}: connection lost: {_reason(exc)}") from exc
+            process.close()
+            return Completed(exit_code=255, output=said(f"{self.host.name}: connection lost: {_reason(exc)}"))
         except asyncio.CancelledError:
             process.close()
             raise
         if status is None:
             signal_name = process.exit_signal[0] if process.exit_signal else None
             if signal_name is None and self.conn.is_closed():
-                raise TransportError(f"{self.host.name}: connection lost during the command")
-            return Completed(exit_code=255, output=output.decode("utf-8", "replace")
-                             + (f"\nkilled by signal {signal_name}" if signal_name else ""))
+                return Completed(exit_code=255,
+                                 output=said(f"{self.host.name}: connection lost during the command"))
+            return Completed(exit_code=255, output=said(f"killed by signal {signal_name}" if signal_name else
+                                                         f"{self.host.name}: the command ended without an exit "
+                                                         "status"))
         return Completed(exit_code=status, output=output.decode("utf-8", "replace"))
 
     async def http_get(self, url: str, timeout: float) -> tuple[int, str]:
@@ -201,8 +227,11 @@ class SSHTransport:
         return options, known_file, known is not None
 
     async def _open(self, endpoint: Endpoint, settings: SSHSettings, label: str,
-                    tunnel: asyncssh.SSHClientConnection | None) -> asyncssh.SSHClientConnection:
+                    tunnel: asyncssh.SSHClientConnection | None,
+                    timeout: float | None = None) -> asyncssh.SSHClientConnection:
         options, known_file, has_file = self._options(settings, label)
+        if timeout is not None:
+            options["connect_timeout"] = options["login_timeout"] = max(timeout, 0.001)
         known_keys = False
         if has_file:
             trusted = asyncssh.read_known_hosts(str(known_file)).match(endpoint.host, "", endpoint.port)
@@ -224,7 +253,8 @@ class SSHTransport:
             raise TransportError(f"{label}: authentication failed for user "
                                  f"{kwargs.get('username') or 'default'}") from exc
         except TimeoutError as exc:
-            raise TransportError(f"{label}: timed out connecting to {endpoint.host}:{endpoint.port}") from exc
+            raise TransportError(f"{label}: timed out connecting to {endpoint.host}:{endpoint.port} (no SSH "
+                                 f"answer within {settings.connect_timeout or timeout or 0:g}s)") from exc
         except ConnectionRefusedError as exc:
             raise TransportError(f"{label}: connection refused by {endpoint.host}:{endpoint.port}") from exc
         except socket.gaierror as exc:
@@ -236,24 +266,37 @@ class SSHTransport:
             _record_host_key(known_file, endpoint, client.accepted)
         return conn
 
-    async def _bastion(self, settings: SSHSettings) -> asyncssh.SSHClientConnection | None:
+    async def _bastion(self, settings: SSHSettings, timeout: float) -> asyncssh.SSHClientConnection | None:
         if not settings.jump:
             return None
         endpoint = parse_endpoint(settings.jump)
         key = (endpoint.host, endpoint.port, endpoint.user or settings.user)
-        async with self._bastion_lock:
-            conn = self._bastions.get(key)
-            if conn is None or conn.is_closed():
-                conn = await self._open(endpoint, settings, f"bastion {settings.jump}", None)
-                self._bastions[key] = conn
-            return conn
+        label = f"bastion {settings.jump}"
+        try:
+            async with asyncio.timeout(timeout):  # waiting for another host's attempt counts too
+                async with self._bastion_lock:
+                    conn = self._bastions.get(key)
+                    if conn is None or conn.is_closed():
+                        conn = await self._open(endpoint, settings, label, None, timeout)
+                        self._bastions[key] = conn
+                    return conn
+        except TimeoutError:
+            raise TransportError(f"{label}: timed out connecting to {endpoint.host}:{endpoint.port} (no SSH "
+                                 f"answer within {settings.connect_timeout or timeout:g}s)") from None
 
     async def connect(self, host: Host) -> SSHConnection:
-        """Open the host's connection (through its bastion, if any)."""
+        """Open the host's connection (through its bastion, if any), within the connect timeout.
+
+        It gives up a little before the engine's own bound on connecting (the same `connect_timeout`), so
+        that the error says what did not answer: the bastion or the host.
+        """
         settings = self.settings_for(host)
-        tunnel = await self._bastion(settings)
+        budget = settings.connect_timeout or 10.0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(budget - 0.25, budget * 0.9)
+        tunnel = await self._bastion(settings, deadline - loop.time())
         endpoint = Endpoint(host.address, host.port or settings.port or 22, host.user)
-        conn = await self._open(endpoint, settings, host.name, tunnel)
+        conn = await self._open(endpoint, settings, host.name, tunnel, deadline - loop.time())
         return SSHConnection(host, conn)
 
     async def aclose(self) -> None:
