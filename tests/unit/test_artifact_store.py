@@ -97,14 +97,16 @@ def test_different_content_makes_a_new_release(tmp_path: Path, store: LocalStore
     assert second.sha256 != first.sha256
 
 
-def test_a_dirty_rebuild_of_the_same_commit_in_the_same_second_is_named_by_content(
+def test_a_dirty_rebuild_of_the_same_commit_in_the_same_second_takes_the_next_second(
     tmp_path: Path, store: LocalStore
 ) -> None:
+    # Hosts prune by id order, so ids must sort in build order even within one second.
     clean, _ = build_release(app_dir(tmp_path / "clean", "1"), store, user="a", now=NOW, git=COMMIT)
     dirty, created = build_release(app_dir(tmp_path / "dirty", "2"), store, user="a", now=NOW, git=COMMIT)
     assert created is True
     assert clean.id == "20260304T093000Z-01234567"
-    assert dirty.id == f"20260304T093000Z-{dirty.sha256[:8]}"
+    assert dirty.id == "20260304T093001Z-01234567"
+    assert clean.id < dirty.id
     assert dirty.git == COMMIT
     assert {r.id for r in store.list()} == {clean.id, dirty.id}
 
@@ -127,12 +129,21 @@ def test_a_refused_build_leaves_nothing_in_the_store(tmp_path: Path, store: Loca
 
 
 def test_releases_are_listed_newest_first(tmp_path: Path, store: LocalStore) -> None:
-    times = [NOW + timedelta(days=1), NOW, NOW + timedelta(days=2)]
+    times = [NOW, NOW + timedelta(days=1), NOW + timedelta(days=2)]
     built = [
         build_release(app_dir(tmp_path / str(n), str(n)), store, user="a", now=when, git=None)[0]
         for n, when in enumerate(times)
     ]
-    assert [r.id for r in store.list()] == [built[2].id, built[0].id, built[1].id]
+    assert [r.id for r in store.list()] == [built[2].id, built[1].id, built[0].id]
+
+
+def test_a_build_stamped_before_the_newest_release_still_sorts_after_it(tmp_path: Path, store: LocalStore) -> None:
+    # A controller whose clock is behind (or two builds in one second) must not make a new release look old.
+    newest, _ = build_release(app_dir(tmp_path / "a", "1"), store, user="a", now=NOW + timedelta(days=1), git=None)
+    late, _ = build_release(app_dir(tmp_path / "b", "2"), store, user="a", now=NOW, git=None)
+    assert late.id > newest.id
+    assert late.id.startswith("20260305T093001Z-")
+    assert [r.id for r in store.list()] == [late.id, newest.id]
 
 
 def test_an_empty_or_missing_store_lists_nothing(store: LocalStore) -> None:
