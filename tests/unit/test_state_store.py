@@ -1,0 +1,193 @@
+"""The state store: deployments, history, pointers, and locks with leases."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from conveyor.errors import LockHeld, StateError
+from conveyor.state import tables as t
+from conveyor.state.liveness import pid_start_time, process_alive
+from conveyor.state.store import Store, iso, utcnow
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(f"sqlite:///{tmp_path / 'state.db'}", "www")
+    yield s
+    s.close()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_history_is_newest_first_and_has_the_contract_fields(store: Store) -> None:
+    first = store.start_deployment(environment="staging", regions=["uk"], release="R1", previous_by_region={},
+                                   kind="deploy", user="ann")
+    store.finish_deployment(first, "succeeded", [])
+    second = store.start_deployment(environment="production", regions=["za", "uk"], release="R1",
+                                    previous_by_region={"za": "R0", "uk": "R0"}, kind="deploy", user="bob")
+    store.finish_deployment(second, "rolled_back", ["za-web-2"])
+    history = store.history()
+    assert [d["id"] for d in history] == [second, first]
+    newest = history[0]
+    for key in ("id", "environment", "regions", "release", "previous", "kind", "status", "started_at",
+                "finished_at", "user", "failed_hosts"):
+        assert key in newest
+    assert newest["previous"] == "R0"
+    assert newest["failed_hosts"] == ["za-web-2"]
+    assert newest["status"] == "rolled_back"
+    assert [d["id"] for d in store.history("staging")] == [first]
+
+
+def test_promotion_needs_a_succeeded_deploy_of_that_release(store: Store) -> None:
+    failed = store.start_deployment(environment="staging", regions=["uk"], release="R1", previous_by_region={},
+                                    kind="deploy", user="ann")
+    store.finish_deployment(failed, "rolled_back", ["w1"])
+    assert not store.succeeded_in("staging", "R1")
+    ok = store.start_deployment(environment="staging", regions=["uk"], release="R1", previous_by_region={},
+                                kind="deploy", user="ann")
+    store.finish_deployment(ok, "succeeded", [])
+    assert store.succeeded_in("staging", "R1")
+    assert not store.succeeded_in("staging", "R2")
+    assert not store.succeeded_in("production", "R1")
+
+
+def test_apps_sharing_a_store_do_not_see_each_others_deployments(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    www, tools = Store(url, "www"), Store(url, "tools")
+    www.start_deployment(environment="production", regions=["za"], release="R1", previous_by_region={},
+                         kind="deploy", user="ann")
+    assert tools.history() == []
+    assert len(www.history()) == 1
+    www.lock("production", owner="ann", reason="hold")
+    tools.lock("production", owner="bob", reason="independent")  # a different app's lock
+    www.close()
+    tools.close()
+
+
+def test_pointers_and_host_state_are_updated_in_place(store: Store) -> None:
+    store.set_pointer("production", "za", "R1", 1)
+    store.set_pointer("production", "za", "R2", 2)
+    assert store.pointers("production")["za"]["release"] == "R2"
+    store.set_host_release("production", "za-web-1", "za", "web", "R1")
+    store.set_host_release("production", "za-web-1", "za", "web", "R2")
+    assert store.host_releases("production") == {"za-web-1": "R2"}
+
+
+def test_a_second_lock_is_refused_naming_the_holder_and_reason(store: Store) -> None:
+    store.lock("production", owner="carol", reason="month end")
+    with pytest.raises(LockHeld) as held:
+        store.lock("production", owner="dave", reason="deploy R2", lease=60, pid=os.getpid())
+    assert "carol" in held.value.message
+    assert "month end" in held.value.message
+    assert held.value.exit_code == 3
+
+
+def test_a_manual_lock_lasts_until_unlocked(store: Store) -> None:
+    store.lock("production", owner="carol", reason="freeze")
+    assert store.lock_holder("production") is not None
+    assert store.reap() == []
+    released = store.unlock("production")
+    assert released is not None and released.owner == "carol"
+    assert store.lock_holder("production") is None
+
+
+def test_a_dead_holder_on_this_machine_is_taken_over_at_once_and_its_deployment_interrupted(store: Store) -> None:
+    dead = _dead_pid()
+    deployment = store.start_deployment(environment="production", regions=["za"], release="R1",
+                                        previous_by_region={}, kind="deploy", user="ann")
+    with store.engine.begin() as conn:
+        conn.execute(t.locks.insert().values(
+            app="www", environment="production", owner="ann", machine=socket.gethostname(), pid=dead,
+            pid_start=None, reason="deploy", deployment_id=deployment, acquired_at=iso(utcnow()),
+            heartbeat_at=iso(utcnow()), expires_at=iso(utcnow() + timedelta(hours=1))))
+    assert store.lock_holder("production") is None  # dead, whatever its lease says
+    takeover = store.lock("production", owner="bob", reason="deploy R2", lease=60, pid=os.getpid())
+    assert takeover is not None
+    assert takeover.previous.deployment_id == deployment
+    record = store.deployment(deployment)
+    assert record is not None and record["status"] == "interrupted"
+
+
+def test_a_holder_elsewhere_is_taken_over_only_when_its_lease_expires(store: Store) -> None:
+    def hold(expires_in: timedelta) -> None:
+        with store.engine.begin() as conn:
+            conn.execute(t.locks.delete())
+            conn.execute(t.locks.insert().values(
+                app="www", environment="production", owner="ci", machine="runner-7.example", pid=4242,
+                pid_start=None, reason="deploy", deployment_id=None, acquired_at=iso(utcnow()),
+                heartbeat_at=iso(utcnow()), expires_at=iso(utcnow() + expires_in)))
+
+    hold(timedelta(minutes=5))
+    with pytest.raises(LockHeld, match="runner-7.example"):
+        store.lock("production", owner="bob", reason="deploy", lease=60, pid=os.getpid())
+    hold(timedelta(seconds=-1))
+    assert store.lock("production", owner="bob", reason="deploy", lease=60, pid=os.getpid()) is not None
+
+
+def test_heartbeat_extends_only_our_own_lease(store: Store) -> None:
+    store.lock("production", owner="bob", reason="deploy", lease=30, pid=os.getpid())
+    before = store.lock_holder("production")
+    assert before is not None
+    assert store.heartbeat("production", 300)
+    after = store.lock_holder("production")
+    assert after is not None and after.expires_at is not None and before.expires_at is not None
+    assert after.expires_at > before.expires_at
+    assert not store.heartbeat("staging", 300)
+
+
+def test_running_deployments_without_a_live_lock_are_reaped_as_interrupted(store: Store) -> None:
+    orphan = store.start_deployment(environment="production", regions=["za"], release="R1",
+                                    previous_by_region={}, kind="deploy", user="ann")
+    assert store.reap() == [orphan]
+    record = store.deployment(orphan)
+    assert record is not None and record["status"] == "interrupted"
+    assert store.reap() == []
+
+
+def test_one_result_row_per_host_and_secrets_are_masked(store: Store) -> None:
+    from conveyor.secrets import register_secret
+
+    register_secret("hunter2-token")
+    deployment = store.start_deployment(environment="production", regions=["za"], release="R1",
+                                        previous_by_region={}, kind="deploy", user="ann")
+    row = {"host": "za-web-1", "region": "za", "role": "web", "status": "failed", "step": "restart",
+           "exit_code": 1, "output_tail": "curl -H 'token: hunter2-token' failed"}
+    store.record_host_result(deployment, row)
+    store.record_host_result(deployment, {**row, "status": "rolled_back", "note": "switched back"})
+    results = store.host_results(deployment)
+    assert len(results) == 1
+    assert results[0]["status"] == "rolled_back"
+    assert "hunter2-token" not in results[0]["output_tail"]
+
+
+def test_a_reused_pid_is_not_mistaken_for_the_holder() -> None:
+    me = os.getpid()
+    assert process_alive(me, pid_start_time(me))
+    assert not process_alive(me, "1")  # same pid, another start time: a different process
+    assert not process_alive(_dead_pid(), None)
+
+
+def test_an_unusable_store_url_is_a_clear_state_error(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="state store"):
+        Store("nosuchdriver://x/y", "www")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StateError):
+        Store(f"sqlite:///{blocker / 'sub' / 'state.db'}", "www")
+
+
+def test_tables_hold_every_row_by_app() -> None:
+    for table in (t.releases, t.deployments, t.host_state, t.pointers, t.locks, t.events):
+        assert "app" in table.c, table.name
+    assert isinstance(t.metadata, sa.MetaData)
