@@ -98,7 +98,8 @@ def test_a_manual_lock_lasts_until_unlocked(store: Store) -> None:
     assert store.lock_holder("production") is not None
     assert store.reap() == []
     released = store.unlock("production")
-    assert released is not None and released.owner == "carol"
+    assert released is not None
+    assert released.owner == "carol"
     assert store.lock_holder("production") is None
 
 
@@ -116,7 +117,8 @@ def test_a_dead_holder_on_this_machine_is_taken_over_at_once_and_its_deployment_
     assert takeover is not None
     assert takeover.previous.deployment_id == deployment
     record = store.deployment(deployment)
-    assert record is not None and record["status"] == "interrupted"
+    assert record is not None
+    assert record["status"] == "interrupted"
 
 
 def test_a_holder_elsewhere_is_taken_over_only_when_its_lease_expires(store: Store) -> None:
@@ -129,7 +131,7 @@ def test_a_holder_elsewhere_is_taken_over_only_when_its_lease_expires(store: Sto
                 heartbeat_at=iso(utcnow()), expires_at=iso(utcnow() + expires_in)))
 
     hold(timedelta(minutes=5))
-    with pytest.raises(LockHeld, match="runner-7.example"):
+    with pytest.raises(LockHeld, match=r"runner-7\.example"):
         store.lock("production", owner="bob", reason="deploy", lease=60, pid=os.getpid())
     hold(timedelta(seconds=-1))
     assert store.lock("production", owner="bob", reason="deploy", lease=60, pid=os.getpid()) is not None
@@ -141,7 +143,9 @@ def test_heartbeat_extends_only_our_own_lease(store: Store) -> None:
     assert before is not None
     assert store.heartbeat("production", 300)
     after = store.lock_holder("production")
-    assert after is not None and after.expires_at is not None and before.expires_at is not None
+    assert after is not None
+    assert after.expires_at is not None
+    assert before.expires_at is not None
     assert after.expires_at > before.expires_at
     assert not store.heartbeat("staging", 300)
 
@@ -151,7 +155,8 @@ def test_running_deployments_without_a_live_lock_are_reaped_as_interrupted(store
                                     previous_by_region={}, kind="deploy", user="ann")
     assert store.reap() == [orphan]
     record = store.deployment(orphan)
-    assert record is not None and record["status"] == "interrupted"
+    assert record is not None
+    assert record["status"] == "interrupted"
     assert store.reap() == []
 
 
