@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,9 +18,17 @@ from conveyor.state.liveness import pid_start_time, process_alive
 from conveyor.state.store import Store, iso, utcnow
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'state.db'}", "www")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The same behaviour on SQLite (the default) and a real PostgreSQL server (for teams)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        engine = sa.create_engine(url)
+        t.metadata.drop_all(engine)  # each test starts from an empty store
+        engine.dispose()
+    s = Store(url, "www")
     yield s
     s.close()
 
