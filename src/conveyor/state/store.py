@@ -264,8 +264,11 @@ class Store:
         for _attempt in range(3):
             try:
                 with self._tx() as conn:
+                    # FOR UPDATE on PostgreSQL (SQLite takes its write lock at BEGIN IMMEDIATE): two takers of
+                    # a dead holder's lock must not both win.
                     current = conn.execute(sa.select(t.locks).where(
-                        t.locks.c.app == self.app, t.locks.c.environment == environment)).mappings().first()
+                        t.locks.c.app == self.app, t.locks.c.environment == environment).with_for_update()
+                    ).mappings().first()
                     if current is None:
                         conn.execute(t.locks.insert().values(**row))
                         return None
