@@ -205,3 +205,25 @@ def test_tables_hold_every_row_by_app() -> None:
     for table in (t.releases, t.deployments, t.host_state, t.pointers, t.locks, t.events):
         assert "app" in table.c, table.name
     assert isinstance(t.metadata, sa.MetaData)
+
+
+def test_of_many_simultaneous_takers_exactly_one_gets_the_lock(store: Store) -> None:
+    import threading
+
+    barrier = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def take(n: int) -> None:
+        barrier.wait(timeout=10)
+        try:
+            store.lock("production", owner=f"taker-{n}", reason="race", lease=60, pid=os.getpid())
+            outcomes.append("won")
+        except LockHeld:
+            outcomes.append("held")
+
+    threads = [threading.Thread(target=take, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["held"] * 5 + ["won"]
