@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,15 @@ class Shipment:
     path: Path
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How long to wait and how many hosts at once: per region, from its `ssh:` settings."""
+
+    connect_timeout: float = 10.0
+    command_timeout: float = 600.0
+    max_concurrency: int = 64
+
+
 @dataclass
 class RolloutSpec:
     """Everything a rollout needs besides the plan: who, what, where, and the limits."""
@@ -48,18 +57,21 @@ class RolloutSpec:
     targets: dict[str, str | None]             # region → release to run (None: no release, undo a first deploy)
     shipments: dict[str, Shipment] = field(default_factory=dict)
     probes: dict[str, Probe] = field(default_factory=dict)   # host key → a probe made just before
-    max_concurrency: int = 64
-    connect_timeout: float = 10.0
-    command_timeout: float = 600.0
+    limits: dict[str, Limits] = field(default_factory=dict)   # region → its limits
+    max_concurrency: int = 64                                  # hosts at once across the environment
     revert_on_failure: bool = True
+
+    def limits_for(self, region: str) -> Limits:
+        """A region's limits (defaults when it has none of its own)."""
+        return self.limits.get(region) or Limits()
 
 
 class Connections:
     """One connection per host, opened on first use and closed together at the end."""
 
-    def __init__(self, transport: Transport, timeout: float) -> None:
+    def __init__(self, transport: Transport, timeout_for: Callable[[Host], float]) -> None:
         self.transport = transport
-        self.timeout = timeout
+        self.timeout_for = timeout_for
         self._open: dict[str, Connection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -68,10 +80,11 @@ class Connections:
         lock = self._locks.setdefault(host.key, asyncio.Lock())
         async with lock:
             if host.key not in self._open:
+                timeout = self.timeout_for(host)
                 try:
-                    self._open[host.key] = await asyncio.wait_for(self.transport.connect(host), self.timeout)
+                    self._open[host.key] = await asyncio.wait_for(self.transport.connect(host), timeout)
                 except TimeoutError:
-                    raise TransportError(f"{host.name}: no connection within {self.timeout:g}s") from None
+                    raise TransportError(f"{host.name}: no connection within {timeout:g}s") from None
             return self._open[host.key]
 
     async def close(self) -> None:
@@ -99,8 +112,12 @@ class Rollout:
         self.spec = spec
         self.transport = transport
         self.bus = bus
-        self.connections = Connections(transport, spec.connect_timeout)
+        # The transport gives up first, with a precise reason; this outer bound is the engine's guarantee.
+        self.connections = Connections(
+            transport, lambda host: spec.limits_for(host.region).connect_timeout * 2 + 1)
         self.semaphore = asyncio.Semaphore(spec.max_concurrency)
+        self.region_semaphores = {region: asyncio.Semaphore(limits.max_concurrency)
+                                  for region, limits in spec.limits.items()}
 
     async def run(self, plan: Plan) -> list[RegionOutcome]:
         """Run every wave; after a failed wave, later waves are skipped. Returns every region's outcome."""
@@ -170,10 +187,21 @@ class Rollout:
             outcome.status = RegionStatus.ROLLED_BACK
 
     # -- hosts ------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _slot(self, host: Host) -> AsyncIterator[None]:
+        """A place among the hosts working at once: in the environment, and in the host's region."""
+        async with self.semaphore:
+            region = self.region_semaphores.get(host.region)
+            if region is None:
+                yield
+            else:
+                async with region:
+                    yield
+
     async def _host(self, outcome: HostOutcome, target: str | None) -> None:
         host = outcome.host
         outcome.target = target
-        async with self.semaphore:
+        async with self._slot(host):
             started = time.monotonic()
             self.bus.emit("host_started", host=host.name, region=host.region, role=host.role)
             try:
@@ -200,7 +228,8 @@ class Rollout:
         if track:
             outcome.step = step
         self.bus.emit("host_step", host=outcome.host.name, region=outcome.host.region, step=step)
-        return await connection.run(command, stdin=stdin, timeout=timeout or self.spec.command_timeout)
+        limit = self.spec.limits_for(outcome.host.region).command_timeout
+        return await connection.run(command, stdin=stdin, timeout=timeout or limit)
 
     def _deploy_to(self, host: Host) -> str:
         return self.transport.deploy_path(host, self.config.target_dir)
@@ -330,7 +359,7 @@ class Rollout:
         self.bus.emit("host_reverting", host=host.name, region=host.region, to=outcome.previous)
         alone = outcome.failed
         try:
-            async with self.semaphore:
+            async with self._slot(host):
                 await self._activate(outcome, outcome.previous, "rollback", outcome.target, track=False)
         except (StepFailed, TransportError) as exc:
             message = exc.message if isinstance(exc, TransportError) else str(exc)
@@ -356,10 +385,12 @@ def _why(step: str, done: Completed) -> str:
 ProbeFn = Callable[[Host], Awaitable[Probe]]
 
 
-async def survey(transport: Transport, hosts: list[Host], deploy_to: str, *, concurrency: int = 64,
-                 connect_timeout: float = 10.0, timeout: float = 60.0) -> dict[str, Probe | str]:
+async def survey(transport: Transport, hosts: list[Host], deploy_to: str, *,
+                 limits_for: Callable[[Host], Limits] | None = None, concurrency: int = 64
+                 ) -> dict[str, Probe | str]:
     """Probe every host concurrently: host key → its Probe, or the reason it could not be read."""
-    connections = Connections(transport, connect_timeout)
+    limits = limits_for or (lambda _host: Limits())
+    connections = Connections(transport, lambda host: limits(host).connect_timeout * 2 + 1)
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(host: Host) -> tuple[str, Probe | str]:
@@ -367,7 +398,7 @@ async def survey(transport: Transport, hosts: list[Host], deploy_to: str, *, con
             try:
                 connection = await connections.get(host)
                 done = await connection.run(commands.probe(transport.deploy_path(host, deploy_to), ""),
-                                            timeout=timeout)
+                                            timeout=min(limits(host).command_timeout, 120.0))
             except TransportError as exc:
                 return host.key, exc.message
             if done.exit_code != 0:

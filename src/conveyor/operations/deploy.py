@@ -131,10 +131,10 @@ def rollback(ws: Workspace, request: Request, *, subscribers: Sequence[Subscribe
     except HeldError as exc:
         _record_blocked(ws, request, [r.region for r in plan.regions], request.release, "rollback", exc)
         raise
-    settings = ws.config.ssh_for(request.environment, plan.regions[0].region)
+    limits = ws.limits(request.environment)
     probes_raw = asyncio.run(survey(ws.transport(request.environment), plan.hosts, ws.config.target_dir,
-                                    concurrency=settings.max_concurrency or 64,
-                                    connect_timeout=settings.connect_timeout or 10.0))
+                                    limits_for=lambda host: limits[host.region],
+                                    concurrency=ws.concurrency(request.environment)))
     unreachable = {key: why for key, why in probes_raw.items() if isinstance(why, str)}
     probes = {key: p for key, p in probes_raw.items() if isinstance(p, Probe)}
     targets: dict[str, str | None] = {}
@@ -199,13 +199,10 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
         store.add_event(f"{kind}_started", ws.user, environment=env, deployment_id=deployment_id,
                         release=release, regions=regions)
         bus.subscribe(StoreRecorder(store, env, deployment_id))
-        settings = ws.config.ssh_for(env, regions[0])
         spec = RolloutSpec(
             app=ws.config.app, environment=env, kind=kind, user=ws.user, deployment_id=deployment_id,
             targets=targets, shipments=shipments, probes=probes,
-            max_concurrency=settings.max_concurrency or 64,
-            connect_timeout=settings.connect_timeout or 10.0,
-            command_timeout=settings.command_timeout or 600.0,
+            limits=ws.limits(env), max_concurrency=ws.concurrency(env),
             revert_on_failure=kind == "deploy",
         )
         bus.emit("deployment_started", id=deployment_id, environment=env, kind=kind, release=release,

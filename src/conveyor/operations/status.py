@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from functools import partial
 from typing import Any
 
 from conveyor.engine.probe import Probe
-from conveyor.engine.rollout import survey
+from conveyor.engine.rollout import Limits, survey
+from conveyor.inventory import Host
 from conveyor.operations.workspace import Workspace
 
 
@@ -23,10 +25,10 @@ def status(ws: Workspace, environment: str | None = None, *, verify: bool = Fals
         seen: dict[str, Probe | str] = {}
         if verify:
             all_hosts = [h for region in hosts.values() for h in region]
-            settings = ws.config.ssh_for(env, next(iter(hosts)))
+            limits = ws.limits(env)
             seen = asyncio.run(survey(ws.transport(env), all_hosts, ws.config.target_dir,
-                                      concurrency=settings.max_concurrency or 64,
-                                      connect_timeout=settings.connect_timeout or 10.0))
+                                      limits_for=partial(_region_limits, limits),
+                                      concurrency=ws.concurrency(env)))
         regions: dict[str, Any] = {}
         for region, members in hosts.items():
             rows = []
@@ -59,6 +61,10 @@ def status(ws: Workspace, environment: str | None = None, *, verify: bool = Fals
             regions[region] = entry
         out["environments"][env] = {"regions": regions, "verified": verify}
     return out
+
+
+def _region_limits(limits: dict[str, Limits], host: Host) -> Limits:
+    return limits[host.region]
 
 
 def history(ws: Workspace, environment: str | None = None, limit: int = 20) -> dict[str, Any]:

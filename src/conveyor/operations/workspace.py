@@ -9,7 +9,8 @@ from pathlib import Path
 
 from conveyor.artifact import LocalStore
 from conveyor.config.loader import LoadedConfig, load_config
-from conveyor.config.models import Config, SSHSettings
+from conveyor.config.models import SSH_DEFAULTS, Config, SSHSettings
+from conveyor.engine.rollout import Limits
 from conveyor.errors import UsageError
 from conveyor.identity import current_user
 from conveyor.inventory import Host, static_hosts
@@ -91,6 +92,21 @@ class Workspace:
             return settings.model_copy(update=paths) if paths else settings
 
         return SSHTransport(settings_for)
+
+    def limits(self, env: str) -> dict[str, Limits]:
+        """Each region's connect and command timeouts and concurrency, from its merged `ssh:` settings."""
+        out = {}
+        for region in self.config.environments[env].regions:
+            settings = self.config.ssh_for(env, region)
+            out[region] = Limits(connect_timeout=settings.connect_timeout or 10.0,
+                                 command_timeout=settings.command_timeout or 600.0,
+                                 max_concurrency=settings.max_concurrency or 64)
+        return out
+
+    def concurrency(self, env: str) -> int:
+        """Hosts at once across an environment: its own (or the top-level) `ssh.max_concurrency`."""
+        settings = SSH_DEFAULTS.merged(self.config.ssh).merged(self.config.environments[env].ssh)
+        return settings.max_concurrency or 64
 
     def close(self) -> None:
         """Close the state store if it was opened."""

@@ -46,26 +46,30 @@ class LocalConnection:
             finally:
                 proc.stdin.close()
 
-        async def communicate() -> bytes:
+        collected = bytearray()
+
+        async def communicate() -> None:
             assert proc.stdout is not None
             feeder = asyncio.create_task(feed(stdin)) if stdin else None
-            output = await proc.stdout.read()
+            while chunk := await proc.stdout.read(65536):
+                collected.extend(chunk)
             if feeder:
                 await feeder
             await proc.wait()
-            return output
 
         try:
-            output = await asyncio.wait_for(communicate(), timeout)
+            await asyncio.wait_for(communicate(), timeout)
         except TimeoutError:
             _kill_group(proc.pid)
             await proc.wait()
-            return Completed(exit_code=124, output=f"timed out after {timeout:g}s", timed_out=True)
+            # Keep what the host printed: it says which step it reached (a switch may already be done).
+            output = collected.decode("utf-8", "replace") + f"\ntimed out after {timeout:g}s"
+            return Completed(exit_code=124, output=output, timed_out=True)
         except asyncio.CancelledError:
             _kill_group(proc.pid)
             raise
         assert proc.returncode is not None
-        return Completed(exit_code=proc.returncode, output=output.decode("utf-8", "replace"))
+        return Completed(exit_code=proc.returncode, output=collected.decode("utf-8", "replace"))
 
     async def http_get(self, url: str, timeout: float) -> tuple[int, str]:
         """GET a URL from this machine (a local host shares the controller's network)."""
