@@ -198,6 +198,24 @@ class SSHTransport:
         self.fast_crypto = fast_crypto
         self._bastions: dict[tuple[str, int, str | None], asyncssh.SSHClientConnection] = {}
         self._bastion_lock = asyncio.Lock()
+        self._known: dict[Path, tuple[float, asyncssh.SSHKnownHosts]] = {}
+
+    def _known_hosts(self, path: Path) -> asyncssh.SSHKnownHosts | None:
+        """The parsed known_hosts file, read again only when it changes (accept-new appends to it)."""
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise TransportError(f"known_hosts file {path}: {exc.strerror}") from exc
+        cached = self._known.get(path)
+        if cached is None or cached[0] != mtime:
+            try:
+                cached = (mtime, asyncssh.read_known_hosts(str(path)))
+            except (ValueError, OSError) as exc:
+                raise TransportError(f"known_hosts file {path}: {exc}") from exc
+            self._known[path] = cached
+        return cached[1]
 
     def deploy_path(self, host: Host, deploy_to: str) -> str:
         """On a real host, deploy_to is where it says."""
@@ -219,10 +237,7 @@ class SSHTransport:
         if self.fast_crypto:
             options["kex_algs"] = list(FAST_KEX)
             options["encryption_algs"] = list(FAST_CIPHERS)
-        try:
-            known = asyncssh.read_known_hosts(str(known_file)) if known_file.is_file() else None
-        except (ValueError, OSError) as exc:
-            raise TransportError(f"known_hosts file {known_file}: {exc}") from exc
+        known = self._known_hosts(known_file)
         options["known_hosts"] = known if known is not None else ([], [], [])
         return options, known_file, known is not None
 
@@ -233,8 +248,9 @@ class SSHTransport:
         if timeout is not None:
             options["connect_timeout"] = options["login_timeout"] = max(timeout, 0.001)
         known_keys = False
-        if has_file:
-            trusted = asyncssh.read_known_hosts(str(known_file)).match(endpoint.host, "", endpoint.port)
+        known = options["known_hosts"]
+        if has_file and isinstance(known, asyncssh.SSHKnownHosts):
+            trusted = known.match(endpoint.host, "", endpoint.port)
             known_keys = bool(trusted[0] or trusted[1])
         client = _Client(settings.known_hosts == "accept-new", known_keys)
         kwargs: dict[str, Any] = {"port": endpoint.port, "client_factory": lambda: client, **options}
