@@ -160,6 +160,7 @@ class HostSpec(Strict):
     port: Int | None = Field(default=None, ge=1, le=65535)
     user: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    ssh: SSHSettings | None = None
 
     @field_validator("name")
     @classmethod

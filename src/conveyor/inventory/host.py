@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from conveyor.config.models import Config
+from conveyor.config.models import Config, SSHSettings
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class Host:
     port: int | None = None
     user: str | None = None
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    ssh: SSHSettings | None = field(default=None, hash=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -45,6 +46,7 @@ def static_hosts(config: Config, env: str) -> dict[str, list[Host]]:
                         port=spec.port,
                         user=spec.user,
                         labels=dict(spec.labels),
+                        ssh=spec.ssh,
                     )
                 )
         out[region_name] = hosts

@@ -83,7 +83,7 @@ class Workspace:
         from conveyor.transport.ssh import SSHTransport
 
         def settings_for(host: Host) -> SSHSettings:
-            settings = self.config.ssh_for(env, host.region)
+            settings = self.config.ssh_for(env, host.region).merged(host.ssh)
             paths = {}
             for name in ("identity_file", "known_hosts_file"):
                 value = getattr(settings, name)
