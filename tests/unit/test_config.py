@@ -775,8 +775,10 @@ ERROR_CASES = [
           staging: {regions: {uk: {hosts: {web: [web-1]}}}}
         """,
         "conveyor.yml:5: roles.web.checks.0.http: expected an http:// or https:// URL, got 'ftp://127.0.0.1/health'",
-        "conveyor.yml:6: roles.web.checks.1: a check is either http: or command:, not both",
-        "conveyor.yml:7: roles.web.checks.2: a check needs http: URL or command: TEXT",
+        "conveyor.yml:6: roles.web.checks.1: a check is one of http:, command:, prometheus:, alerts:, "
+        "not http and command",
+        "conveyor.yml:7: roles.web.checks.2: a check needs one of http: URL, command: TEXT, prometheus: URL, "
+        "alerts: URL",
         "conveyor.yml:8: roles.web.checks.3: expected a mapping like {http: URL, expect: 200} or {command: TEXT}, "
         "got text 'http://127.0.0.1/health'",
         "conveyor.yml:9: roles.web.checks.4.command: must not be empty",

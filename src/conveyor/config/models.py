@@ -94,12 +94,26 @@ SSH_DEFAULTS = SSHSettings(
 )
 
 
-class HttpCheck(Strict):
-    """An HTTP request made on the host's side that must answer `expect` (and contain `contains`)."""
+class Repeat(Strict):
+    """How a check repeats while it watches (bake, canary bake): every `interval`, `count` times or for
+    `duration`, failing once more than `failure_limit` measurements fail."""
+
+    interval: Duration = 10.0
+    count: Int | None = Field(default=None, ge=1, le=100000)
+    duration: Duration | None = None
+    failure_limit: Int = Field(default=0, ge=0, le=100000)
+    timeout: Duration = 10.0
+    name: str | None = None
+
+
+class HttpCheck(Repeat):
+    """An HTTP GET made from the host's side: status `expect`, body `contains`/`matches`, `max_latency`."""
 
     http: str
     expect: Int = Field(default=200, ge=100, le=599)
     contains: str | None = None
+    matches: str | None = None
+    max_latency: Duration | None = None
     timeout: Duration = 5.0
     retries: Int = Field(default=3, ge=0, le=1000)
     interval: Duration = 1.0
@@ -111,43 +125,126 @@ class HttpCheck(Strict):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value
 
+    @field_validator("matches")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
     def describe(self) -> str:
         """One line for plans and reports."""
-        return f"GET {self.http} expects {self.expect}" + (f" containing {self.contains!r}" if self.contains else "")
+        text = self.name or f"GET {self.http} expects {self.expect}"
+        if not self.name and self.contains:
+            text += f" containing {self.contains!r}"
+        return text
 
 
-class CommandCheck(Strict):
-    """A command run on the host in the new release's directory; exit 0 passes."""
+class CommandCheck(Repeat):
+    """A command that passes with exit 0: on each host of the role, on one host, or on the controller."""
 
     command: str = Field(min_length=1)
+    on: Literal["each", "one", "local"] = "each"
     timeout: Duration = 30.0
     retries: Int = Field(default=0, ge=0, le=1000)
     interval: Duration = 1.0
 
     def describe(self) -> str:
         """One line for plans and reports."""
-        return f"run {self.command!r}"
+        return self.name or f"run {self.command!r}" + ("" if self.on == "each" else f" ({self.on})")
 
 
-Check = HttpCheck | CommandCheck
+_CONDITION = re.compile(r"^\s*result\s*(<=|>=|==|!=|<|>)\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+def parse_condition(text: str) -> tuple[str, float]:
+    """`result < 0.01` as ('<', 0.01)."""
+    match = _CONDITION.match(text)
+    if not match:
+        raise ValueError(f"expected a condition like \"result < 0.01\" (operators < <= > >= == !=), got {text!r}")
+    return match.group(1), float(match.group(2))
+
+
+class PrometheusCheck(Repeat):
+    """An instant PromQL query whose value must meet `condition`; an empty result or NaN follows policy.
+
+    `$region`, `$environment`, `$release`, `$app` and `$host` in the query are replaced before it is sent.
+    """
+
+    prometheus: str
+    query: str = Field(min_length=1)
+    condition: str
+    on_empty: Literal["fail", "pass", "inconclusive"] = "inconclusive"
+    on_nan: Literal["fail", "pass", "inconclusive"] = "inconclusive"
+
+    @field_validator("prometheus")
+    @classmethod
+    def _server(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"expected the Prometheus server's http:// or https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("condition")
+    @classmethod
+    def _condition(cls, value: str) -> str:
+        parse_condition(value)
+        return value
+
+    def describe(self) -> str:
+        """One line for plans and reports."""
+        return self.name or f"prometheus {self.query} ⇒ {self.condition}"
+
+
+class AlertsCheck(Repeat):
+    """No active Alertmanager alert matches these labels (values may use `$region`, `$environment`...)."""
+
+    alerts: str
+    matchers: dict[str, str] = Field(default_factory=dict)
+    before_start: bool = True
+
+    @field_validator("alerts")
+    @classmethod
+    def _server(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"expected the Alertmanager's http:// or https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    def describe(self) -> str:
+        """One line for plans and reports."""
+        labels = ",".join(f"{k}={v}" for k, v in self.matchers.items())
+        return self.name or f"no active alert{' matching ' + labels if labels else ''}"
+
+
+Check = HttpCheck | CommandCheck | PrometheusCheck | AlertsCheck
+_CHECK_KINDS: dict[str, type[Repeat]] = {
+    "http": HttpCheck, "command": CommandCheck, "prometheus": PrometheusCheck, "alerts": AlertsCheck,
+}
 
 
 def _check(value: Any) -> Any:
     if isinstance(value, dict):
-        if "http" in value and "command" in value:
-            raise ValueError("a check is either http: or command:, not both")
-        if "http" not in value and "command" not in value:
-            raise ValueError("a check needs http: URL or command: TEXT")
-        return HttpCheck.model_validate(value) if "http" in value else CommandCheck.model_validate(value)
+        kinds = [key for key in _CHECK_KINDS if key in value]
+        if len(kinds) > 1:
+            raise ValueError(f"a check is one of http:, command:, prometheus:, alerts:, not {' and '.join(kinds)}")
+        if not kinds:
+            raise ValueError("a check needs one of http: URL, command: TEXT, prometheus: URL, alerts: URL")
+        return _CHECK_KINDS[kinds[0]].model_validate(value)
     raise ValueError(f"expected a mapping like {{http: URL, expect: 200}} or {{command: TEXT}}, got {describe(value)}")
+
+
+AnyCheck = Annotated[Check, BeforeValidator(_check)]
 
 
 class Role(Strict):
     """What a kind of host does: how it restarts, how it is checked, how many move at once."""
 
     restart: str | None = None
-    checks: list[Annotated[Check, BeforeValidator(_check)]] = Field(default_factory=list)
+    checks: list[AnyCheck] = Field(default_factory=list)
     canary: HostAmount = Field(default_factory=lambda: parse_amount(1))
+    canary_bake: Duration | None = None
     batch: HostAmount = Field(default_factory=lambda: parse_amount("25%"))
     max_failures: HostAmount = Field(default_factory=lambda: parse_amount(0))
 
@@ -224,6 +321,8 @@ class Environment(Strict):
     promote_from: str | None = None
     waves: list[list[str]] | None = None
     bake: Duration | None = None
+    checks: list[AnyCheck] = Field(default_factory=list)
+    on_failure: Literal["rollback", "halt"] = "rollback"
     window: str | None = None
     migration_window: str | None = None
     ssh: SSHSettings | None = None
