@@ -9,10 +9,11 @@ from rich.table import Table
 
 from conveyor.cli.display import Display
 from conveyor.cli.options import ConfigOption, JsonOption, interactive, print_json, stderr, stdout, workspace
+from conveyor.config.values import format_duration
 from conveyor.engine.plan import Plan
 from conveyor.engine.results import DeploymentResult
 from conveyor.errors import DeploymentFailed, UsageError
-from conveyor.operations.deploy import Request, gates, plan_for, resolve_release
+from conveyor.operations.deploy import Request, estimate_seconds, gates, plan_for, resolve_release, resume_request
 from conveyor.operations.workspace import Workspace
 
 RegionOption = typer.Option([], "--region", "-r", help="Only this region (repeatable).")
@@ -31,12 +32,15 @@ STEPS = {
 
 def plan_document(ws: Workspace, plan: Plan, release: str | None, kind: str) -> dict[str, Any]:
     """A plan as JSON: waves, regions, roles, batches and hosts, gates, and each host's steps."""
+    environment = ws.config.environments[plan.environment]
+    total, per_host = estimate_seconds(ws, plan)
     return {
         "environment": plan.environment, "kind": kind, "release": release,
         "waves": [[{
             "region": region.region,
             "roles": [{
                 "role": role.role, "max_failures": role.max_failures,
+                "canary_bake": ws.config.roles[role.role].canary_bake,
                 "restart": ws.config.roles[role.role].restart,
                 "checks": [c.describe() for c in ws.config.roles[role.role].checks],
                 "batches": [{"number": b.number, "canary": b.canary, "hosts": [h.name for h in b.hosts]}
@@ -45,8 +49,12 @@ def plan_document(ws: Workspace, plan: Plan, release: str | None, kind: str) -> 
         } for region in wave] for wave in plan.waves],
         "hosts": len(plan.hosts),
         "skipped_regions": list(plan.skipped_regions),
-        "gates": gates(ws, plan.environment, release, kind),
+        "gates": gates(ws, plan.environment, release, kind, regions=[r.region for r in plan.regions]),
         "steps": STEPS[kind],
+        "bake": environment.bake,
+        "on_failure": environment.on_failure,
+        "checks": [c.describe() for c in environment.checks],
+        "estimate": {"seconds": round(total, 1), "per_host_step": round(per_host, 2)},
     }
 
 
@@ -66,7 +74,13 @@ def render_plan(document: dict[str, Any]) -> None:
     for gate in document["gates"]:
         mark = "[green]open[/green]" if gate["open"] else "[red]closed[/red]"
         out.print(f"gate {gate['gate']}: {mark} — {gate['detail']}", markup=True)
+    if document.get("bake"):
+        out.print(f"bake between waves: {format_duration(document['bake'])}, watching: "
+                  f"{'; '.join(document['checks']) or 'nothing (a pause)'}; on failure: {document['on_failure']}")
     out.print("each host: " + " → ".join(document["steps"]))
+    estimate = document["estimate"]
+    out.print(f"estimated duration: ~{format_duration(estimate['seconds'])} "
+              f"(a host step takes ~{estimate['per_host_step']:g}s, from recent history)")
 
 
 def _confirm(ws: Workspace, kind: str) -> Any:
@@ -80,8 +94,8 @@ def _confirm(ws: Workspace, kind: str) -> Any:
 def _finish(result: DeploymentResult, as_json: bool) -> None:
     if as_json:
         print_json(result.to_json())
-    if result.exit_code == 1:
-        raise typer.Exit(1)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 def register(app: typer.Typer) -> None:
@@ -124,6 +138,8 @@ def register(app: typer.Typer) -> None:
         role: list[str] = RoleOption,
         release: str | None = typer.Option(None, "--release", help="Release id, or `latest` (default: build now)."),
         reason: str | None = typer.Option(None, "--reason", help="Why: recorded in history and the lock."),
+        resume: int | None = typer.Option(None, "--resume", help="Carry on a held deployment (accepts its "
+                                          "inconclusive check).", metavar="ID"),
         yes: bool = YesOption,
         config: str | None = ConfigOption,
         as_json: bool = JsonOption,
@@ -136,7 +152,13 @@ def register(app: typer.Typer) -> None:
         ws.environment(environment)
         subscribers = [] if as_json else [Display(stderr(), live=interactive())]
         confirm = _confirm(ws, "deploy") if (interactive() and not yes and not as_json) else None
-        request = Request(environment, regions=region, roles=role, release=release, reason=reason)
+        if resume is not None:
+            if release or region:
+                raise UsageError("--resume carries on a deployment as it was: no --release or --region with it")
+            request = resume_request(ws, environment, resume, reason)
+            request.roles = role
+        else:
+            request = Request(environment, regions=region, roles=role, release=release, reason=reason)
         try:
             result = run_deploy(ws, request, subscribers=subscribers, confirm=confirm,
                                 build=lambda: build(ws)[0])

@@ -85,6 +85,30 @@ class Display:
         if self.progress and host.region in self.tasks:
             self.progress.advance(self.tasks[host.region])
 
+    def on_bake_started(self, wave: int, regions: list[str], seconds: float, **_: Any) -> None:
+        """A wave's bake begins."""
+        self.line(f"wave {wave}: baking {', '.join(regions)} for {seconds:g}s")
+
+    def on_bake_finished(self, wave: int, verdicts: dict[str, str], **_: Any) -> None:
+        """A wave's bake ended."""
+        self.line(f"wave {wave}: bake " + ", ".join(f"{r} {v}" for r, v in verdicts.items()),
+                  "green" if all(v == "pass" for v in verdicts.values()) else "red")
+
+    def on_canary_bake_started(self, region: str, role: str, hosts: list[str], seconds: float, **_: Any) -> None:
+        """A canary bake begins."""
+        self.line(f"  {region} {role} canary {', '.join(hosts)}: baking for {seconds:g}s")
+
+    def on_canary_bake_finished(self, region: str, role: str, verdict: str, reason: str, **_: Any) -> None:
+        """A canary bake ended."""
+        self.line(f"  {region} {role} canary bake: {verdict}" + (f" — {reason}" if verdict != "pass" else ""),
+                  "green" if verdict == "pass" else "red")
+
+    def on_measurement(self, phase: str, measurement: Any, **_: Any) -> None:
+        """Show measurements that did not pass (the passing ones are kept in history)."""
+        if str(measurement.verdict) != "pass":
+            self.line(f"    {phase} {measurement.scope}: {measurement.check} = {measurement.value} "
+                      f"({measurement.verdict}: {measurement.detail})", "yellow")
+
     def on_region_rolling_back(self, region: str, hosts: list[str], **_: Any) -> None:
         """A region is being switched back."""
         self.line(f"{region}: switching {len(hosts)} host(s) back", "yellow")

@@ -82,6 +82,12 @@ def register(app: typer.Typer) -> None:
                 table.add_row(host["host"], host["region"], host["role"], host["status"], host["release"] or "-",
                               host["step"] or "", "" if host["exit_code"] is None else str(host["exit_code"]), text)
             out.print(table)
+            if detail["measurements"]:
+                checks = Table("phase", "at", "scope", "check", "value", "condition", "verdict", "detail", box=None)
+                for m in detail["measurements"]:
+                    checks.add_row(m["phase"], m["at"][11:19], m["scope"], m["check"], str(m["value"]),
+                                   m["condition"] or "", m["verdict"], m["detail"] or "")
+                out.print(checks)
             return
         document = read_history(ws, environment, number)
         if as_json:

@@ -18,6 +18,7 @@ class DeploymentStatus(StrEnum):
     ROLLED_BACK = "rolled_back"  # a region failed and was switched back to its previous release
     INTERRUPTED = "interrupted"  # the controller stopped (killed, cancelled) before the end
     BLOCKED = "blocked"          # a gate or a lock held it; nothing changed
+    HELD = "held"                # a check was inconclusive after hosts moved; resume it with --resume ID
 
 
 class HostStatus(StrEnum):
@@ -38,6 +39,7 @@ class RegionStatus(StrEnum):
     ROLLED_BACK = "rolled_back"
     FAILED = "failed"
     SKIPPED = "skipped"          # an earlier wave failed, so it never started
+    HELD = "held"                # a check was inconclusive: it waits for a person (deploy --resume)
 
 
 @dataclass
@@ -108,7 +110,7 @@ class DeploymentResult:
         """0 succeeded, 1 failed or rolled back or interrupted, 3 blocked."""
         if self.status == DeploymentStatus.SUCCEEDED:
             return 0
-        if self.status == DeploymentStatus.BLOCKED:
+        if self.status in (DeploymentStatus.BLOCKED, DeploymentStatus.HELD):
             return 3
         return 1
 

@@ -9,19 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from conveyor.config.models import CommandCheck, Config, HttpCheck
+from conveyor.config.models import Check, CommandCheck, Config, HttpCheck
 from conveyor.engine import commands
 from conveyor.engine.events import EventBus
 from conveyor.engine.plan import Plan, RegionPlan
 from conveyor.engine.probe import Probe, last_step, parse_probe, tail
 from conveyor.engine.results import HostOutcome, HostStatus, RegionOutcome, RegionStatus
 from conveyor.errors import TransportError
+from conveyor.gates.analysis import Fetch, Measurement, Scope, Verdict, WatchResult, http_fetch, watch
 from conveyor.inventory import Host
 from conveyor.secrets import mask
 from conveyor.transport.base import Completed, Connection, Transport
@@ -60,6 +62,11 @@ class RolloutSpec:
     limits: dict[str, Limits] = field(default_factory=dict)   # region → its limits
     max_concurrency: int = 64                                  # hosts at once across the environment
     revert_on_failure: bool = True
+    bake: float | None = None                                  # watch between waves, seconds
+    checks: list[Check] = field(default_factory=list)          # the environment's analysis checks
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    fetch: Fetch | None = None                                 # HTTP for Prometheus/Alertmanager
 
     def limits_for(self, region: str) -> Limits:
         """A region's limits (defaults when it has none of its own)."""
@@ -132,11 +139,14 @@ class Rollout:
                 if stop:
                     for region in wave:
                         outcomes[region.region].status = RegionStatus.SKIPPED
-                        outcomes[region.region].message = "an earlier wave failed"
+                        outcomes[region.region].message = "an earlier wave did not finish"
                     continue
                 self.bus.emit("wave_started", wave=number, regions=[r.region for r in wave])
                 await asyncio.gather(*(self._region(region, outcomes[region.region]) for region in wave))
                 failed = [r.region for r in wave if outcomes[r.region].status != RegionStatus.SUCCEEDED]
+                if not failed and number < len(plan.waves):
+                    await self._bake(number, [outcomes[r.region] for r in wave])
+                    failed = [r.region for r in wave if outcomes[r.region].status != RegionStatus.SUCCEEDED]
                 self.bus.emit("wave_finished", wave=number, failed=failed)
                 stop = bool(failed)
         finally:
@@ -144,6 +154,95 @@ class Rollout:
             await self.transport.aclose()
         return list(outcomes.values())
 
+    # -- watching -----------------------------------------------------------------------------
+    async def _bake(self, wave: int, regions: list[RegionOutcome]) -> None:
+        """Watch a finished wave for the bake period; a failure rolls the wave back (or halts it)."""
+        bake = self.spec.bake
+        moved = [r for r in regions if any(h.status == HostStatus.SUCCEEDED for h in r.hosts)]
+        if not bake or not moved:
+            return  # nothing moved in this wave (a resumed deployment): nothing new to watch
+        self.bus.emit("bake_started", wave=wave, regions=[r.region for r in moved], seconds=bake)
+        results = await asyncio.gather(*(self._watch_region(r, self.spec.checks, bake, "bake") for r in moved))
+        for region, result in zip(moved, results, strict=True):
+            if result.verdict == Verdict.PASS:
+                continue
+            if result.verdict == Verdict.INCONCLUSIVE:
+                region.status = RegionStatus.HELD
+                region.message = f"bake inconclusive: {result.reason}; a person must decide (deploy --resume)"
+                continue
+            region.message = f"bake failed: {result.reason}"
+            await self._halt(region)
+        self.bus.emit("bake_finished", wave=wave, verdicts={r.region: str(x.verdict)
+                                                            for r, x in zip(moved, results, strict=True)})
+
+    async def _watch_region(self, region: RegionOutcome, checks: list[Check], seconds: float,
+                            phase: str, hosts: list[HostOutcome] | None = None) -> WatchResult:
+        """Run `checks` for `seconds` against a region (and, for host checks, its moved hosts)."""
+        scope = Scope(app=self.spec.app, environment=self.spec.environment, region=region.region,
+                      release=region.target, host=None)
+        targets = hosts if hosts is not None else [h for h in region.hosts if h.status == HostStatus.SUCCEEDED]
+        plans: list[tuple[Check, Scope]] = []
+        for check in checks:
+            if isinstance(check, HttpCheck | CommandCheck) and not (
+                    isinstance(check, CommandCheck) and check.on == "local"):
+                chosen = targets[:1] if isinstance(check, CommandCheck) and check.on == "one" else targets
+                plans += [(check, Scope(app=scope.app, environment=scope.environment, region=scope.region,
+                                        release=scope.release, host=h.host.name)) for h in chosen]
+            else:
+                plans.append((check, scope))
+        by_name = {h.host.name: h for h in targets}
+
+        async def measure_other(check: Check, where: Scope) -> Measurement:
+            return await self._measure_on_host(check, where, by_name.get(where.host or ""))
+
+        def record(measurement: Measurement) -> None:
+            self.bus.emit("measurement", phase=phase, measurement=measurement)
+
+        # Over a bake, every check watches for the whole period, at its own interval.
+        groups: dict[Scope, list[Check]] = {}
+        for check, where in plans:
+            groups.setdefault(where, []).append(check.model_copy(update={"duration": seconds, "count": None}))
+        results = await asyncio.gather(*(
+            watch(group, where, clock=self.spec.clock, sleep=self.spec.sleep, fetch=self.spec.fetch or http_fetch,
+                  measure_other=measure_other, on_measurement=record)
+            for where, group in groups.items()))
+        return _combine(results)
+
+    async def _measure_on_host(self, check: Check, scope: Scope, outcome: HostOutcome | None) -> Measurement:
+        """Measure an http or command check once, on a host (or on the controller for `on: local`)."""
+        now = datetime.now(UTC)
+        where = f"host {scope.host}" if scope.host else f"region {scope.region}"
+        if isinstance(check, CommandCheck) and (check.on == "local" or outcome is None):
+            proc = await asyncio.create_subprocess_exec(
+                "sh", "-c", scope.substitute(check.command), stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT)
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), check.timeout)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                return Measurement(check.describe(), "command", where, None, "exit 0", Verdict.FAIL, now,
+                                   f"timed out after {check.timeout:g}s")
+            verdict = Verdict.PASS if proc.returncode == 0 else Verdict.FAIL
+            return Measurement(check.describe(), "command", where, proc.returncode, "exit 0", verdict, now,
+                               tail(out.decode("utf-8", "replace"), 3))
+        if outcome is None:
+            return Measurement(check.describe(), "http", where, None, "", Verdict.INCONCLUSIVE, now,
+                               "no host to measure on")
+        if isinstance(check, CommandCheck):
+            deploy_to = self._deploy_to(outcome.host)
+            release = outcome.release or ""
+            env = self._env(outcome.host, release, outcome.previous, self.spec.kind, deploy_to)
+            done = await self._run(outcome, "check", commands.check(
+                f"{deploy_to}/releases/{release}", check.command, 0, 0, env), timeout=check.timeout, track=False)
+            verdict = Verdict.PASS if done.exit_code == 0 else Verdict.FAIL
+            return Measurement(check.describe(), "command", where, done.exit_code, "exit 0", verdict, now,
+                               "timed out" if done.timed_out else tail(done.output, 3))
+        assert isinstance(check, HttpCheck)
+        status, problem, latency = await self._http_once(outcome, check)
+        verdict = Verdict.PASS if problem is None else Verdict.FAIL
+        return Measurement(check.describe(), "http", where, status, f"status {check.expect}", verdict, now,
+                           problem or f"{latency * 1000:.0f} ms")
     # -- regions ----------------------------------------------------------------------------
     async def _region(self, plan: RegionPlan, outcome: RegionOutcome) -> None:
         target = outcome.target
@@ -161,9 +260,19 @@ class Rollout:
                     # A failed host does not keep serving the release that failed on it.
                     await asyncio.gather(*(self._revert(o) for o in members if o.failed and o.moved))
                 failures = sum(1 for o in role_outcomes if o.failed)
+                if batch.canary and failures <= role.max_failures:
+                    verdict = await self._canary_bake(outcome, role.role, members)
+                    if verdict is not None:
+                        outcome.message = verdict
+                        if outcome.status == RegionStatus.HELD:
+                            self.bus.emit("region_finished", region=plan.region, status=str(outcome.status),
+                                          message=outcome.message, duration=time.monotonic() - started)
+                            return
+                        failures = len(role_outcomes)  # a canary that fails its bake condemns the role
                 if failures > role.max_failures:
-                    outcome.message = (f"{failures} of {len(role_outcomes)} {role.role} host(s) failed "
-                                       f"(max_failures {role.max_failures}); region halted")
+                    outcome.message = outcome.message or (
+                        f"{failures} of {len(role_outcomes)} {role.role} host(s) failed "
+                        f"(max_failures {role.max_failures}); region halted")
                     await self._halt(outcome)
                     self.bus.emit("region_finished", region=plan.region, status=str(outcome.status),
                                   message=outcome.message, duration=time.monotonic() - started)
@@ -172,12 +281,38 @@ class Rollout:
         self.bus.emit("region_finished", region=plan.region, status=str(outcome.status), release=target,
                       message=outcome.message, duration=time.monotonic() - started)
 
+    async def _canary_bake(self, region: RegionOutcome, role: str, canaries: list[HostOutcome]) -> str | None:
+        """Watch the canaries for the role's `canary_bake`; a sentence if they failed or are undecided."""
+        seconds = self.config.roles[role].canary_bake
+        moved = [o for o in canaries if o.status == HostStatus.SUCCEEDED]
+        if not seconds or not moved:
+            return None
+        checks = [*self.config.roles[role].checks, *self.spec.checks]
+        self.bus.emit("canary_bake_started", region=region.region, role=role, hosts=[o.host.name for o in moved],
+                      seconds=seconds)
+        result = await self._watch_region(region, checks, seconds, "canary_bake", hosts=moved)
+        self.bus.emit("canary_bake_finished", region=region.region, role=role, verdict=str(result.verdict),
+                      reason=result.reason)
+        if result.verdict == Verdict.PASS:
+            return None
+        if result.verdict == Verdict.INCONCLUSIVE:
+            region.status = RegionStatus.HELD
+            return f"{role} canary bake inconclusive: {result.reason}; a person must decide (deploy --resume)"
+        for canary in moved:
+            canary.failed = True
+            canary.status = HostStatus.FAILED
+            canary.step = "canary_bake"
+            canary.error = f"canary bake failed: {result.reason}"
+            self.bus.emit("host_finished", outcome=canary)
+        return f"{role} canary bake failed: {result.reason}; region halted"
+
     async def _halt(self, outcome: RegionOutcome) -> None:
         if not self.spec.revert_on_failure:
             outcome.status = RegionStatus.FAILED
             return
         moved = [o for o in outcome.hosts if o.moved]
-        self.bus.emit("region_rolling_back", region=outcome.region, hosts=[o.host.name for o in moved])
+        if moved:
+            self.bus.emit("region_rolling_back", region=outcome.region, hosts=[o.host.name for o in moved])
         await asyncio.gather(*(self._revert(o) for o in moved))
         stuck = [o.host.name for o in outcome.hosts if o.moved]
         if stuck:
@@ -321,24 +456,35 @@ class Rollout:
             elif isinstance(check, HttpCheck):
                 await self._http_check(outcome, check)
 
-    async def _http_check(self, outcome: HostOutcome, check: HttpCheck) -> None:
+    async def _http_once(self, outcome: HostOutcome, check: HttpCheck) -> tuple[int | None, str | None, float]:
+        """One GET from the host's side: (status, what is wrong or None, latency in seconds)."""
         connection = await self.connections.get(outcome.host)
+        started = self.spec.clock()
+        try:
+            status, body = await connection.http_get(check.http, check.timeout)
+        except TransportError as exc:
+            return None, exc.message, self.spec.clock() - started
+        latency = self.spec.clock() - started
+        if status != check.expect:
+            return status, f"{check.http} answered {status}, expected {check.expect}", latency
+        if check.contains is not None and check.contains not in body:
+            return status, f"{check.http} answered {status} without {check.contains!r}", latency
+        if check.matches is not None and not re.search(check.matches, body):
+            return status, f"{check.http} answered {status} not matching {check.matches!r}", latency
+        if check.max_latency is not None and latency > check.max_latency:
+            return status, f"{check.http} took {latency * 1000:.0f} ms (max {check.max_latency * 1000:.0f} ms)", latency
+        return status, None, latency
+
+    async def _http_check(self, outcome: HostOutcome, check: HttpCheck) -> None:
         outcome.step = "check"
         last = ""
         for attempt in range(check.retries + 1):
             if attempt:
-                await asyncio.sleep(check.interval)
-            try:
-                status, body = await connection.http_get(check.http, check.timeout)
-            except TransportError as exc:
-                last = exc.message
-                continue
-            if status != check.expect:
-                last = f"{check.http} answered {status}, expected {check.expect}"
-            elif check.contains is not None and check.contains not in body:
-                last = f"{check.http} answered {status} without {check.contains!r}"
-            else:
+                await self.spec.sleep(check.interval)
+            _status, problem, _latency = await self._http_once(outcome, check)
+            if problem is None:
                 return
+            last = problem
         raise StepFailed("check", f"check failed after {check.retries + 1} attempt(s): {last}")
 
     async def _prune(self, outcome: HostOutcome, probe: Probe, release: str | None) -> None:
@@ -373,6 +519,19 @@ class Rollout:
         outcome.note = (f"switched back to {outcome.previous or '(nothing: first deploy)'}"
                         + ("" if alone else " with its region"))
         self.bus.emit("host_finished", outcome=outcome)
+
+
+def _combine(results: list[WatchResult]) -> WatchResult:
+    """One verdict from watches of several scopes: any failure fails, else any undecided holds."""
+    if not results:
+        return WatchResult(Verdict.PASS, [], [], "nothing to watch")
+    measurements = [m for r in results for m in r.measurements]
+    failed = [r for r in results if r.verdict == Verdict.FAIL]
+    undecided = [r for r in results if r.verdict == Verdict.INCONCLUSIVE]
+    verdict = Verdict.FAIL if failed else Verdict.INCONCLUSIVE if undecided else Verdict.PASS
+    reason = "; ".join(r.reason for r in (failed or undecided or results[:1]))
+    return WatchResult(verdict, measurements, [c for r in failed for c in r.failed_checks], reason,
+                       inconclusive_checks=[c for r in undecided for c in r.inconclusive_checks])
 
 
 def _why(step: str, done: Completed) -> str:

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.artifact import Release
+from conveyor.config.models import AlertsCheck
 from conveyor.engine.events import EventBus, Subscriber
 from conveyor.engine.plan import Plan, make_plan
 from conveyor.engine.probe import Probe
 from conveyor.engine.results import DeploymentResult, DeploymentStatus, RegionOutcome, RegionStatus
 from conveyor.engine.rollout import Rollout, RolloutSpec, Shipment, survey
 from conveyor.errors import DeploymentFailed, HeldError, LockHeld, PromotionRefused, UsageError
+from conveyor.gates.analysis import Measurement, Scope, Verdict, http_fetch, preflight_alerts
 from conveyor.gates.windows import evaluate, now
 from conveyor.operations.recording import StoreRecorder
 from conveyor.operations.workspace import Workspace
@@ -49,13 +51,47 @@ def resolve_release(ws: Workspace, release: str | None) -> Release:
     return ws.artifacts.get(release)
 
 
+def resume_request(ws: Workspace, env: str, deployment_id: int, reason: str | None) -> Request:
+    """The request that carries on a held (or interrupted) deployment: same release, same regions.
+
+    Hosts that already run the release are left alone, and a wave in which nothing moves is not baked
+    again: resuming is how a person accepts an inconclusive check and lets the deployment go on.
+    """
+    record = ws.store.deployment(deployment_id)
+    if record is None:
+        raise UsageError(f"no deployment #{deployment_id}")
+    if record["environment"] != env:
+        raise UsageError(f"deployment #{deployment_id} was to {record['environment']}, not {env}")
+    if record["kind"] != "deploy" or record["status"] not in {"held", "interrupted"}:
+        raise UsageError(f"deployment #{deployment_id} is {record['status']}; only a held or interrupted deploy "
+                         "can be resumed")
+    ws.store.add_event("resumed", ws.user, environment=env, deployment_id=deployment_id, reason=reason)
+    return Request(env, regions=list(record["regions"]), release=record["release"],
+                   reason=reason or f"resume #{deployment_id}")
+
+
+def estimate_seconds(ws: Workspace, plan: Plan) -> tuple[float, float]:
+    """(whole deployment, one host step) in seconds: host time from recent history, plus bakes."""
+    durations = [r.get("duration") or 0.0 for d in ws.store.history(plan.environment, 5)
+                 for r in ws.store.host_results(d["id"]) if r.get("status") in {"succeeded", "unchanged"}]
+    per_host = sum(durations) / len(durations) if durations else 5.0
+    environment = ws.config.environments[plan.environment]
+    total = 0.0
+    for wave in plan.waves:
+        total += max(sum(len(role.batches) * per_host + (ws.config.roles[role.role].canary_bake or 0.0)
+                         for role in region.roles) for region in wave)
+    total += (environment.bake or 0.0) * (len(plan.waves) - 1)
+    return total, per_host
+
+
 def plan_for(ws: Workspace, request: Request) -> Plan:
     """The plan of a request."""
     return make_plan(ws.config, request.environment, ws.hosts(request.environment),
                      regions=request.regions or None, roles=request.roles or None)
 
 
-def gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: bool = True) -> list[dict[str, Any]]:
+def gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: bool = True,
+          regions: list[str] | None = None) -> list[dict[str, Any]]:
     """Every gate and its verdict now, for plan output; the first closed one holds a deploy.
 
     Promotion applies to deploys, and to a rollback to a named release (`--to`): a release production
@@ -78,12 +114,33 @@ def gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: 
         if not verdict.open and verdict.next_open:
             detail += f"; opens {verdict.next_open.isoformat()}"
         out.append({"gate": "window", "open": verdict.open, "detail": detail})
+    if kind == "deploy" and any(isinstance(c, AlertsCheck) and c.before_start for c in environment.checks):
+        out.append(_alerts_gate(ws, env, release, regions or list(environment.regions)))
     return out
 
 
+def _alerts_gate(ws: Workspace, env: str, release: str | None, regions: list[str]) -> dict[str, Any]:
+    """Do not deploy into an incident: no alert may fire for a region about to move."""
+    checks = ws.config.environments[env].checks
+
+    async def ask() -> list[Measurement]:
+        found = await asyncio.gather(*(preflight_alerts(
+            checks, Scope(app=ws.config.app, environment=env, region=region, release=release, host=None),
+            fetch=http_fetch) for region in regions))
+        return [m for group in found for m in group]
+
+    measurements = asyncio.run(ask())
+    bad = [m for m in measurements if m.verdict != Verdict.PASS]
+    if not bad:
+        return {"gate": "alerts", "open": True, "detail": f"no active alert for {', '.join(regions)}"}
+    detail = "; ".join(f"{m.scope}: {m.detail}" + (" (could not ask)" if m.verdict == Verdict.INCONCLUSIVE
+                                                     else "") for m in bad)
+    return {"gate": "alerts", "open": False, "detail": detail}
+
+
 def _check_gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: bool = True,
-                 lock: bool = False) -> None:
-    for gate in gates(ws, env, release, kind, explicit=explicit):
+                 lock: bool = False, regions: list[str] | None = None) -> None:
+    for gate in gates(ws, env, release, kind, explicit=explicit, regions=regions):
         if gate["open"]:
             continue
         if gate["gate"] == "lock":
@@ -177,7 +234,7 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
     store.reap()
     regions = [r.region for r in plan.regions]
     try:
-        _check_gates(ws, env, release, kind, explicit=kind == "deploy" or bool(request.release))
+        _check_gates(ws, env, release, kind, explicit=kind == "deploy" or bool(request.release), regions=regions)
         if confirm is not None and not confirm(plan, release or "(no release)"):
             raise HeldError("not confirmed; nothing was changed")
         takeover = store.lock(env, owner=ws.user, reason=request.reason or f"{kind} {release}",
@@ -194,6 +251,7 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
     deployment_id = store.start_deployment(environment=env, regions=regions, release=release,
                                            previous_by_region={}, kind=kind, user=ws.user, reason=request.reason)
     result = DeploymentResult(deployment_id, env, kind, release, DeploymentStatus.RUNNING)
+    environment = ws.config.environments[env]
     try:
         store.set_lock_deployment(env, deployment_id)
         store.add_event(f"{kind}_started", ws.user, environment=env, deployment_id=deployment_id,
@@ -203,7 +261,8 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
             app=ws.config.app, environment=env, kind=kind, user=ws.user, deployment_id=deployment_id,
             targets=targets, shipments=shipments, probes=probes,
             limits=ws.limits(env), max_concurrency=ws.concurrency(env),
-            revert_on_failure=kind == "deploy",
+            revert_on_failure=kind == "deploy" and environment.on_failure == "rollback",
+            bake=environment.bake, checks=list(environment.checks),
         )
         bus.emit("deployment_started", id=deployment_id, environment=env, kind=kind, release=release,
                  plan=plan, user=ws.user)
@@ -234,9 +293,9 @@ def _common_previous(outcome: RegionOutcome) -> str | None:
 
 
 def _verdict(outcomes: list[RegionOutcome], plan: Plan) -> tuple[DeploymentStatus, str | None]:
-    statuses = {o.region: o.status for o in outcomes}
     failed = [o for o in outcomes if o.status == RegionStatus.FAILED]
     rolled = [o for o in outcomes if o.status == RegionStatus.ROLLED_BACK]
+    held = [o for o in outcomes if o.status == RegionStatus.HELD]
     skipped = [o.region for o in outcomes if o.status == RegionStatus.SKIPPED]
     later = f"; later waves not started ({', '.join(skipped)})" if skipped else ""
     if failed:
@@ -244,7 +303,9 @@ def _verdict(outcomes: list[RegionOutcome], plan: Plan) -> tuple[DeploymentStatu
     if rolled:
         text = "; ".join(f"{o.region}: {o.message}, switched back" for o in rolled)
         return DeploymentStatus.ROLLED_BACK, text + later
-    if all(s == RegionStatus.SUCCEEDED for s in statuses.values()):
+    if held:
+        return DeploymentStatus.HELD, "; ".join(f"{o.region}: {o.message}" for o in held) + later
+    if all(o.status == RegionStatus.SUCCEEDED for o in outcomes):
         return DeploymentStatus.SUCCEEDED, None
     return DeploymentStatus.FAILED, "not every region finished"
 

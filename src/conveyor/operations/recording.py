@@ -23,6 +23,9 @@ class StoreRecorder:
             self.store.record_host_result(self.deployment_id, outcome.to_json())
             if outcome.status != "pending":
                 self.store.set_host_release(self.environment, host.name, host.region, host.role, outcome.release)
+        elif event.kind == "measurement":
+            self.store.record_measurement(self.deployment_id, event.data["phase"],
+                                          event.data["measurement"].to_json())
         elif event.kind == "deployment_finished":
             # Hosts never reached (a halted region, a skipped wave) are part of the record too.
             for region in event.data["result"].regions:

@@ -81,4 +81,5 @@ def deployment_detail(ws: Workspace, deployment_id: int) -> dict[str, Any] | Non
     record = ws.store.deployment(deployment_id)
     if record is None:
         return None
-    return {**record, "hosts": ws.store.host_results(deployment_id)}
+    return {**record, "hosts": ws.store.host_results(deployment_id),
+            "measurements": ws.store.measurements(deployment_id)}

@@ -163,6 +163,24 @@ class Store:
                                 .order_by(t.host_results.c.id)).mappings().all()
         return [{k: v for k, v in row.items() if k not in {"id", "deployment_id"}} for row in rows]
 
+    def record_measurement(self, deployment_id: int, phase: str, measurement: dict[str, Any]) -> None:
+        """Keep one check measurement with its deployment."""
+        value = measurement.get("value")
+        with self._tx() as conn:
+            conn.execute(t.measurements.insert().values(
+                deployment_id=deployment_id, phase=phase, check=mask(str(measurement["check"])),
+                kind=measurement["kind"], scope=measurement["scope"],
+                value=None if value is None else mask(str(value)), condition=measurement.get("condition"),
+                verdict=measurement["verdict"], at=measurement["at"],
+                detail=mask(measurement["detail"]) if measurement.get("detail") else None))
+
+    def measurements(self, deployment_id: int) -> list[dict[str, Any]]:
+        """Every measurement of a deployment, in the order they were taken."""
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(t.measurements).where(t.measurements.c.deployment_id == deployment_id)
+                                .order_by(t.measurements.c.id)).mappings().all()
+        return [{k: v for k, v in row.items() if k not in {"id", "deployment_id"}} for row in rows]
+
     def deployment(self, deployment_id: int) -> dict[str, Any] | None:
         """One deployment as history shows it, or None."""
         with self._tx() as conn:

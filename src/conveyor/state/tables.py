@@ -119,3 +119,20 @@ events = Table(
     Column("data", JSON, nullable=False, default=dict),
     Index("ix_events_app_at", "app", "at"),
 )
+
+# Every measurement a check took during a deployment: "why did it roll back?" has an answer.
+measurements = Table(
+    "measurements", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment_id", Integer, ForeignKey("deployments.id"), nullable=False),
+    Column("phase", String(32), nullable=False),       # preflight | verify | canary_bake | bake
+    Column("check", Text, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("scope", String(300), nullable=False),
+    Column("value", Text),
+    Column("condition", Text),
+    Column("verdict", String(16), nullable=False),
+    Column("at", String(40), nullable=False),
+    Column("detail", Text),
+    Index("ix_measurements_deployment", "deployment_id"),
+)
