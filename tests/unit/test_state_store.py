@@ -227,3 +227,17 @@ def test_of_many_simultaneous_takers_exactly_one_gets_the_lock(store: Store) -> 
     for thread in threads:
         thread.join(timeout=30)
     assert sorted(outcomes) == ["held"] * 5 + ["won"]
+
+
+def test_a_store_made_by_an_older_version_gains_the_new_columns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE host_results (id INTEGER PRIMARY KEY, deployment_id INTEGER NOT NULL, "
+                             "host VARCHAR(255) NOT NULL, region VARCHAR(64) NOT NULL, role VARCHAR(64) NOT NULL, "
+                             "status VARCHAR(16) NOT NULL)")
+    engine.dispose()
+    store = Store(url, "www")
+    columns = {c["name"] for c in sa.inspect(store.engine).get_columns("host_results")}
+    assert {"error", "note", "transferred", "output_tail"} <= columns
+    store.close()

@@ -100,6 +100,7 @@ def _finish(result: DeploymentResult, as_json: bool) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the app."""
+    register_approvals(app)
 
     @app.command()
     def plan(
@@ -140,6 +141,14 @@ def register(app: typer.Typer) -> None:
         reason: str | None = typer.Option(None, "--reason", help="Why: recorded in history and the lock."),
         resume: int | None = typer.Option(None, "--resume", help="Carry on a held deployment (accepts its "
                                           "inconclusive check).", metavar="ID"),
+        break_glass: bool = typer.Option(False, "--break-glass", help="Deploy through a closed window "
+                                         "(needs --reason; audited and announced)."),
+        skip_promotion: bool = typer.Option(False, "--skip-promotion", help="Deploy a release that has not "
+                                            "succeeded upstream (needs --reason; audited)."),
+        auto: bool = typer.Option(False, "--auto", help="An automatic (pipeline) deploy: only where the "
+                                  "environment has auto: true."),
+        approval: int | None = typer.Option(None, "--request", help="Deploy an approved request.",
+                                            metavar="ID"),
         yes: bool = YesOption,
         config: str | None = ConfigOption,
         as_json: bool = JsonOption,
@@ -159,6 +168,16 @@ def register(app: typer.Typer) -> None:
             request.roles = role
         else:
             request = Request(environment, regions=region, roles=role, release=release, reason=reason)
+        if approval is not None:
+            record = ws.store.approval(approval)
+            if record is None:
+                raise UsageError(f"no approval request #{approval}")
+            if release and release != record["release"]:
+                raise UsageError(f"approval #{approval} is for {record['release']}, not {release}")
+            request.release = record["release"]
+            request.regions = request.regions or list(record["regions"])
+        request.break_glass, request.skip_promotion, request.auto = break_glass, skip_promotion, auto
+        request.approval = approval
         try:
             result = run_deploy(ws, request, subscribers=subscribers, confirm=confirm,
                                 build=lambda: build(ws)[0])
@@ -194,3 +213,48 @@ def register(app: typer.Typer) -> None:
 
 
 __all__ = ["DeploymentFailed", "register"]
+
+
+def register_approvals(app: typer.Typer) -> None:
+    """approve and approvals."""
+
+    @app.command()
+    def approve(
+        ctx: typer.Context,
+        approval_id: int = typer.Argument(..., help="The request to approve.", metavar="ID"),
+        config: str | None = ConfigOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Approve a deploy request made by someone else (environments with approval: required)."""
+        from conveyor.operations.deploy import approve as run_approve
+
+        ws = workspace(ctx, config)
+        record = run_approve(ws, approval_id)
+        if as_json:
+            print_json(record)
+        else:
+            stdout().print(f"approved #{approval_id}: {record['release']} to {record['environment']} "
+                           f"(requested by {record['requested_by']}); they run `conveyor deploy "
+                           f"{record['environment']} --request {approval_id}`")
+
+    @app.command()
+    def approvals(
+        ctx: typer.Context,
+        environment: str | None = typer.Argument(None, help="Only this environment."),
+        config: str | None = ConfigOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Deploy requests, newest first: who asked, who approved, whether they were used."""
+        ws = workspace(ctx, config)
+        if environment:
+            ws.environment(environment)
+        items = ws.store.approvals(environment)
+        if as_json:
+            print_json({"approvals": items})
+            return
+        table = Table("id", "environment", "release", "requested by", "approved by", "expires", "used by",
+                      box=None, pad_edge=False)
+        for a in items:
+            table.add_row(str(a["id"]), a["environment"], a["release"], a["requested_by"], a["approved_by"] or "-",
+                          a["expires_at"], f"#{a['used_by']}" if a["used_by"] else "-")
+        stdout().print(table)

@@ -96,10 +96,12 @@ def register(app: typer.Typer) -> None:
         table = Table("id", "environment", "regions", "kind", "release", "status", "started", "user", "failed",
                       box=None, pad_edge=False)
         colors = {"succeeded": "green", "failed": "red", "rolled_back": "yellow", "interrupted": "magenta",
-                  "blocked": "cyan", "running": "blue"}
+                  "blocked": "cyan", "running": "blue", "held": "cyan"}
         for d in document["deployments"]:
             table.add_row(str(d["id"]), d["environment"], ",".join(d["regions"]), d["kind"], d["release"] or "-",
-                          f"[{colors.get(d['status'], 'white')}]{d['status']}[/]", d["started_at"], d["user"],
+                          f"[{colors.get(d['status'], 'white')}]{d['status']}[/]"
+                          + "".join(f" [red]({o.replace('_', '-')})[/red]" for o in d.get("overrides") or []),
+                          d["started_at"], d["user"],
                           ", ".join(d["failed_hosts"]))
         stdout().print(table)
 

@@ -323,6 +323,9 @@ class Environment(Strict):
     bake: Duration | None = None
     checks: list[AnyCheck] = Field(default_factory=list)
     on_failure: Literal["rollback", "halt"] = "rollback"
+    approval: Literal["required", "none"] = "none"
+    approval_expires: Duration = 86400.0
+    auto: bool = False
     window: str | None = None
     migration_window: str | None = None
     ssh: SSHSettings | None = None

@@ -67,6 +67,7 @@ class RolloutSpec:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     fetch: Fetch | None = None                                 # HTTP for Prometheus/Alertmanager
+    before_wave: Callable[[int], str | None] | None = None     # a reason to stop before wave N (N > 1)
 
     def limits_for(self, region: str) -> Limits:
         """A region's limits (defaults when it has none of its own)."""
@@ -141,6 +142,15 @@ class Rollout:
                         outcomes[region.region].status = RegionStatus.SKIPPED
                         outcomes[region.region].message = "an earlier wave did not finish"
                     continue
+                reason = self.spec.before_wave(number) if self.spec.before_wave and number > 1 else None
+                if reason:
+                    # Stop between waves, never inside a region; the rest waits for a person to resume.
+                    for later in plan.waves[number - 1:]:
+                        for region in later:
+                            outcomes[region.region].status = RegionStatus.HELD
+                            outcomes[region.region].message = reason
+                    self.bus.emit("wave_held", wave=number, reason=reason)
+                    break
                 self.bus.emit("wave_started", wave=number, regions=[r.region for r in wave])
                 await asyncio.gather(*(self._region(region, outcomes[region.region]) for region in wave))
                 failed = [r.region for r in wave if outcomes[r.region].status != RegionStatus.SUCCEEDED]

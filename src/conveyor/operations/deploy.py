@@ -9,6 +9,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.artifact import Release
@@ -36,6 +37,16 @@ class Request:
     roles: list[str] = field(default_factory=list)
     release: str | None = None
     reason: str | None = None
+    break_glass: bool = False          # deploy through a closed window (audited, needs a reason)
+    skip_promotion: bool = False       # deploy what has not succeeded upstream (audited, needs a reason)
+    auto: bool = False                 # a pipeline deploying on merge: only where `auto: true`
+    approval: int | None = None        # an approved request (`--request ID`)
+
+    @property
+    def overrides(self) -> list[str]:
+        """The audited overrides this request asks for."""
+        return [name for name, on in (("break_glass", self.break_glass), ("skip_promotion", self.skip_promotion))
+                if on]
 
 
 Confirm = Callable[[Plan, str], bool]
@@ -108,7 +119,7 @@ def gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: 
         out.append({"gate": "promotion", "open": ok,
                     "detail": f"{release} succeeded in {source}" if ok else
                     f"{release} has not succeeded in {source} yet"})
-    if environment.window:
+    if environment.window and kind == "deploy":  # a rollback is the remedy: no window holds it
         verdict = evaluate(environment.window, ws.config.windows[environment.window], now())
         detail = f"window {environment.window} is {'open' if verdict.open else 'closed'}: {verdict.rule}"
         if not verdict.open and verdict.next_open:
@@ -139,7 +150,13 @@ def _alerts_gate(ws: Workspace, env: str, release: str | None, regions: list[str
 
 
 def _check_gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: bool = True,
-                 lock: bool = False, regions: list[str] | None = None) -> None:
+                 lock: bool = False, regions: list[str] | None = None, request: Request | None = None) -> None:
+    """Raise HeldError for the first gate that holds; overrides the request carries are audited."""
+    request = request or Request(env)
+    environment = ws.config.environments[env]
+    if request.auto and not environment.auto:
+        raise HeldError(f"{env} is not deployed automatically (auto: false): a person deploys it, "
+                        "so `deploy --auto` is refused")
     for gate in gates(ws, env, release, kind, explicit=explicit, regions=regions):
         if gate["open"]:
             continue
@@ -148,8 +165,82 @@ def _check_gates(ws: Workspace, env: str, release: str | None, kind: str, *, exp
                 raise LockHeld(gate["detail"])
             continue  # the lock is taken (or refused) atomically later
         if gate["gate"] == "promotion":
-            raise PromotionRefused(f"{env} refuses {release}: {gate['detail']} (promote_from)")
+            if request.skip_promotion:
+                ws.store.add_event("skip_promotion", ws.user, environment=env, release=release,
+                                   reason=request.reason, gate=gate["detail"])
+                continue
+            raise PromotionRefused(f"{env} refuses {release}: {gate['detail']} (promote_from; "
+                                   "--skip-promotion --reason TEXT overrides it)")
+        if gate["gate"] == "window":
+            if request.break_glass:
+                ws.store.add_event("break_glass", ws.user, environment=env, release=release,
+                                   reason=request.reason, gate=gate["detail"])
+                continue
+            raise HeldError(f"{env} is held: {gate['detail']} (--break-glass --reason TEXT overrides it)")
         raise HeldError(f"{env} is held: {gate['detail']}")
+    if kind == "deploy" and environment.approval == "required" and release is not None:
+        _check_approval(ws, env, release, regions or list(environment.regions), request)
+
+
+def _check_approval(ws: Workspace, env: str, release: str, regions: list[str], request: Request) -> None:
+    """An environment with `approval: required` moves only on a request another person approved."""
+    environment = ws.config.environments[env]
+    if request.approval is None:
+        approval_id = ws.store.request_approval(env, release, regions, ws.user, environment.approval_expires,
+                                                request.reason)
+        ws.store.add_event("approval_requested", ws.user, environment=env, release=release,
+                           approval_id=approval_id, regions=regions)
+        raise HeldError(f"{env} needs approval: request #{approval_id} recorded for {release}; another person "
+                        f"runs `conveyor approve {approval_id}`, then `conveyor deploy {env} --request "
+                        f"{approval_id}`")
+    record = ws.store.approval(request.approval)
+    if record is None or record["environment"] != env:
+        raise HeldError(f"no approval request #{request.approval} for {env}")
+    if record["release"] != release:
+        raise HeldError(f"approval #{request.approval} is for {record['release']}, not {release}")
+    if record["approved_by"] is None:
+        raise HeldError(f"approval #{request.approval} has not been approved yet (`conveyor approve "
+                        f"{request.approval}` by someone other than {record['requested_by']})")
+    if datetime.fromisoformat(record["expires_at"]) < datetime.now(UTC):
+        raise HeldError(f"approval #{request.approval} expired at {record['expires_at']}; request a new one")
+    if record["used_by"] is not None:
+        raise HeldError(f"approval #{request.approval} was already used by deployment #{record['used_by']}")
+
+
+def approve(ws: Workspace, approval_id: int) -> dict[str, Any]:
+    """Approve a request; the requester cannot approve their own."""
+    record = ws.store.approval(approval_id)
+    if record is None:
+        raise UsageError(f"no approval request #{approval_id}")
+    if record["requested_by"] == ws.user:
+        raise HeldError(f"{ws.user} requested #{approval_id} and cannot approve it: another person must")
+    if record["approved_by"] is not None:
+        raise UsageError(f"#{approval_id} was already approved by {record['approved_by']}")
+    if datetime.fromisoformat(record["expires_at"]) < datetime.now(UTC):
+        raise HeldError(f"#{approval_id} expired at {record['expires_at']}; request a new one")
+    ws.store.approve(approval_id, ws.user)
+    ws.store.add_event("approved", ws.user, environment=record["environment"], approval_id=approval_id,
+                       release=record["release"], requested_by=record["requested_by"])
+    updated = ws.store.approval(approval_id)
+    assert updated is not None
+    return updated
+
+
+def window_before_wave(ws: Workspace, env: str, request: Request) -> Callable[[int], str | None]:
+    """A check run before each wave after the first: a closed window stops the deployment between waves."""
+    name = ws.config.environments[env].window
+    if name is None or request.break_glass:
+        return lambda _wave: None
+    window = ws.config.windows[name]
+
+    def check(wave: int) -> str | None:
+        verdict = evaluate(name, window, now())
+        if verdict.open:
+            return None
+        when = f"; it opens {verdict.next_open.isoformat()}" if verdict.next_open else ""
+        return f"window {name} closed before wave {wave} ({verdict.rule}){when}; `deploy --resume` then"
+
+    return check
 
 
 def _record_blocked(ws: Workspace, request: Request, regions: list[str], release: str | None, kind: str,
@@ -184,7 +275,7 @@ def rollback(ws: Workspace, request: Request, *, subscribers: Sequence[Subscribe
     try:
         # Held before we even read the hosts: a locked environment says so, whatever its hosts hold.
         _check_gates(ws, request.environment, request.release, "rollback", explicit=bool(request.release),
-                     lock=True)
+                     lock=True, request=request)
     except HeldError as exc:
         _record_blocked(ws, request, [r.region for r in plan.regions], request.release, "rollback", exc)
         raise
@@ -234,7 +325,10 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
     store.reap()
     regions = [r.region for r in plan.regions]
     try:
-        _check_gates(ws, env, release, kind, explicit=kind == "deploy" or bool(request.release), regions=regions)
+        if request.overrides and not (request.reason or "").strip():
+            raise UsageError(f"--{request.overrides[0].replace('_', '-')} needs --reason TEXT: it is audited")
+        _check_gates(ws, env, release, kind, explicit=kind == "deploy" or bool(request.release), regions=regions,
+                     request=request)
         if confirm is not None and not confirm(plan, release or "(no release)"):
             raise HeldError("not confirmed; nothing was changed")
         takeover = store.lock(env, owner=ws.user, reason=request.reason or f"{kind} {release}",
@@ -249,7 +343,12 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
         store.add_event("lock_taken_over", ws.user, environment=env,
                         deployment_id=takeover.previous.deployment_id, previous=takeover.previous.describe())
     deployment_id = store.start_deployment(environment=env, regions=regions, release=release,
-                                           previous_by_region={}, kind=kind, user=ws.user, reason=request.reason)
+                                           previous_by_region={}, kind=kind, user=ws.user, reason=request.reason,
+                                           overrides=request.overrides, approval_id=request.approval)
+    if request.approval is not None and not store.use_approval(request.approval, deployment_id):
+        store.finish_deployment(deployment_id, "blocked", [], summary="approval already used")
+        store.unlock(env, only_mine=True)
+        raise HeldError(f"approval #{request.approval} was already used")
     result = DeploymentResult(deployment_id, env, kind, release, DeploymentStatus.RUNNING)
     environment = ws.config.environments[env]
     try:
@@ -263,6 +362,7 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
             limits=ws.limits(env), max_concurrency=ws.concurrency(env),
             revert_on_failure=kind == "deploy" and environment.on_failure == "rollback",
             bake=environment.bake, checks=list(environment.checks),
+            before_wave=window_before_wave(ws, env, request) if kind == "deploy" else None,
         )
         bus.emit("deployment_started", id=deployment_id, environment=env, kind=kind, release=release,
                  plan=plan, user=ws.user)

@@ -78,6 +78,7 @@ class Store:
         self.engine = _engine(url)
         try:
             t.metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
         except SQLAlchemyError as exc:
             raise StateError(f"cannot open the state store {mask(_safe_url(url))}: {_reason(exc)}") from exc
 
@@ -110,7 +111,8 @@ class Store:
     # -- deployments ------------------------------------------------------------------------
     def start_deployment(self, *, environment: str, regions: list[str], release: str | None,
                          previous_by_region: dict[str, str | None], kind: str, user: str,
-                         reason: str | None = None, status: str = "running") -> int:
+                         reason: str | None = None, status: str = "running",
+                         overrides: list[str] | None = None, approval_id: int | None = None) -> int:
         """Record a deployment as running and return its id."""
         values = [v for v in previous_by_region.values() if v]
         previous = max(set(values), key=values.count) if values else None
@@ -118,7 +120,8 @@ class Store:
             result = conn.execute(t.deployments.insert().values(
                 app=self.app, environment=environment, regions=regions, release=release, previous=previous,
                 previous_by_region=previous_by_region, kind=kind, status=status, started_at=iso(utcnow()),
-                user=user, reason=reason, failed_hosts=[],
+                user=user, reason=mask(reason) if reason else None, failed_hosts=[],
+                overrides=overrides or [], approval_id=approval_id,
             ))
             key = result.inserted_primary_key
             assert key is not None
@@ -246,6 +249,49 @@ class Store:
         return {row["region"]: {"release": row["release"], "deployment_id": row["deployment_id"],
                                 "updated_at": row["updated_at"]} for row in rows}
 
+    # -- approvals --------------------------------------------------------------------------
+    def request_approval(self, environment: str, release: str, regions: list[str], user: str,
+                         expires_in: float, reason: str | None) -> int:
+        """Record a request to deploy that someone else must approve; its id."""
+        now = utcnow()
+        with self._tx() as conn:
+            result = conn.execute(t.approvals.insert().values(
+                app=self.app, environment=environment, release=release, regions=regions, requested_by=user,
+                requested_at=iso(now), expires_at=iso(now + timedelta(seconds=expires_in)),
+                reason=mask(reason) if reason else None))
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def approval(self, approval_id: int) -> dict[str, Any] | None:
+        """One approval request, or None."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(t.approvals).where(
+                t.approvals.c.app == self.app, t.approvals.c.id == approval_id)).mappings().first()
+        return dict(row) if row else None
+
+    def approve(self, approval_id: int, user: str) -> None:
+        """Mark a request approved by `user`."""
+        with self._tx() as conn:
+            conn.execute(t.approvals.update().where(t.approvals.c.id == approval_id).values(
+                approved_by=user, approved_at=iso(utcnow())))
+
+    def use_approval(self, approval_id: int, deployment_id: int) -> bool:
+        """Spend an approval on a deployment; False if it was already spent."""
+        with self._tx() as conn:
+            result = conn.execute(t.approvals.update().where(
+                t.approvals.c.id == approval_id, t.approvals.c.used_by.is_(None)).values(used_by=deployment_id))
+            return result.rowcount == 1
+
+    def approvals(self, environment: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Approval requests, newest first."""
+        query = sa.select(t.approvals).where(t.approvals.c.app == self.app)
+        if environment:
+            query = query.where(t.approvals.c.environment == environment)
+        with self._tx() as conn:
+            rows = conn.execute(query.order_by(t.approvals.c.id.desc()).limit(limit)).mappings().all()
+        return [dict(row) for row in rows]
+
     # -- audit ------------------------------------------------------------------------------
     def add_event(self, kind: str, user: str, *, environment: str | None = None,
                   deployment_id: int | None = None, **data: Any) -> None:
@@ -369,6 +415,18 @@ class Store:
         return interrupted
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a store made by an older Conveyor up to date: new columns are added, nothing is dropped."""
+    inspector = sa.inspect(engine)
+    for table in t.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                kind = column.type.compile(dialect=engine.dialect)
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+
+
 def _mark_interrupted(conn: Connection, deployment_id: int) -> bool:
     result = conn.execute(t.deployments.update().where(
         t.deployments.c.id == deployment_id, t.deployments.c.status == "running").values(
@@ -409,6 +467,7 @@ def _deployment(row: Any) -> dict[str, Any]:
         "started_at": row["started_at"], "finished_at": row["finished_at"], "user": row["user"],
         "failed_hosts": list(row["failed_hosts"] or []), "reason": row["reason"],
         "previous_by_region": dict(row["previous_by_region"] or {}), "summary": row["summary"],
+        "overrides": list(row["overrides"] or []), "approval_id": row["approval_id"],
     }
 
 

@@ -46,6 +46,8 @@ deployments = Table(
     Column("reason", Text),
     Column("failed_hosts", JSON, nullable=False, default=list),
     Column("summary", Text),
+    Column("overrides", JSON, default=list),   # break_glass, skip_promotion: audited
+    Column("approval_id", Integer),
     Index("ix_deployments_app_env", "app", "environment"),
 )
 
@@ -135,4 +137,21 @@ measurements = Table(
     Column("at", String(40), nullable=False),
     Column("detail", Text),
     Index("ix_measurements_deployment", "deployment_id"),
+)
+
+# Requests to deploy to an environment that needs approval, and who approved them.
+approvals = Table(
+    "approvals", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("app", String(64), nullable=False),
+    Column("environment", String(64), nullable=False),
+    Column("release", String(64), nullable=False),
+    Column("regions", JSON, nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("requested_at", String(40), nullable=False),
+    Column("expires_at", String(40), nullable=False),
+    Column("reason", Text),
+    Column("approved_by", String(200)),
+    Column("approved_at", String(40)),
+    Column("used_by", Integer),                       # the deployment that used it
 )
