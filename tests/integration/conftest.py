@@ -3,6 +3,9 @@
 Every test gets its own directory with its own `conveyor.yml` (every environment `transport: local`), an
 artifact directory the test writes, and its own state store beside the config. Hosts are directories under
 `<config dir>/.conveyor/hosts/<env>/<region>/<host>/<deploy_to>/`.
+
+`stack` is a real Prometheus + Alertmanager + exporter (promstack.py), started once per session for the
+tests that ask for it. Tests sharing it keep apart by label: each uses its own regions and alert names.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import promstack
 import pytest
 import yaml
 
@@ -228,3 +232,10 @@ def make_fleet(tmp_path: Path, conveyor_bin: str, pycache: Path) -> Callable[[di
         return fleet
 
     return make
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[promstack.Stack]:
+    """Exporter, Prometheus and Alertmanager on loopback ports, ready; all stopped at the end of the session."""
+    with promstack.running(tmp_path_factory.mktemp("monitoring")) as running:
+        yield running

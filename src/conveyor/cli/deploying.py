@@ -33,7 +33,7 @@ STEPS = {
 def plan_document(ws: Workspace, plan: Plan, release: str | None, kind: str) -> dict[str, Any]:
     """A plan as JSON: waves, regions, roles, batches and hosts, gates, and each host's steps."""
     environment = ws.config.environments[plan.environment]
-    total, per_host = estimate_seconds(ws, plan)
+    total, per_host = estimate_seconds(ws, plan, kind)
     return {
         "environment": plan.environment, "kind": kind, "release": release,
         "waves": [[{
@@ -172,6 +172,8 @@ def register(app: typer.Typer) -> None:
             record = ws.store.approval(approval)
             if record is None:
                 raise UsageError(f"no approval request #{approval}")
+            if record["environment"] != environment:
+                raise UsageError(f"approval #{approval} is for {record['environment']}, not {environment}")
             if release and release != record["release"]:
                 raise UsageError(f"approval #{approval} is for {record['release']}, not {release}")
             request.release = record["release"]

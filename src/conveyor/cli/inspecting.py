@@ -143,7 +143,8 @@ def register(app: typer.Typer) -> None:
             name = ws.config.environments[env].window
             if name is None:
                 docs.append({"environment": env, "window": None, "open": True, "rule": "no window configured",
-                             "reason": None, "next_open": None, "next_close": None})
+                             "reason": None, "at": moment.isoformat(), "next_open": None, "next_close": None,
+                             "timezone": None})
                 continue
             verdict = evaluate(name, ws.config.windows[name], moment)
             docs.append({"environment": env, **verdict.to_json()})

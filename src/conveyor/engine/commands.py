@@ -48,9 +48,13 @@ def receive(deploy_to: str, release: str, sha256: str, shared: list[str]) -> str
 
 
 def activate(deploy_to: str, release: str, switch_line: str, ready_line: str, restart: str,
-             env: dict[str, str]) -> str:
-    """Switch current to RELEASE (or remove it when RELEASE is empty), journal it, restart."""
-    return command("activate", [deploy_to, release, switch_line, ready_line, restart], env)
+             env: dict[str, str], *, keep: int | None = None, protected: list[str] | None = None) -> str:
+    """Switch current to RELEASE (or remove it when RELEASE is empty), journal it, restart; with `keep`,
+    prune to that many releases (never a protected one) in the same round trip."""
+    args = [deploy_to, release, switch_line, ready_line, restart]
+    if keep is not None:
+        args += [str(keep), *[p for p in protected or [] if p]]
+    return command("activate", args, env)
 
 
 def check(release_path: str, check_command: str, retries: int, interval: float, env: dict[str, str]) -> str:

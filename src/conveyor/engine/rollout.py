@@ -166,8 +166,9 @@ class Rollout:
 
     # -- watching -----------------------------------------------------------------------------
     async def _bake(self, wave: int, regions: list[RegionOutcome]) -> None:
-        """Watch a finished wave for the bake period; a failure rolls the wave back (or halts it)."""
-        bake = self.spec.bake
+        """Watch a finished wave for the bake period; a failure rolls the wave back (or halts it).
+        Only a deploy bakes (see `_canary_bake`)."""
+        bake = self.spec.bake if self.spec.kind == "deploy" else None
         moved = [r for r in regions if any(h.status == HostStatus.SUCCEEDED for h in r.hosts)]
         if not bake or not moved:
             return  # nothing moved in this wave (a resumed deployment): nothing new to watch
@@ -292,8 +293,11 @@ class Rollout:
                       message=outcome.message, duration=time.monotonic() - started)
 
     async def _canary_bake(self, region: RegionOutcome, role: str, canaries: list[HostOutcome]) -> str | None:
-        """Watch the canaries for the role's `canary_bake`; a sentence if they failed or are undecided."""
-        seconds = self.config.roles[role].canary_bake
+        """Watch the canaries for the role's `canary_bake`; a sentence if they failed or are undecided.
+
+        Only a deploy bakes its canaries: a rollback returns to what ran before, and a region-wide signal
+        still showing the release being undone must not halt it after its first host."""
+        seconds = self.config.roles[role].canary_bake if self.spec.kind == "deploy" else None
         moved = [o for o in canaries if o.status == HostStatus.SUCCEEDED]
         if not seconds or not moved:
             return None
@@ -411,15 +415,16 @@ class Rollout:
                 step = last_step(done.output) or "receive"
                 raise StepFailed(step, _why(step, done), done)
             outcome.transferred = True
-        await self._activate(outcome, target, self.spec.kind, outcome.previous)
+        # Pruning rides in the switch's round trip, and only when something new arrived.
+        keep = self._protected(outcome, probe, target) if outcome.transferred else None
+        await self._activate(outcome, target, self.spec.kind, outcome.previous, prune=keep)
         outcome.release = target
         await self._checks(outcome, target)
-        await self._prune(outcome, probe, target)
         outcome.status = HostStatus.SUCCEEDED
         outcome.step = None
 
     async def _activate(self, outcome: HostOutcome, release: str | None, kind: str, previous: str | None,
-                        *, track: bool = True) -> None:
+                        *, track: bool = True, prune: list[str] | None = None) -> None:
         host = outcome.host
         deploy_to = self._deploy_to(host)
         role = self.config.roles[host.role]
@@ -433,7 +438,8 @@ class Rollout:
         env = self._env(host, release, previous, kind, deploy_to)
         done = await self._run(outcome, "switch", commands.activate(
             deploy_to, release or "", json.dumps(entry, sort_keys=True), json.dumps(ready, sort_keys=True),
-            role.restart or "", env), track=track)
+            role.restart or "", env, keep=self.config.keep_releases if prune is not None else None,
+            protected=prune or []), track=track)
         step = last_step(done.output) or "switch"
         if step in {"restart", "done"}:
             outcome.moved = outcome.moved or kind == self.spec.kind
@@ -497,17 +503,13 @@ class Rollout:
             last = problem
         raise StepFailed("check", f"check failed after {check.retries + 1} attempt(s): {last}")
 
-    async def _prune(self, outcome: HostOutcome, probe: Probe, release: str | None) -> None:
-        if release is None:
-            return
-        protected = [release, outcome.previous or "", probe.current or ""]
-        if self.spec.kind == "rollback":
+    def _protected(self, outcome: HostOutcome, probe: Probe, release: str | None) -> list[str]:
+        """Releases a prune must keep: the new one, what ran before, and (for a rollback) where it goes back to."""
+        protected = [release or "", outcome.previous or "", probe.current or ""]
+        if self.spec.kind == "rollback" and release:
             back = Probe(release, True, probe.releases, probe.journal).rollback_target()
             protected.append(back or "")
-        done = await self._run(outcome, "prune", commands.prune(
-            self._deploy_to(outcome.host), self.config.keep_releases, protected))
-        if done.exit_code != 0:
-            raise StepFailed("prune", _why("prune", done), done)
+        return [p for p in protected if p]
 
     async def _revert(self, outcome: HostOutcome) -> None:
         """Switch a host that moved back to what it ran before, and restart it."""

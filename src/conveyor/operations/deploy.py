@@ -81,17 +81,21 @@ def resume_request(ws: Workspace, env: str, deployment_id: int, reason: str | No
                    reason=reason or f"resume #{deployment_id}")
 
 
-def estimate_seconds(ws: Workspace, plan: Plan) -> tuple[float, float]:
-    """(whole deployment, one host step) in seconds: host time from recent history, plus bakes."""
+def estimate_seconds(ws: Workspace, plan: Plan, kind: str = "deploy") -> tuple[float, float]:
+    """(whole deployment, one host step) in seconds: host time from recent history, plus bakes (a deploy's
+    canary bakes and bakes between waves; a rollback does not bake)."""
     durations = [r.get("duration") or 0.0 for d in ws.store.history(plan.environment, 5)
                  for r in ws.store.host_results(d["id"]) if r.get("status") in {"succeeded", "unchanged"}]
     per_host = sum(durations) / len(durations) if durations else 5.0
     environment = ws.config.environments[plan.environment]
+    bakes = kind == "deploy"
     total = 0.0
     for wave in plan.waves:
-        total += max(sum(len(role.batches) * per_host + (ws.config.roles[role.role].canary_bake or 0.0)
+        total += max(sum(len(role.batches) * per_host
+                         + ((ws.config.roles[role.role].canary_bake or 0.0) if bakes else 0.0)
                          for role in region.roles) for region in wave)
-    total += (environment.bake or 0.0) * (len(plan.waves) - 1)
+    if bakes:
+        total += (environment.bake or 0.0) * (len(plan.waves) - 1)
     return total, per_host
 
 
@@ -178,7 +182,10 @@ def _check_gates(ws: Workspace, env: str, release: str | None, kind: str, *, exp
                 continue
             raise HeldError(f"{env} is held: {gate['detail']} (--break-glass --reason TEXT overrides it)")
         raise HeldError(f"{env} is held: {gate['detail']}")
-    if kind == "deploy" and environment.approval == "required" and release is not None:
+    # An approval named on the command line is checked wherever it is used: a request approved for one
+    # environment must not be spent (or honoured) by a deploy to another one.
+    if kind == "deploy" and release is not None and (environment.approval == "required"
+                                                     or request.approval is not None):
         _check_approval(ws, env, release, regions or list(environment.regions), request)
 
 
@@ -198,13 +205,18 @@ def _check_approval(ws: Workspace, env: str, release: str, regions: list[str], r
         raise HeldError(f"no approval request #{request.approval} for {env}")
     if record["release"] != release:
         raise HeldError(f"approval #{request.approval} is for {record['release']}, not {release}")
+    outside = [r for r in regions if r not in record["regions"]]
+    if outside:
+        raise HeldError(f"approval #{request.approval} covers {', '.join(record['regions'])}, not "
+                        f"{', '.join(outside)}; request a new one for those regions")
+    if record["used_by"] is not None:
+        raise HeldError(f"approval #{request.approval} was already used by deployment #{record['used_by']}")
+    # Expired before "not approved yet": approving an expired request would be refused anyway.
+    if datetime.fromisoformat(record["expires_at"]) < datetime.now(UTC):
+        raise HeldError(f"approval #{request.approval} expired at {record['expires_at']}; request a new one")
     if record["approved_by"] is None:
         raise HeldError(f"approval #{request.approval} has not been approved yet (`conveyor approve "
                         f"{request.approval}` by someone other than {record['requested_by']})")
-    if datetime.fromisoformat(record["expires_at"]) < datetime.now(UTC):
-        raise HeldError(f"approval #{request.approval} expired at {record['expires_at']}; request a new one")
-    if record["used_by"] is not None:
-        raise HeldError(f"approval #{request.approval} was already used by deployment #{record['used_by']}")
 
 
 def approve(ws: Workspace, approval_id: int) -> dict[str, Any]:
@@ -361,7 +373,10 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
             targets=targets, shipments=shipments, probes=probes,
             limits=ws.limits(env), max_concurrency=ws.concurrency(env),
             revert_on_failure=kind == "deploy" and environment.on_failure == "rollback",
-            bake=environment.bake, checks=list(environment.checks),
+            # Bakes prove a new release. A rollback returns to the release that ran before and must not wait
+            # on (or be stopped by) checks that fail because of the release it is undoing.
+            bake=environment.bake if kind == "deploy" else None,
+            checks=list(environment.checks) if kind == "deploy" else [],
             before_wave=window_before_wave(ws, env, request) if kind == "deploy" else None,
         )
         bus.emit("deployment_started", id=deployment_id, environment=env, kind=kind, release=release,

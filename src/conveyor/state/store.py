@@ -482,6 +482,9 @@ def _engine(url: str) -> Engine:
             def _on_connect(dbapi_connection: Any, _record: Any) -> None:
                 dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
                 dbapi_connection.execute("PRAGMA journal_mode=WAL")
+                # In WAL mode NORMAL loses nothing on a crashed controller (only on a power cut), and does
+                # not fsync every host result while the event loop waits.
+                dbapi_connection.execute("PRAGMA synchronous=NORMAL")
                 dbapi_connection.execute("PRAGMA busy_timeout=30000")
 
             @sa.event.listens_for(engine, "begin")

@@ -1,7 +1,9 @@
-# activate DEPLOY_TO RELEASE SWITCH_LINE READY_LINE RESTART: switch current atomically, journal it, restart.
+# activate DEPLOY_TO RELEASE SWITCH_LINE READY_LINE RESTART [KEEP [PROTECTED...]]: switch current
+# atomically, journal it, restart, and (given KEEP) prune in the same round trip.
 # An empty RELEASE removes current (undoing a host's first deploy). READY_LINE is journaled once the
 # restart has succeeded, so a re-run knows whether a host that already points at RELEASE really runs it.
 d=$1 rel=$2 line=$3 ready=$4 restart=$5
+shift 5
 journal="$d/.conveyor/journal.jsonl"
 step switch
 mkdir -p -- "$d/.conveyor"
@@ -25,4 +27,8 @@ if [ -n "$rel" ] && [ -n "$restart" ]; then
   )
 fi
 printf '%s\n' "$ready" >> "$journal"
+if [ "$#" -gt 0 ] && [ -n "$1" ]; then
+  step prune
+  LC_ALL=C prune_releases "$d" "$@"
+fi
 step done
