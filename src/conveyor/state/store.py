@@ -5,6 +5,7 @@ SQLite by default (one file beside the config), PostgreSQL for teams; SQLAlchemy
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Iterator
@@ -182,7 +183,8 @@ class Store:
         with self._tx() as conn:
             rows = conn.execute(sa.select(t.measurements).where(t.measurements.c.deployment_id == deployment_id)
                                 .order_by(t.measurements.c.id)).mappings().all()
-        return [{k: v for k, v in row.items() if k not in {"id", "deployment_id"}} for row in rows]
+        return [{**{k: v for k, v in row.items() if k not in {"id", "deployment_id"}},
+                 "value": _number_or_text(row["value"])} for row in rows]
 
     def deployment(self, deployment_id: int) -> dict[str, Any] | None:
         """One deployment as history shows it, or None."""
@@ -413,6 +415,17 @@ class Store:
                 if deployment_id not in protected and _mark_interrupted(conn, deployment_id):
                     interrupted.append(deployment_id)
         return interrupted
+
+
+def _number_or_text(value: str | None) -> float | str | None:
+    """A measured value as it was taken: numbers come back as numbers (NaN and ±Inf stay text)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return number if math.isfinite(number) else value
 
 
 def _add_missing_columns(engine: Engine) -> None:
