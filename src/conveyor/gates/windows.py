@@ -5,11 +5,16 @@ match for the rule to match; a matching deny rule closes the window whatever the
 window without allow rules is open unless a deny rule matches. Rules read the local wall clock, so
 "09:00-16:00" means nine to four in the window's zone on every day, summer time or not.
 
+A rule may instead be a cron expression and a duration, the way GitLab deploy freezes and Argo CD sync
+windows are written: `{cron: "0 18 * * 5", duration: 63h}` matches from each time the cron fires (on the
+window's wall clock) for that long (in real time). See `_CronSpec` for what happens when the clocks change.
+
 Evaluation is pure: the clock is an argument, and `now()` is where the real (or injected) time comes from.
 """
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import heapq
 import os
@@ -20,6 +25,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from conveyor.config.values import format_duration, parse_duration
 
 __all__ = [
     "HORIZON",
@@ -44,6 +51,23 @@ _DAY_NUMBERS = {name: i for i, name in enumerate(_DAY_NAMES)} | {
 _HOURS_RE = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})")
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _MONTH_DAY_RE = re.compile(r"(\d+|last)(?:-(\d+|last))?")
+
+_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_CRON_FIELDS = (  # name, lowest, highest
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),  # 0 and 7 are both Sunday
+)
+_CRON_NAMES: dict[int, tuple[dict[str, int], str]] = {  # field number -> names, and how to say what they are
+    4: ({name: i for i, name in enumerate(_MONTH_NAMES, start=1)}, "a month name (jan..dec)"),
+    5: ({name: (i + 1) % 7 for i, name in enumerate(_DAY_NAMES)}, "a day name (sun..sat)"),
+}
+_CRON_ITEM_RE = re.compile(r"(?:(\*)|([a-z0-9]+)(?:-([a-z0-9]+))?)(?:/([0-9]+))?", re.IGNORECASE)
+_LONGEST_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February has a 29th in leap years
+_LONGEST_CRON_DURATION = timedelta(days=366)
+_ONE_DAY = timedelta(days=1)
 
 
 # --- parsing ---------------------------------------------------------------------------------------------
@@ -194,6 +218,90 @@ def _as_text(value: Any) -> Any:
     return value
 
 
+def _parse_cron(text: str) -> _Cron:
+    """A standard 5-field cron expression: minute hour day-of-month month day-of-week."""
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"cron needs 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}: {text!r}"
+        )
+    minutes, hours, month_days, months, weekdays = (
+        _parse_cron_field(field, number) for number, field in enumerate(fields, start=1)
+    )
+    # Vixie cron's reading: a day field is unrestricted when it starts with "*" (so "*/2" is too).
+    either_day = not fields[2].startswith("*") and not fields[4].startswith("*")
+    if not either_day and not any(day <= _LONGEST_MONTH[month] for month in months for day in month_days):
+        raise ValueError(f"cron {text!r} never fires: those months have no such days")
+    return _Cron(
+        minutes_of_day=tuple(sorted(hour * 60 + minute for hour in hours for minute in minutes)),
+        month_days=month_days,
+        months=months,
+        weekdays=frozenset((day - 1) % 7 for day in weekdays),  # cron's Sunday 0 (or 7) is Python's 6
+        either_day=either_day,
+    )
+
+
+def _parse_cron_field(text: str, number: int) -> frozenset[int]:
+    """The values one field allows, from `*`, `5`, `1,15`, `1-5`, `*/15`, `1-30/2`, `5/15`, `mon-fri`."""
+    name, lowest, highest = _CRON_FIELDS[number - 1]
+    where = f"cron field {number} ({name})"
+    values: set[int] = set()
+    for item in text.split(","):
+        if not item:
+            raise ValueError(f"{where} {text!r} has an empty list item")
+        match = _CRON_ITEM_RE.fullmatch(item)
+        if match is None:
+            raise ValueError(f"{where} {item!r} is not a value, a range or a step (like 5, 1-5, */15 or 1-30/2)")
+        star, first_text, last_text, step_text = match.groups()
+        if star:
+            first, last = lowest, highest
+        else:
+            first = _cron_value(first_text, number)
+            if last_text is not None:
+                last = _cron_value(last_text, number)
+                if number == 5 and last == 0 < first:
+                    last = 7  # "fri-sun" runs to the Sunday at the end of the week
+                if last < first:
+                    raise ValueError(f"{where} {item!r} ends before it starts")
+            else:
+                last = highest if step_text is not None else first  # "5/15" is 5-59/15, as Argo CD reads it
+        step = 1 if step_text is None else int(step_text)
+        if step < 1:
+            raise ValueError(f"{where} {item!r} has a step of 0 (steps are 1 or more)")
+        values.update(range(first, last + 1, step))
+    if number == 5 and 7 in values:
+        values = (values - {7}) | {0}
+    return frozenset(values)
+
+
+def _cron_value(text: str, number: int) -> int:
+    """One number, or a month or day name, checked against the field's range."""
+    name, lowest, highest = _CRON_FIELDS[number - 1]
+    where = f"cron field {number} ({name})"
+    if text.isascii() and text.isdigit():
+        value = int(text)
+        if not lowest <= value <= highest:
+            raise ValueError(f"{where} {text!r} is out of range {lowest}-{highest}")
+        return value
+    if number in _CRON_NAMES:
+        names, what = _CRON_NAMES[number]
+        if text.lower() in names:
+            return names[text.lower()]
+        raise ValueError(f"{where} {text!r} is not a number or {what}")
+    raise ValueError(f"{where} {text!r} is not a number")
+
+
+def _parse_cron_duration(text: str) -> timedelta:
+    """How long a cron rule matches after each firing: more than nothing, and at most a year."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"duration must be more than zero, got {text!r}")
+    duration = timedelta(seconds=seconds)
+    if duration > _LONGEST_CRON_DURATION:
+        raise ValueError(f"duration must be at most 366d (a year), got {text!r}")
+    return duration
+
+
 # --- models ----------------------------------------------------------------------------------------------
 
 
@@ -227,8 +335,115 @@ class _RuleSpec:
         return self.dates is None or any(first <= day <= last for first, last in self.dates)
 
 
+@dataclass(frozen=True, slots=True)
+class _Cron:
+    """A parsed cron expression: the minutes of a day it fires at, and the days it fires on."""
+
+    minutes_of_day: tuple[int, ...]  # sorted; the same on every day it fires
+    month_days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]  # Monday is 0, as date.weekday() counts
+    either_day: bool  # both day fields restricted: a day matching either one fires (cron's rule)
+
+    def fires_on(self, day: date) -> bool:
+        """Whether the cron fires at all on `day`."""
+        if day.month not in self.months:
+            return False
+        if self.either_day:
+            return day.day in self.month_days or day.weekday() in self.weekdays
+        return day.day in self.month_days and day.weekday() in self.weekdays
+
+    def last_firing(self, wall: datetime, first_day: date) -> datetime | None:
+        """The latest naive wall-clock firing at or before `wall`, looking no further back than first_day."""
+        day = wall.date()
+        limit = wall.hour * 60 + wall.minute
+        while day >= first_day:
+            if self.fires_on(day):
+                index = bisect.bisect_right(self.minutes_of_day, limit)
+                if index:
+                    minute = self.minutes_of_day[index - 1]
+                    return datetime.combine(day, time(minute // 60, minute % 60))
+            day -= _ONE_DAY
+            limit = _MINUTES_PER_DAY - 1
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _CronSpec:
+    """A cron rule, parsed: it matches from each firing time f while f <= t < f + duration.
+
+    The cron reads the window's wall clock and the duration is real elapsed time, so a 58h freeze lasts
+    58 hours even when the clocks change inside it (and then ends an hour earlier or later on the wall
+    clock). A firing time the clocks skip (spring forward) fires at the instant the gap ends; one they
+    show twice (fall back) fires once, at its first occurrence, so nothing fires in the second pass of a
+    repeated hour. Both are one rule: a time fires at the first instant the wall clock reads it or later.
+    """
+
+    cron: _Cron
+    duration: timedelta
+    # The firing minutes of one day grouped into runs in which each firing starts before (or as) the
+    # one before it ends, as (first, last): on a day without a clock change one run is one stretch of
+    # matching, so the search needs only its two ends.
+    runs: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def parse(cls, cron: str, duration: str) -> _CronSpec:
+        """From the (already validated) `cron` and `duration` fields."""
+        parsed, length = _parse_cron(cron), _parse_cron_duration(duration)
+        runs: list[tuple[int, int]] = []
+        for minute in parsed.minutes_of_day:
+            if runs and timedelta(minutes=minute - runs[-1][1]) <= length:
+                runs[-1] = (runs[-1][0], minute)
+            else:
+                runs.append((minute, minute))
+        return cls(parsed, length, tuple(runs))
+
+    def matches(self, local: datetime) -> bool:
+        """Whether a firing covers `local`: an aware time in the window's zone, or a naive wall-clock time
+        (read as a clock that never changes)."""
+        zone = local.tzinfo
+        if zone is None:
+            wall = self.cron.last_firing(local, (local - self.duration).date())
+            return wall is not None and wall <= local < wall + self.duration
+        instant = local.astimezone(UTC)
+        # Through UTC and back: a time the clocks skipped, given as it is, becomes the time it stands for.
+        local = instant.astimezone(zone)
+        # The newest firing that has happened ends last (durations are equal), so it alone decides.
+        wall = self.cron.last_firing(_latest_wall(local), (instant - self.duration).astimezone(zone).date())
+        if wall is None:
+            return False
+        fired = _to_instant(wall, zone).astimezone(UTC)
+        return fired <= instant < fired + self.duration
+
+    def spans(self, day: date, zone: ZoneInfo) -> list[tuple[datetime, datetime]]:
+        """UTC (start, end) of the stretches in which firings on local `day` match; their ends are the
+        only instants at which this rule can start or stop matching."""
+        if not self.cron.fires_on(day):
+            return []
+
+        def fired(minute: int) -> datetime:
+            return _to_instant(datetime.combine(day, time(minute // 60, minute % 60)), zone).astimezone(UTC)
+
+        midnight, next_midnight = datetime.combine(day, time(), zone), datetime.combine(day + _ONE_DAY, time(), zone)
+        if midnight.utcoffset() == next_midnight.utcoffset():
+            return [(fired(first), fired(last) + self.duration) for first, last in self.runs]
+        # The clocks change today, so wall-clock gaps between firings are not real ones: group the
+        # firings by their real instants instead (in order, as the wall clock's are).
+        spans: list[tuple[datetime, datetime]] = []
+        for minute in self.cron.minutes_of_day:
+            start = fired(minute)
+            if spans and start <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], start + self.duration)
+            else:
+                spans.append((start, start + self.duration))
+        return spans
+
+
+_Spec = _RuleSpec | _CronSpec
+
+
 class WindowRule(BaseModel):
-    """One allow or deny rule: every field given must match the local wall clock."""
+    """One allow or deny rule: every field given must match the local wall clock, or a cron and a duration."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -245,9 +460,18 @@ class WindowRule(BaseModel):
     dates: str | list[str] | None = Field(
         default=None, description='"2026-12-24..2027-01-01" (inclusive), "2026-12-25", or a list of those.'
     )
+    cron: str | None = Field(
+        default=None,
+        description='A 5-field cron expression on the window\'s wall clock, e.g. "0 18 * * 5"; needs a duration '
+        "and no days, hours, month_days or dates.",
+    )
+    duration: str | None = Field(
+        default=None,
+        description='How long a cron rule matches after each firing, in real time: "63h", "1h30m", "2d".',
+    )
     reason: str | None = Field(default=None, description="Shown when this rule decides.")
 
-    _spec: _RuleSpec = PrivateAttr()
+    _spec: _Spec = PrivateAttr()
 
     @field_validator("days", "month_days", "dates", mode="before")
     @classmethod
@@ -282,8 +506,40 @@ class WindowRule(BaseModel):
             _parse_dates(value)
         return value
 
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            _parse_cron(value)
+        return value
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration_text(cls, value: Any) -> Any:
+        # YAML hands us numbers for `duration: 3600` (seconds, as everywhere else in the config).
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _check_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            _parse_cron_duration(value)
+        return value
+
     @model_validator(mode="after")
     def _not_empty(self) -> WindowRule:
+        if self.cron is not None:
+            others = [name for name in ("days", "hours", "month_days", "dates") if getattr(self, name) is not None]
+            if others:
+                listed = ", ".join(others[:-1]) + " or " + others[-1] if len(others) > 1 else others[0]
+                raise ValueError(f"a cron rule cannot also have {listed} (say when it fires in the cron)")
+            if self.duration is None:
+                raise ValueError("cron needs a duration")
+            return self
+        if self.duration is not None:
+            raise ValueError("duration needs a cron")
         # A rule with no fields would match every instant: an allow rule would open the window for
         # good, a deny rule close it for good. Nobody means that by an empty rule.
         if self.days is None and self.hours is None and self.month_days is None and self.dates is None:
@@ -292,6 +548,9 @@ class WindowRule(BaseModel):
 
     def model_post_init(self, context: Any, /) -> None:
         """Parse the (already validated) fields once, for evaluation."""
+        if self.cron is not None and self.duration is not None:
+            self._spec = _CronSpec.parse(self.cron, self.duration)
+            return
         self._spec = _RuleSpec(
             days=None if self.days is None else _parse_days(self.days),
             hours=None if self.hours is None else _parse_hours(self.hours),
@@ -300,23 +559,33 @@ class WindowRule(BaseModel):
         )
 
     def matches(self, local: datetime) -> bool:
-        """Whether this rule covers the wall-clock time `local` (its date and time; the zone is ignored)."""
+        """Whether this rule covers the time `local`, an aware time in the window's zone.
+
+        The day and time rules read its wall clock (date and time; the zone is ignored). A cron rule needs
+        the zone to measure its duration in real time; given a naive time it reads it as a clock that
+        never changes.
+        """
         return self._spec.matches(local)
 
     def _boundary_minutes(self) -> frozenset[int]:
         """Minutes after midnight at which this rule can start or stop matching (besides midnight)."""
-        if self._spec.hours is None:
-            return frozenset()
-        return frozenset(minute % _MINUTES_PER_DAY for minute in self._spec.hours)
+        spec = self._spec
+        if isinstance(spec, _CronSpec) or spec.hours is None:
+            return frozenset()  # a cron rule's boundaries are instants: see _CronSpec.spans
+        return frozenset(minute % _MINUTES_PER_DAY for minute in spec.hours)
 
     def _can_match_between(self, first: date, last: date) -> bool:
         """Whether this rule's dates leave it any chance to match on a day in first..last."""
-        dates = self._spec.dates
-        return dates is None or any(start <= last and first <= end for start, end in dates)
+        spec = self._spec
+        if isinstance(spec, _CronSpec) or spec.dates is None:
+            return True
+        return any(start <= last and first <= end for start, end in spec.dates)
 
     def describe(self, kind: str) -> str:
         """A one-line description, e.g. `deny month_days 28-31,1-2 (month-end payment runs)`."""
         words = [kind]
+        if self.cron is not None and self.duration is not None:
+            words.append(f'cron "{" ".join(self.cron.split())}" for {_duration_text(self.duration)}')
         if self.days is not None:
             words.append(_joined(self.days))
         if self.hours is not None:
@@ -332,6 +601,15 @@ class WindowRule(BaseModel):
 
 def _joined(value: str | list[str]) -> str:
     return ",".join(value) if isinstance(value, list) else value
+
+
+def _duration_text(value: str) -> str:
+    """A duration as written ("63h", "2d"), or as a short form when it was a plain number of seconds."""
+    text = value.strip()
+    try:
+        return format_duration(float(text))
+    except ValueError:
+        return text
 
 
 class Window(BaseModel):
@@ -376,8 +654,11 @@ class Window(BaseModel):
         return True, "no deny rule matches" if self.deny else "no rules", None
 
     @staticmethod
-    def _specs(rules: list[WindowRule]) -> list[_RuleSpec]:
+    def _specs(rules: list[WindowRule]) -> list[_Spec]:
         return [rule._spec for rule in rules]
+
+    def _cron_specs(self) -> list[_CronSpec]:
+        return [rule._spec for rule in (*self.allow, *self.deny) if isinstance(rule._spec, _CronSpec)]
 
     def _boundaries(self, first: date, last: date) -> list[int]:
         """Local minutes of the day at which the verdict can change on days first..last; midnight can."""
@@ -389,7 +670,7 @@ class Window(BaseModel):
         return sorted(minutes)
 
 
-def _open_at(deny: list[_RuleSpec], allow: list[_RuleSpec], local: datetime) -> bool:
+def _open_at(deny: list[_Spec], allow: list[_Spec], local: datetime) -> bool:
     """The verdict alone, without naming the rule: what the search asks at every candidate instant."""
     if any(spec.matches(local) for spec in deny):
         return False
@@ -456,8 +737,9 @@ def _next_change(window: Window, zone: ZoneInfo, start: datetime, state: bool) -
     """The first instant after `start` (within the horizon) at which the window is not `state`.
 
     The verdict only changes where the local wall clock reaches a rule boundary or midnight, or where
-    the clocks jump (a DST change) across one. So we list those instants day by day, in order, and test
-    the verdict only there: a few per day instead of one per minute.
+    the clocks jump (a DST change) across one, or where a cron rule's firing starts or ends. So we list
+    those instants day by day, in order, and test the verdict only there: a few per day instead of one
+    per minute.
     """
     start_utc = start.astimezone(UTC)
     horizon = start_utc + HORIZON
@@ -467,11 +749,25 @@ def _next_change(window: Window, zone: ZoneInfo, start: datetime, state: bool) -
     # A range crossing midnight reads the day before, hence the extra day at the start.
     boundaries = window._boundaries(day - timedelta(days=1), last_day)
     deny, allow = window._specs(window.deny), window._specs(window.allow)
+    crons = window._cron_specs()
+    for cron in crons:
+        # Firings before the first day searched can still be matching at the start, and end after it.
+        earlier = (start_utc - cron.duration).astimezone(zone).date()
+        while earlier < day:
+            for _, end in cron.spans(earlier, zone):
+                if end > start_utc:
+                    heapq.heappush(pending, end)
+            earlier += _ONE_DAY
     while day <= last_day:
         for minute in boundaries:
             for instant in _instants(datetime.combine(day, time(minute // 60, minute % 60)), zone):
                 if instant > start_utc:
                     heapq.heappush(pending, instant)
+        for cron in crons:
+            for span in cron.spans(day, zone):
+                for instant in span:
+                    if instant > start_utc:
+                        heapq.heappush(pending, instant)
         # Offsets are within a day of UTC, so every boundary on a later local day is at or after
         # this day's midnight read as UTC: everything earlier than that is complete and in order.
         settled = datetime.combine(day, time(), tzinfo=UTC)
@@ -503,7 +799,7 @@ def _instants(wall: datetime, zone: ZoneInfo) -> list[datetime]:
     return [jump]  # a skipped time
 
 
-def _offset_change(zone: ZoneInfo, before: datetime, after: datetime) -> datetime:
+def _offset_change(zone: tzinfo, before: datetime, after: datetime) -> datetime:
     """The first instant in (before, after] whose UTC offset differs from `before`'s, to the second."""
     offset = before.astimezone(zone).utcoffset()
     second = timedelta(seconds=1)
@@ -517,6 +813,21 @@ def _offset_change(zone: ZoneInfo, before: datetime, after: datetime) -> datetim
         else:
             after = middle
     return after
+
+
+def _latest_wall(local: datetime) -> datetime:
+    """The latest naive wall-clock time the zone's clock has shown by the aware time `local`.
+
+    That is `local`'s own wall time, except in the second pass of a repeated (fall-back) hour: then the
+    clock read later than now before it went back, and every time up to that is already past.
+    """
+    zone = local.tzinfo
+    wall = local.replace(tzinfo=None)
+    first = wall.replace(tzinfo=zone, fold=0)
+    if zone is None or first.utcoffset() == local.utcoffset():
+        return wall
+    jump = _offset_change(zone, first.astimezone(UTC), local.astimezone(UTC))
+    return (jump - timedelta(seconds=1)).astimezone(zone).replace(tzinfo=None)
 
 
 def _to_instant(wall: datetime, zone: tzinfo) -> datetime:
