@@ -347,6 +347,7 @@ class Artifact(Strict):
     """Where the release comes from and where built releases are kept."""
 
     build: str | None = None
+    delta: bool = True                 # send hosts only what changed since the release they run
     path: str = "dist"
     store: str = ".conveyor/artifacts"
 

@@ -9,7 +9,7 @@ import shlex
 from functools import cache
 from importlib import resources
 
-PHASES = ("probe", "receive", "activate", "check", "prune")
+PHASES = ("probe", "receive", "receive_delta", "activate", "check", "prune")
 
 
 @cache
@@ -32,7 +32,7 @@ def command(phase: str, args: list[str], env: dict[str, str] | None = None) -> s
     if env:
         words.append("env")
         words += [shlex.quote(f"{name}={value}") for name, value in sorted(env.items())]
-    words += ["sh", "-c", shlex.quote(script(phase)), shlex.quote(f"conveyor-{phase}")]
+    words += ["sh", "-c", shlex.quote(script(phase)), shlex.quote(f"conveyor-{phase.replace('_', '-')}")]
     words += [shlex.quote(arg) for arg in args]
     return " ".join(words)
 
@@ -45,6 +45,12 @@ def probe(deploy_to: str, release: str) -> str:
 def receive(deploy_to: str, release: str, sha256: str, shared: list[str]) -> str:
     """Read the tarball from stdin, verify it, unpack it complete into releases/RELEASE."""
     return command("receive", [deploy_to, release, sha256, *shared])
+
+
+def receive_delta(deploy_to: str, release: str, base: str, sha256: str, shared: list[str],
+                  deletions: list[str]) -> str:
+    """Build RELEASE from BASE (hard links) and the delta tarball on stdin, verified and complete."""
+    return command("receive_delta", [deploy_to, release, base, sha256, str(len(shared)), *shared, *deletions])
 
 
 def activate(deploy_to: str, release: str, switch_line: str, ready_line: str, restart: str,

@@ -58,6 +58,7 @@ class HostOutcome:
     duration: float = 0.0
     moved: bool = False               # current was switched by this deployment
     transferred: bool = False
+    transfer: str | None = None       # how the release got there: full, or a delta from a base
     failed: bool = False              # a step failed here (it may have been switched back since)
     note: str | None = None           # what happened after: switched back, alone or with its region
 
@@ -68,7 +69,8 @@ class HostOutcome:
             "status": str(self.status), "release": self.release, "previous": self.previous,
             "step": self.step, "exit_code": self.exit_code, "error": self.error,
             "output_tail": self.output_tail, "duration": round(self.duration, 3),
-            "transferred": self.transferred, "failed": self.failed, "note": self.note,
+            "transferred": self.transferred, "transfer": self.transfer, "failed": self.failed,
+            "note": self.note,
         }
 
 

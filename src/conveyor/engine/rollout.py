@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from conveyor.artifact.delta import Delta
 from conveyor.config.models import Check, CommandCheck, Config, HttpCheck
 from conveyor.engine import commands
 from conveyor.engine.events import EventBus
@@ -68,6 +69,7 @@ class RolloutSpec:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     fetch: Fetch | None = None                                 # HTTP for Prometheus/Alertmanager
     before_wave: Callable[[int], str | None] | None = None     # a reason to stop before wave N (N > 1)
+    deltas: Callable[[str, str], Awaitable[Delta | None]] | None = None  # (base, target) → what changed
 
     def limits_for(self, region: str) -> Limits:
         """A region's limits (defaults when it has none of its own)."""
@@ -408,12 +410,14 @@ class Rollout:
             if shipment is None:
                 raise StepFailed("receive", f"release {target} is not on the host and its artifact is not "
                                             "in the store to send")
-            done = await self._run(outcome, "receive",
-                                   commands.receive(deploy_to, target, shipment.sha256, self.config.shared),
-                                   stdin=shipment.path)
-            if done.exit_code != 0:
-                step = last_step(done.output) or "receive"
-                raise StepFailed(step, _why(step, done), done)
+            if not await self._receive_delta(outcome, probe, target, deploy_to):
+                done = await self._run(outcome, "receive",
+                                       commands.receive(deploy_to, target, shipment.sha256, self.config.shared),
+                                       stdin=shipment.path)
+                if done.exit_code != 0:
+                    step = last_step(done.output) or "receive"
+                    raise StepFailed(step, _why(step, done), done)
+                outcome.transfer = "full"
             outcome.transferred = True
         # Pruning rides in the switch's round trip, and only when something new arrived.
         keep = self._protected(outcome, probe, target) if outcome.transferred else None
@@ -422,6 +426,24 @@ class Rollout:
         await self._checks(outcome, target)
         outcome.status = HostStatus.SUCCEEDED
         outcome.step = None
+
+    async def _receive_delta(self, outcome: HostOutcome, probe: Probe, target: str, deploy_to: str) -> bool:
+        """Send only what changed since the release the host runs; False when a full transfer is needed."""
+        base = probe.current
+        if self.spec.deltas is None or base is None or base not in probe.releases:
+            return False
+        delta = await self.spec.deltas(base, target)
+        if delta is None:
+            return False
+        done = await self._run(outcome, "receive", commands.receive_delta(
+            deploy_to, target, base, delta.sha256, self.config.shared, list(delta.deletions)), stdin=delta.path)
+        if done.exit_code in (12, 13):
+            return False  # the base is gone, or the host cannot hard-link: send it whole
+        if done.exit_code != 0:
+            step = last_step(done.output) or "receive"
+            raise StepFailed(step, _why(step, done), done)
+        outcome.transfer = f"delta from {base} ({delta.changed} changed, {len(delta.deletions)} removed)"
+        return True
 
     async def _activate(self, outcome: HostOutcome, release: str | None, kind: str, previous: str | None,
                         *, track: bool = True, prune: list[str] | None = None) -> None:

@@ -7,19 +7,20 @@ import os
 import signal
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.artifact import Release
+from conveyor.artifact.delta import Delta, build_delta
 from conveyor.config.models import AlertsCheck
 from conveyor.engine.events import EventBus, Subscriber
 from conveyor.engine.plan import Plan, make_plan
 from conveyor.engine.probe import Probe
 from conveyor.engine.results import DeploymentResult, DeploymentStatus, RegionOutcome, RegionStatus
 from conveyor.engine.rollout import Rollout, RolloutSpec, Shipment, survey
-from conveyor.errors import DeploymentFailed, HeldError, LockHeld, PromotionRefused, UsageError
+from conveyor.errors import ArtifactError, DeploymentFailed, HeldError, LockHeld, PromotionRefused, UsageError
 from conveyor.gates.analysis import Measurement, Scope, Verdict, http_fetch, preflight_alerts
 from conveyor.gates.windows import evaluate, now
 from conveyor.operations.recording import StoreRecorder
@@ -378,6 +379,7 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
             bake=environment.bake if kind == "deploy" else None,
             checks=list(environment.checks) if kind == "deploy" else [],
             before_wave=window_before_wave(ws, env, request) if kind == "deploy" else None,
+            deltas=_delta_factory(ws) if ws.config.artifact.delta else None,
         )
         bus.emit("deployment_started", id=deployment_id, environment=env, kind=kind, release=release,
                  plan=plan, user=ws.user)
@@ -400,6 +402,27 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
         store.unlock(env, only_mine=True)
         bus.emit("deployment_finished", result=result)
     return result
+
+
+def _delta_factory(ws: Workspace) -> Callable[[str, str], Awaitable[Delta | None]]:
+    """Deltas made once per (base, target) pair, in a thread, shared by every host that needs them."""
+    made: dict[tuple[str, str], asyncio.Task[Delta | None]] = {}
+
+    def build(base: str, target: str) -> Delta | None:
+        if base not in ws.artifacts or target not in ws.artifacts:
+            return None  # the base was built elsewhere: hosts get the whole release
+        try:
+            return build_delta(ws.artifacts.get(base), ws.artifacts.get(target), ws.artifacts.root / "deltas")
+        except ArtifactError:
+            return None
+
+    async def delta(base: str, target: str) -> Delta | None:
+        key = (base, target)
+        if key not in made:
+            made[key] = asyncio.create_task(asyncio.to_thread(build, base, target))
+        return await asyncio.shield(made[key])
+
+    return delta
 
 
 def _common_previous(outcome: RegionOutcome) -> str | None:

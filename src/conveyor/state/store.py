@@ -153,6 +153,7 @@ class Store:
             "exit_code": result.get("exit_code"), "output_tail": mask(tail) if tail else None,
             "duration": result.get("duration"), "error": mask(result["error"]) if result.get("error") else None,
             "note": result.get("note"), "transferred": bool(result.get("transferred")),
+            "transfer": result.get("transfer"),
         }
         with self._tx() as conn:
             where = (t.host_results.c.deployment_id == deployment_id) & (t.host_results.c.host == result["host"])

@@ -67,6 +67,7 @@ host_results = Table(
     Column("error", Text),
     Column("note", Text),
     Column("transferred", Boolean, nullable=False, default=False),
+    Column("transfer", Text),
     Column("duration", Float),
     Index("ix_host_results_deployment", "deployment_id"),
 )

@@ -1,0 +1,44 @@
+# receive_delta DEPLOY_TO RELEASE BASE SHA256 NSHARED [SHARED...] [DELETED...]: build releases/RELEASE from
+# releases/BASE (hard links) and the delta tarball on stdin, complete before it is placed.
+d=$1 rel=$2 base=$3 sum=$4 nshared=$5
+shift 5
+tmp="$d/incoming/$rel.$$"
+trap 'rm -rf -- "$tmp.d" "$tmp.fifo" "$tmp.sum"' EXIT
+step receive
+[ -d "$d/releases/$base" ] || fail 12 "base release $base is not on this host"
+mkdir -p -- "$d/incoming" "$d/releases" "$d/shared"
+# Hard links to the base: the files stay shared until the delta replaces one (tar unlinks before writing).
+cp -al -- "$d/releases/$base" "$tmp.d" || fail 13 "cannot link the base release (needs cp -al)"
+i=0
+for p in "$@"; do
+  i=$((i + 1))
+  [ "$i" -le "$nshared" ] && continue
+  rm -rf -- "$tmp.d/$p"
+done
+mkfifo -- "$tmp.fifo"
+sha256sum < "$tmp.fifo" > "$tmp.sum" &
+hasher=$!
+status=0
+tee -- "$tmp.fifo" | { tar -xzof - -C "$tmp.d" || exit 11; cat > /dev/null; } || status=$?
+wait "$hasher" || true
+step verify
+got=$(cat -- "$tmp.sum")
+got=${got%% *}
+[ "$got" = "$sum" ] || fail 10 "checksum mismatch: expected $sum, received $got"
+step unpack
+[ "$status" -eq 0 ] || fail 11 "cannot unpack the delta"
+step link
+i=0
+for p in "$@"; do
+  i=$((i + 1))
+  [ "$i" -gt "$nshared" ] && break
+  rm -rf -- "$tmp.d/$p"
+  mkdir -p -- "$(dirname -- "$tmp.d/$p")"
+  ln -s -- "$d/shared/$p" "$tmp.d/$p"
+done
+step place
+if [ -d "$d/releases/$rel" ]; then
+  printf 'conveyor: release %s was already complete here\n' "$rel"
+else
+  mv -- "$tmp.d" "$d/releases/$rel"
+fi

@@ -1,0 +1,114 @@
+"""Deltas: a host gets only what changed, builds a complete release from hard links, and the base is untouched."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from conveyor.artifact import LocalStore, build_release
+from conveyor.artifact.delta import build_delta, file_manifest
+from conveyor.engine import commands
+
+NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+def tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
+
+
+def release(store: LocalStore, source: Path, n: int):  # type: ignore[no-untyped-def]
+    return build_release(source, store, user="t", now=NOW + timedelta(minutes=n), git=None)[0]
+
+
+BASE = {f"f{i}.txt": f"file {i}\n" for i in range(20)} | {"old/gone.txt": "bye\n", "bin/run": "#!/bin/sh\n"}
+
+
+def test_a_delta_holds_only_changed_and_new_entries_and_lists_what_is_gone(tmp_path: Path, store: LocalStore) -> None:
+    base = release(store, tree(tmp_path / "a", BASE), 1)
+    changed = {k: v for k, v in BASE.items() if not k.startswith("old/")} | {"f3.txt": "changed\n", "new.txt": "n\n"}
+    target = release(store, tree(tmp_path / "b", changed), 2)
+    delta = build_delta(base, target, store.root / "deltas")
+    assert delta is not None
+    assert delta.changed == 2
+    assert delta.deletions == ("old",)  # the topmost gone path, not each file under it
+    import tarfile
+
+    with tarfile.open(delta.path) as archive:
+        assert sorted(m.name for m in archive) == ["f3.txt", "new.txt"]
+    again = build_delta(base, target, store.root / "deltas")
+    assert again == delta  # made once, then reused
+
+
+def test_a_release_that_mostly_changed_is_sent_whole(tmp_path: Path, store: LocalStore) -> None:
+    base = release(store, tree(tmp_path / "a", BASE), 1)
+    target = release(store, tree(tmp_path / "b", {k: v + "x" for k, v in BASE.items()}), 2)
+    assert build_delta(base, target, store.root / "deltas") is None
+
+
+def test_a_mode_change_alone_is_part_of_the_delta(tmp_path: Path, store: LocalStore) -> None:
+    base = release(store, tree(tmp_path / "a", BASE), 1)
+    source = tree(tmp_path / "b", BASE)
+    (source / "f1.txt").chmod(0o755)
+    target = release(store, source, 2)
+    assert file_manifest(base)["f1.txt"][1] != file_manifest(target)["f1.txt"][1]
+    delta = build_delta(base, target, store.root / "deltas")
+    assert delta is not None
+    assert delta.changed == 1
+
+
+def run(command: str, stdin: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    data = stdin.read_bytes() if stdin else None
+    return subprocess.run(["sh", "-c", command], input=data, capture_output=True, check=False, timeout=60)
+
+
+def test_a_host_builds_the_complete_release_from_its_base_and_the_delta(tmp_path: Path, store: LocalStore) -> None:
+    base = release(store, tree(tmp_path / "a", BASE), 1)
+    target_files = {k: v for k, v in BASE.items() if not k.startswith("old/")} | {"f3.txt": "changed\n"}
+    target = release(store, tree(tmp_path / "b", target_files), 2)
+    delta = build_delta(base, target, store.root / "deltas")
+    assert delta is not None
+    host = tmp_path / "host dir with 'quotes'"
+    full = run(commands.receive(str(host), base.id, base.sha256, ["log"]), base.path)
+    assert full.returncode == 0, full.stdout
+    done = run(commands.receive_delta(str(host), target.id, base.id, delta.sha256, ["log"], list(delta.deletions)),
+               delta.path)
+    assert done.returncode == 0, done.stdout
+    new = host / "releases" / target.id
+    got = {str(p.relative_to(new)): p.read_text() for p in new.rglob("*") if p.is_file() and not p.is_symlink()}
+    assert got == target_files  # complete: unchanged files linked, changed ones replaced, gone ones removed
+    assert (new / "log").is_symlink()
+    old = host / "releases" / base.id
+    assert (old / "f3.txt").read_text() == "file 3\n"  # the base was never written to
+    assert (old / "old" / "gone.txt").exists()
+    assert os.stat(new / "f1.txt").st_ino == os.stat(old / "f1.txt").st_ino  # shared, not copied
+    assert os.stat(new / "f3.txt").st_ino != os.stat(old / "f3.txt").st_ino
+    assert os.listdir(host / "incoming") == []
+
+
+def test_a_delta_with_a_wrong_checksum_leaves_nothing_and_a_missing_base_asks_for_a_full_transfer(
+        tmp_path: Path, store: LocalStore) -> None:
+    base = release(store, tree(tmp_path / "a", BASE), 1)
+    target = release(store, tree(tmp_path / "b", BASE | {"f3.txt": "changed\n"}), 2)
+    delta = build_delta(base, target, store.root / "deltas")
+    assert delta is not None
+    host = tmp_path / "host"
+    assert run(commands.receive(str(host), base.id, base.sha256, []), base.path).returncode == 0
+    bad = run(commands.receive_delta(str(host), target.id, base.id, "0" * 64, [], []), delta.path)
+    assert bad.returncode == 10
+    assert not (host / "releases" / target.id).exists()
+    missing = run(commands.receive_delta(str(host), target.id, "20200101T000000Z-00000000", delta.sha256, [], []),
+                  delta.path)
+    assert missing.returncode == 12  # the engine then sends the whole release
