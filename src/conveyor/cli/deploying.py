@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
-from conveyor.cli.display import Display
 from conveyor.cli.options import ConfigOption, JsonOption, interactive, print_json, stderr, stdout, workspace
 from conveyor.config.values import format_duration
-from conveyor.engine.plan import Plan
-from conveyor.engine.results import DeploymentResult
-from conveyor.errors import DeploymentFailed, UsageError
-from conveyor.operations.deploy import Request, estimate_seconds, gates, plan_for, resolve_release, resume_request
+from conveyor.errors import UsageError
 from conveyor.operations.workspace import Workspace
+
+if TYPE_CHECKING:
+    from conveyor.engine.plan import Plan
+    from conveyor.engine.results import DeploymentResult
 
 RegionOption = typer.Option([], "--region", "-r", help="Only this region (repeatable).")
 RoleOption = typer.Option([], "--role", help="Only this role (repeatable).")
@@ -32,6 +32,8 @@ STEPS = {
 
 def plan_document(ws: Workspace, plan: Plan, release: str | None, kind: str) -> dict[str, Any]:
     """A plan as JSON: waves, regions, roles, batches and hosts, gates, and each host's steps."""
+    from conveyor.operations.deploy import estimate_seconds, gates
+
     environment = ws.config.environments[plan.environment]
     total, per_host = estimate_seconds(ws, plan, kind)
     return {
@@ -83,6 +85,12 @@ def render_plan(document: dict[str, Any]) -> None:
               f"(a host step takes ~{estimate['per_host_step']:g}s, from recent history)")
 
 
+def _display() -> list[Any]:
+    from conveyor.cli.display import Display
+
+    return [Display(stderr(), live=interactive())]
+
+
 def _confirm(ws: Workspace, kind: str) -> Any:
     def ask(plan: Plan, release: str) -> bool:
         render_plan(plan_document(ws, plan, release, kind))
@@ -114,6 +122,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOption,
     ) -> None:
         """Show what a deploy would do: hosts, waves, batches, gates and steps. Changes nothing."""
+        from conveyor.operations.deploy import Request, plan_for, resolve_release
+
         ws = workspace(ctx, config)
         ws.environment(environment)
         request = Request(environment, regions=region, roles=role, release=release)
@@ -154,12 +164,13 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOption,
     ) -> None:
         """Deploy a release to an environment, wave by wave, region by region, batch by batch."""
+        from conveyor.operations.deploy import Request, resume_request
         from conveyor.operations.deploy import deploy as run_deploy
         from conveyor.operations.release import build
 
         ws = workspace(ctx, config)
         ws.environment(environment)
-        subscribers = [] if as_json else [Display(stderr(), live=interactive())]
+        subscribers = [] if as_json else _display()
         confirm = _confirm(ws, "deploy") if (interactive() and not yes and not as_json) else None
         if resume is not None:
             if release or region:
@@ -200,11 +211,12 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOption,
     ) -> None:
         """Switch back to the previous release still on the hosts (no transfer), or to --to RELEASE."""
+        from conveyor.operations.deploy import Request
         from conveyor.operations.deploy import rollback as run_rollback
 
         ws = workspace(ctx, config)
         ws.environment(environment)
-        subscribers = [] if as_json else [Display(stderr(), live=interactive())]
+        subscribers = [] if as_json else _display()
         confirm = _confirm(ws, "rollback") if (interactive() and not yes and not as_json) else None
         request = Request(environment, regions=region, roles=role, release=to, reason=reason)
         try:
@@ -214,7 +226,7 @@ def register(app: typer.Typer) -> None:
         _finish(result, as_json)
 
 
-__all__ = ["DeploymentFailed", "register"]
+__all__ = ["register"]
 
 
 def register_approvals(app: typer.Typer) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from conveyor.cli.options import ConfigOption, JsonOption, print_json, stdout, workspace
-from conveyor.state.store import lock_json
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +20,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Hold an environment: deploys and rollbacks exit 3 until it is unlocked."""
         from conveyor.operations.locking import lock as take
+        from conveyor.state.store import lock_json
 
         ws = workspace(ctx, config)
         take(ws, environment, reason)
@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Release an environment held by `conveyor lock` (or, with --force, by a deployment)."""
         from conveyor.operations.locking import unlock as release
+        from conveyor.state.store import lock_json
 
         ws = workspace(ctx, config)
         previous = release(ws, environment, force=force)

@@ -9,12 +9,10 @@ import typer
 from rich.console import Console
 from rich.rule import Rule
 
-from conveyor.cli.display import Display
 from conveyor.cli.options import interactive, stderr
 from conveyor.demo import fleet
 from conveyor.errors import UsageError
 from conveyor.operations.workspace import Workspace
-from conveyor.state.store import default_url
 
 
 def register(app: typer.Typer) -> None:
@@ -30,10 +28,12 @@ def register(app: typer.Typer) -> None:
 
 def run_demo(directory: Path, console: Console) -> None:
     """The whole demo; raises DeploymentFailed or another ConveyorError if a step goes wrong."""
+    from conveyor.cli.display import Display
     from conveyor.cli.inspecting import register as _unused  # noqa: F401 - keeps the CLI import graph warm
     from conveyor.operations.deploy import Request, deploy, rollback
     from conveyor.operations.release import build
     from conveyor.operations.status import history, status
+    from conveyor.state.store import default_url
 
     if directory.exists() and any(directory.iterdir()) and not (directory / fleet.MARKER).exists():
         raise UsageError(f"{directory} exists and was not made by `conveyor demo`; choose another --dir")

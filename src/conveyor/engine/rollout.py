@@ -20,6 +20,7 @@ from conveyor.artifact.delta import Delta
 from conveyor.config.models import Check, CommandCheck, Config, HttpCheck
 from conveyor.engine import commands
 from conveyor.engine.events import EventBus
+from conveyor.engine.limits import Limits
 from conveyor.engine.plan import Plan, RegionPlan
 from conveyor.engine.probe import Probe, last_step, parse_probe, tail
 from conveyor.engine.results import HostOutcome, HostStatus, RegionOutcome, RegionStatus
@@ -37,15 +38,6 @@ class Shipment:
     release: str
     sha256: str
     path: Path
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How long to wait and how many hosts at once: per region, from its `ssh:` settings."""
-
-    connect_timeout: float = 10.0
-    command_timeout: float = 600.0
-    max_concurrency: int = 64
 
 
 @dataclass

@@ -7,8 +7,9 @@ from collections import Counter
 from functools import partial
 from typing import Any
 
+from conveyor.engine.limits import Limits
 from conveyor.engine.probe import Probe
-from conveyor.engine.rollout import Limits, survey
+from conveyor.engine.rollout import survey
 from conveyor.inventory import Host
 from conveyor.operations.workspace import Workspace
 

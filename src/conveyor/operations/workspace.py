@@ -6,16 +6,19 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from conveyor.artifact import LocalStore
 from conveyor.config.loader import LoadedConfig, load_config
 from conveyor.config.models import SSH_DEFAULTS, Config, SSHSettings
-from conveyor.engine.rollout import Limits
+from conveyor.engine.limits import Limits
 from conveyor.errors import UsageError
 from conveyor.identity import current_user
 from conveyor.inventory import Host, static_hosts
-from conveyor.state.store import Store, default_url
 from conveyor.transport.base import Transport
+
+if TYPE_CHECKING:  # the store (SQLAlchemy) and the artifact store load when a command first uses them
+    from conveyor.artifact import LocalStore
+    from conveyor.state.store import Store
 
 
 @dataclass
@@ -43,16 +46,21 @@ class Workspace:
     @cached_property
     def state_url(self) -> str:
         """CONVEYOR_STATE_URL, then `state:` in the config, then a SQLite file beside the config."""
-        return os.environ.get("CONVEYOR_STATE_URL") or self.config.state or default_url(self.directory)
+        default = f"sqlite:///{self.directory / '.conveyor' / 'state.db'}"
+        return os.environ.get("CONVEYOR_STATE_URL") or self.config.state or default
 
     @cached_property
     def store(self) -> Store:
         """The state store, opened on first use."""
+        from conveyor.state.store import Store
+
         return Store(self.state_url, self.config.app)
 
     @cached_property
     def artifacts(self) -> LocalStore:
         """The local artifact store."""
+        from conveyor.artifact import LocalStore
+
         store = self.config.artifact.store
         if store.startswith("s3://"):
             raise UsageError("artifact.store: s3:// stores are not supported by this version yet")
