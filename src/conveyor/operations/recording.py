@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING, Any
+
 from conveyor.engine.events import Event
 from conveyor.engine.results import HostOutcome
-from conveyor.state.store import Store
+
+if TYPE_CHECKING:
+    from conveyor.state.store import Store
+
+# Host outcomes are written in groups, so a large batch is one transaction rather than one per host. The
+# truth about a host is on the host: what a killed controller had not written yet, `status --verify` reads.
+FLUSH_HOSTS = 200
+FLUSH_SECONDS = 1.0
+_FLUSH_ON = {"batch_started", "region_rolling_back", "region_finished", "wave_finished", "wave_held",
+             "bake_started", "canary_bake_started", "deployment_finished"}
 
 
 class StoreRecorder:
@@ -14,24 +26,38 @@ class StoreRecorder:
         self.store = store
         self.environment = environment
         self.deployment_id = deployment_id
+        self.results: list[dict[str, Any]] = []
+        self.releases: list[tuple[str, str, str, str | None]] = []
+        self.flushed = time.monotonic()
+
+    def flush(self) -> None:
+        """Write what is buffered."""
+        results, releases = self.results, self.releases
+        self.results, self.releases = [], []
+        self.flushed = time.monotonic()
+        self.store.record_host_results(self.deployment_id, results)
+        self.store.set_host_releases(self.environment, releases)
 
     def __call__(self, event: Event) -> None:
         """Record the events that change what runs where."""
         if event.kind == "host_finished":
             outcome: HostOutcome = event.data["outcome"]
             host = outcome.host
-            self.store.record_host_result(self.deployment_id, outcome.to_json())
+            self.results.append(outcome.to_json())
             if outcome.status != "pending":
-                self.store.set_host_release(self.environment, host.name, host.region, host.role, outcome.release)
-        elif event.kind == "measurement":
-            self.store.record_measurement(self.deployment_id, event.data["phase"],
-                                          event.data["measurement"].to_json())
-        elif event.kind == "deployment_finished":
+                self.releases.append((host.name, host.region, host.role, outcome.release))
+            if len(self.results) >= FLUSH_HOSTS or time.monotonic() - self.flushed >= FLUSH_SECONDS:
+                self.flush()
+            return
+        if event.kind == "deployment_finished":
             # Hosts never reached (a halted region, a skipped wave) are part of the record too.
             for region in event.data["result"].regions:
-                for pending in region.hosts:
-                    if pending.status == "pending":
-                        self.store.record_host_result(self.deployment_id, pending.to_json())
+                self.results += [pending.to_json() for pending in region.hosts if pending.status == "pending"]
+        if event.kind in _FLUSH_ON:
+            self.flush()
+        if event.kind == "measurement":
+            self.store.record_measurement(self.deployment_id, event.data["phase"],
+                                          event.data["measurement"].to_json())
         elif event.kind == "region_finished" and event.data.get("status") == "succeeded":
             release = event.data.get("release")
             if release:

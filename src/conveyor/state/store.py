@@ -145,21 +145,30 @@ class Store:
                 summary=mask(summary) if summary else None))
 
     def record_host_result(self, deployment_id: int, result: dict[str, Any]) -> None:
-        """Keep one host's outcome with its deployment."""
-        tail = result.get("output_tail")
-        values = {
-            "region": result["region"], "role": result["role"], "status": result["status"],
-            "release": result.get("release"), "previous": result.get("previous"), "step": result.get("step"),
-            "exit_code": result.get("exit_code"), "output_tail": mask(tail) if tail else None,
-            "duration": result.get("duration"), "error": mask(result["error"]) if result.get("error") else None,
-            "note": result.get("note"), "transferred": bool(result.get("transferred")),
-            "transfer": result.get("transfer"),
-        }
+        """Keep one host's outcome with its deployment (replacing an earlier one for that host)."""
+        self.record_host_results(deployment_id, [result])
+
+    def record_host_results(self, deployment_id: int, results: list[dict[str, Any]]) -> None:
+        """Keep several hosts' outcomes in one transaction; a host's later outcome replaces its earlier one."""
+        latest = {result["host"]: result for result in results}  # the last word on each host
+        if not latest:
+            return
+        rows = []
+        for host, result in latest.items():
+            tail = result.get("output_tail")
+            rows.append({
+                "deployment_id": deployment_id, "host": host, "region": result["region"], "role": result["role"],
+                "status": result["status"], "release": result.get("release"), "previous": result.get("previous"),
+                "step": result.get("step"), "exit_code": result.get("exit_code"),
+                "output_tail": mask(tail) if tail else None, "duration": result.get("duration"),
+                "error": mask(result["error"]) if result.get("error") else None, "note": result.get("note"),
+                "transferred": bool(result.get("transferred")), "transfer": result.get("transfer"),
+            })
         with self._tx() as conn:
-            where = (t.host_results.c.deployment_id == deployment_id) & (t.host_results.c.host == result["host"])
-            if conn.execute(t.host_results.update().where(where).values(**values)).rowcount == 0:
-                conn.execute(t.host_results.insert().values(deployment_id=deployment_id, host=result["host"],
-                                                            **values))
+            for chunk in _chunks(list(latest), 500):
+                conn.execute(t.host_results.delete().where(t.host_results.c.deployment_id == deployment_id,
+                                                           t.host_results.c.host.in_(chunk)))
+            conn.execute(t.host_results.insert(), rows)
 
     def host_results(self, deployment_id: int) -> list[dict[str, Any]]:
         """Every host outcome of a deployment."""
@@ -215,15 +224,22 @@ class Store:
     # -- where things run -------------------------------------------------------------------
     def set_host_release(self, environment: str, host: str, region: str, role: str, release: str | None) -> None:
         """Record what a host runs now."""
+        self.set_host_releases(environment, [(host, region, role, release)])
+
+    def set_host_releases(self, environment: str, hosts: list[tuple[str, str, str, str | None]]) -> None:
+        """Record what several hosts run now, in one transaction: (host, region, role, release) each."""
+        latest = {host: (region, role, release) for host, region, role, release in hosts}
+        if not latest:
+            return
         now = iso(utcnow())
+        rows = [{"app": self.app, "environment": environment, "host": host, "region": region, "role": role,
+                 "release": release, "updated_at": now} for host, (region, role, release) in latest.items()]
         with self._tx() as conn:
-            updated = conn.execute(t.host_state.update().where(
-                t.host_state.c.app == self.app, t.host_state.c.environment == environment,
-                t.host_state.c.host == host).values(region=region, role=role, release=release, updated_at=now))
-            if updated.rowcount == 0:
-                conn.execute(t.host_state.insert().values(app=self.app, environment=environment, host=host,
-                                                          region=region, role=role, release=release,
-                                                          updated_at=now))
+            for chunk in _chunks(list(latest), 500):
+                conn.execute(t.host_state.delete().where(
+                    t.host_state.c.app == self.app, t.host_state.c.environment == environment,
+                    t.host_state.c.host.in_(chunk)))
+            conn.execute(t.host_state.insert(), rows)
 
     def host_releases(self, environment: str) -> dict[str, str | None]:
         """host name → release, as last recorded."""
@@ -416,6 +432,10 @@ class Store:
                 if deployment_id not in protected and _mark_interrupted(conn, deployment_id):
                     interrupted.append(deployment_id)
         return interrupted
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def _number_or_text(value: str | None) -> float | str | None:

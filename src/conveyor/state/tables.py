@@ -69,7 +69,7 @@ host_results = Table(
     Column("transferred", Boolean, nullable=False, default=False),
     Column("transfer", Text),
     Column("duration", Float),
-    Index("ix_host_results_deployment", "deployment_id"),
+    Index("ix_host_results_deployment", "deployment_id", "host"),
 )
 
 # What each host runs, as last seen by a deployment or by `status --verify`.
