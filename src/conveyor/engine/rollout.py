@@ -62,6 +62,8 @@ class RolloutSpec:
     fetch: Fetch | None = None                                 # HTTP for Prometheus/Alertmanager
     before_wave: Callable[[int], str | None] | None = None     # a reason to stop before wave N (N > 1)
     deltas: Callable[[str, str], Awaitable[Delta | None]] | None = None  # (base, target) → what changed
+    # A rollback reads every host first (over the connections it then reuses) and decides the targets.
+    resolve_targets: Callable[[dict[str, Probe]], dict[str, str | None]] | None = None
 
     def limits_for(self, region: str) -> Limits:
         """A region's limits (defaults when it has none of its own)."""
@@ -129,6 +131,8 @@ class Rollout:
             for region in plan.regions
         }
         try:
+            if self.spec.resolve_targets is not None:
+                await self._resolve(plan, outcomes)
             stop = False
             for number, wave in enumerate(plan.waves, start=1):
                 if stop:
@@ -157,6 +161,25 @@ class Rollout:
             await self.connections.close()
             await self.transport.aclose()
         return list(outcomes.values())
+
+    async def _resolve(self, plan: Plan, outcomes: dict[str, RegionOutcome]) -> None:
+        """Probe every host, then let the caller choose each region's target from what they hold."""
+        async def probe(host: Host) -> tuple[str, Probe | None]:
+            async with self._slot(host):
+                try:
+                    connection = await self.connections.get(host)
+                    done = await connection.run(commands.probe(self._deploy_to(host), ""),
+                                                timeout=self.spec.limits_for(host.region).command_timeout)
+                except TransportError:
+                    return host.key, None  # the host fails again, with its reason, when it is moved
+                return host.key, parse_probe(done.output) if done.exit_code == 0 else None
+
+        found = {key: p for key, p in await asyncio.gather(*(probe(h) for h in plan.hosts)) if p is not None}
+        assert self.spec.resolve_targets is not None
+        self.spec.targets = self.spec.resolve_targets(found)
+        self.spec.probes.update(found)
+        for region, outcome in outcomes.items():
+            outcome.target = self.spec.targets.get(region)
 
     # -- watching -----------------------------------------------------------------------------
     async def _bake(self, wave: int, regions: list[RegionOutcome]) -> None:

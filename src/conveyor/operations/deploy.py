@@ -19,7 +19,7 @@ from conveyor.engine.events import EventBus, Subscriber
 from conveyor.engine.plan import Plan, make_plan
 from conveyor.engine.probe import Probe
 from conveyor.engine.results import DeploymentResult, DeploymentStatus, RegionOutcome, RegionStatus
-from conveyor.engine.rollout import Rollout, RolloutSpec, Shipment, survey
+from conveyor.engine.rollout import Rollout, RolloutSpec, Shipment
 from conveyor.errors import ArtifactError, DeploymentFailed, HeldError, LockHeld, PromotionRefused, UsageError
 from conveyor.gates.analysis import Measurement, Scope, Verdict, http_fetch, preflight_alerts
 from conveyor.gates.windows import evaluate, now
@@ -292,30 +292,26 @@ def rollback(ws: Workspace, request: Request, *, subscribers: Sequence[Subscribe
     except HeldError as exc:
         _record_blocked(ws, request, [r.region for r in plan.regions], request.release, "rollback", exc)
         raise
-    limits = ws.limits(request.environment)
-    probes_raw = asyncio.run(survey(ws.transport(request.environment), plan.hosts, ws.config.target_dir,
-                                    limits_for=lambda host: limits[host.region],
-                                    concurrency=ws.concurrency(request.environment)))
-    unreachable = {key: why for key, why in probes_raw.items() if isinstance(why, str)}
-    probes = {key: p for key, p in probes_raw.items() if isinstance(p, Probe)}
     targets: dict[str, str | None] = {}
     shipments: dict[str, Shipment] = {}
     if request.release:
         wanted = resolve_release(ws, request.release)
         shipments[wanted.id] = Shipment(wanted.id, wanted.sha256, wanted.path)
         targets = {r.region: wanted.id for r in plan.regions}
-    else:
-        for region in plan.regions:
-            targets[region.region] = _region_target(region.region, [probes[h.key] for h in region.hosts
-                                                                     if h.key in probes])
-        for target in {t for t in targets.values() if t}:
-            if target in ws.artifacts:
-                stored = ws.artifacts.get(target)
-                shipments[target] = Shipment(stored.id, stored.sha256, stored.path)
-    if unreachable and not probes:
-        raise UsageError("no host could be read: " + "; ".join(f"{k}: {v}" for k, v in unreachable.items()))
-    release = _single(targets)
-    return _execute(ws, request, plan, "rollback", release, targets, shipments, probes, subscribers, confirm)
+        return _execute(ws, request, plan, "rollback", wanted.id, targets, shipments, {}, subscribers, confirm)
+    for stored in ws.artifacts.list()[:20]:
+        shipments[stored.id] = Shipment(stored.id, stored.sha256, stored.path)
+
+    def resolve(probes: dict[str, Probe]) -> dict[str, str | None]:
+        # Called by the rollout once it has read every host over the connections it then reuses.
+        if not probes:
+            raise UsageError("no host could be read; see each host's error")
+        return {region.region: _region_target(region.region, [probes[h.key] for h in region.hosts
+                                                              if h.key in probes])
+                for region in plan.regions}
+
+    return _execute(ws, request, plan, "rollback", None, targets, shipments, {}, subscribers, confirm,
+                    resolve=resolve)
 
 
 def _region_target(region: str, probes: list[Probe]) -> str:
@@ -332,7 +328,8 @@ def _single(targets: dict[str, str | None]) -> str | None:
 
 def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: str | None,
              targets: dict[str, str | None], shipments: dict[str, Shipment], probes: dict[str, Probe],
-             subscribers: Sequence[Subscriber], confirm: Confirm | None) -> DeploymentResult:
+             subscribers: Sequence[Subscriber], confirm: Confirm | None,
+             resolve: Callable[[dict[str, Probe]], dict[str, str | None]] | None = None) -> DeploymentResult:
     env = request.environment
     store = ws.store
     store.reap()
@@ -342,7 +339,7 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
             raise UsageError(f"--{request.overrides[0].replace('_', '-')} needs --reason TEXT: it is audited")
         _check_gates(ws, env, release, kind, explicit=kind == "deploy" or bool(request.release), regions=regions,
                      request=request)
-        if confirm is not None and not confirm(plan, release or "(no release)"):
+        if confirm is not None and not confirm(plan, release or "(the previous release)"):
             raise HeldError("not confirmed; nothing was changed")
         takeover = store.lock(env, owner=ws.user, reason=request.reason or f"{kind} {release}",
                               lease=LEASE_SECONDS, pid=os.getpid())
@@ -381,9 +378,21 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
             before_wave=window_before_wave(ws, env, request) if kind == "deploy" else None,
             deltas=_delta_factory(ws) if ws.config.artifact.delta else None,
         )
+        if resolve is not None:
+            def resolved(found: dict[str, Probe]) -> dict[str, str | None]:
+                chosen = resolve(found)
+                result.release = _single(chosen)
+                store.set_release(deployment_id, result.release)
+                return chosen
+
+            spec.resolve_targets = resolved
         bus.emit("deployment_started", id=deployment_id, environment=env, kind=kind, release=release,
                  plan=plan, user=ws.user)
-        outcomes = _run_with_heartbeat(ws, env, Rollout(ws.config, spec, ws.transport(env), bus), plan)
+        try:
+            outcomes = _run_with_heartbeat(ws, env, Rollout(ws.config, spec, ws.transport(env), bus), plan)
+        except UsageError as exc:
+            result.status, result.message = DeploymentStatus.BLOCKED, exc.message  # nothing moved
+            raise
         result.regions = outcomes
         result.status, result.message = _verdict(outcomes, plan)
         previous_by_region = {o.region: _common_previous(o) for o in outcomes}

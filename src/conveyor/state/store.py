@@ -128,6 +128,11 @@ class Store:
             assert key is not None
             return int(key[0])
 
+    def set_release(self, deployment_id: int, release: str | None) -> None:
+        """Record the release a deployment turned out to move to (a rollback finds it on the hosts)."""
+        with self._tx() as conn:
+            conn.execute(t.deployments.update().where(t.deployments.c.id == deployment_id).values(release=release))
+
     def update_previous(self, deployment_id: int, previous_by_region: dict[str, str | None]) -> None:
         """Record what the regions ran before, once the hosts have told us."""
         values = [v for v in previous_by_region.values() if v]
