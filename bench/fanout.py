@@ -493,7 +493,7 @@ def run_fleet(count: int, args: argparse.Namespace, releases: dict[str, Release]
         if conveyor_tool is not None and "conveyor_startup" not in results["machine"]:
             results["machine"]["conveyor_startup"] = startup_cost(conveyor_tool, known)
         if "host_costs" not in results["machine"] and not args.quick:
-            results["machine"]["host_costs"] = host_costs(fleet.mountpoint / "scratch", releases, known)
+            results["machine"]["host_costs"] = host_costs(fleet.mountpoint / "scratch", templates, releases, known)
         background = results["machine"].setdefault("background_cpus", {}).setdefault(str(count), [])
         for run in range(args.runs):
             shift = run % max(1, len(tools))
@@ -530,7 +530,7 @@ def run_fleet(count: int, args: argparse.Namespace, releases: dict[str, Release]
         fleet.stop()
 
 
-def host_costs(scratch: Path, releases: dict[str, Release], known: set[int]) -> dict[str, Any]:
+def host_costs(scratch: Path, templates: Path, releases: dict[str, Release], known: set[int]) -> dict[str, Any]:
     """CPU seconds one host spends on each piece of the job (median of 3, on the fleet's ext4 image): what a
     tool's choices (compression, a temporary file, a checksum pass, shipping only what changed) cost per host."""
     release = releases["new"]
@@ -545,8 +545,8 @@ def host_costs(scratch: Path, releases: dict[str, Release], known: set[int]) -> 
         "write the tarball to a file": f"cat '{release.tarball}' > '{scratch}/copy.tgz' && rm -f '{scratch}/copy.tgz'",
         "tar -x (uncompressed) a release": f"mkdir '{scratch}/x' && tar -xf '{plain}' -C '{scratch}/x'",
         "rm -rf a release (prune)": f"rm -rf '{scratch}/x'",
-        "cp -al a release (hard-link the unchanged files)": f"cp -al '{releases['old2'].dir}' '{scratch}/l' && "
-                                                           f"rm -rf '{scratch}/l'",
+        "cp -al a release (hard-link the unchanged files)": f"cp -al '{templates / releases['old2'].id}' "
+                                                           f"'{scratch}/l'",
     }
     if shutil.which("zstd"):
         zst = scratch / "release.tar.zst"
@@ -560,9 +560,10 @@ def host_costs(scratch: Path, releases: dict[str, Release], known: set[int]) -> 
             if name.startswith("rm -rf"):
                 _sh(f"rm -rf '{scratch}/x' && mkdir '{scratch}/x' && tar -xf '{plain}' -C '{scratch}/x' && sync")
             m = run_measured(["sh", "-c", script], timeout=120, known=known)
+            if m.exit_code != 0:
+                raise RuntimeError(f"{name}: {script}: exit {m.exit_code}: {m.stderr.strip()[-300:]}")
             spent.append(m.controller_cpu_s)
-            if name.startswith("tar -x"):
-                _sh(f"rm -rf '{scratch}/x'")
+            _sh(f"rm -rf '{scratch}/x' '{scratch}/l' && sync")
         costs[name] = round(statistics.median(spent), 3)
     shutil.rmtree(scratch, ignore_errors=True)
     return {"cpu_s": costs, "bytes": sizes}
@@ -667,7 +668,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=["conveyor", "floor", "floor-default", "rsync", "pyinfra", "ansible"],
                         help=f"tools, of: {', '.join(TOOL_ORDER)}")
     parser.add_argument("--quick", action="store_true", help="smoke test: N=3, 1 run, conveyor and floor")
-    parser.add_argument("--output", type=Path, default=BENCH / "results" / "fanout.json", help="results JSON")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="results JSON (default bench/results/fanout.json; with --quick, a file in the temp dir)")
     parser.add_argument("--report", type=Path, default=None,
                         help="Markdown report to write (default docs/PERFORMANCE.md; none with --quick)")
     parser.add_argument("--no-report", action="store_true", help="do not write the Markdown report")
@@ -691,6 +693,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.hosts, args.runs, args.tools, args.timeline = [3], 1, ["conveyor", "floor"], False
+    if args.output is None:
+        args.output = (Path(tempfile.gettempdir()) / "conveyor-bench-quick.json" if args.quick
+                       else BENCH / "results" / "fanout.json")
     for name in args.tools:
         if name not in TOOL_ORDER:
             parser.error(f"unknown tool {name!r}; known: {', '.join(TOOL_ORDER)}")
