@@ -6,7 +6,6 @@ import json
 import sys
 from typing import Any
 
-import click
 import typer
 
 from conveyor.errors import ConveyorError
@@ -51,18 +50,31 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(code)
     except ConveyorError as exc:
         _fail(str(exc), exc.exit_code, wants_json, getattr(exc, "result", None))
-    except click.exceptions.Abort:
-        _fail("aborted", 1, wants_json)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        if wants_json:
-            _fail(exc.format_message(), exc.exit_code, True)
-        exc.show()
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130, wants_json)
+    except Exception as exc:
+        # Typer's command-line errors (its own or click's, by version): usage errors, aborts, exits.
+        _command_line_error(exc, wants_json)
+        raise
     sys.exit(0)
+
+
+def _command_line_error(exc: Exception, wants_json: bool) -> None:
+    """Turn click-style exceptions into their message and exit code; return for anything else."""
+    name = type(exc).__name__
+    code = getattr(exc, "exit_code", None)
+    if name == "Abort":
+        _fail("aborted", 1, wants_json)
+    if not isinstance(code, int):
+        return
+    show = getattr(exc, "show", None)
+    if show is None:  # an Exit carrying a code
+        sys.exit(code)
+    if wants_json:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _fail(message, code, True)
+    show()
+    sys.exit(code)
 
 
 def _fail(message: str, code: int, wants_json: bool, result: Any = None) -> None:
