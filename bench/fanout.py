@@ -566,7 +566,7 @@ def host_costs(scratch: Path, templates: Path, releases: dict[str, Release], kno
             _sh(f"rm -rf '{scratch}/x' '{scratch}/l' && sync")
         costs[name] = round(statistics.median(spent), 3)
     shutil.rmtree(scratch, ignore_errors=True)
-    return {"cpu_s": costs, "bytes": sizes}
+    return {"cpu_s": costs, "bytes": sizes, "checked": True}
 
 
 def startup_cost(tool: Conveyor, known: set[int]) -> dict[str, float]:

@@ -459,6 +459,7 @@ class Ansible(_VenvTool):
             ]
         else:
             tasks = [{"name": "switch back, restart", "ansible.builtin.shell": remote_switch(r)}]
+        self.control_dir.mkdir(mode=0o700, exist_ok=True)
         playbook = [{"hosts": "all", "gather_facts": False, "tasks": tasks}]
         path = self.dir / f"run{run}-{step.scenario}.yml"
         path.write_text(json.dumps(playbook, indent=1))
@@ -469,6 +470,7 @@ class Ansible(_VenvTool):
         for name in self.site.names:
             subprocess.run(["ssh", "-F", str(self.site.ssh_config_fast), "-o", f"ControlPath={self.control_dir}/%C",
                             "-O", "exit", name], capture_output=True, check=False, timeout=10)
+        shutil.rmtree(self.control_dir, ignore_errors=True)
 
 
 TOOL_ORDER = ("conveyor", "floor", "floor-default", "rsync", "pyinfra", "ansible")
