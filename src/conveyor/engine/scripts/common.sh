@@ -27,3 +27,30 @@ prune_releases() {
     fi
   done
 }
+# unpack_verified TMP SHA256 WHAT: unpack the gzip tarball on stdin into TMP.d while hashing it (one pass,
+# no spooled copy); fail 10 on a checksum mismatch, 11 if it did not unpack whole. Uses TMP.fifo, TMP.sum.
+unpack_verified() {
+  ut=$1 usum=$2 uwhat=$3
+  mkfifo -- "$ut.fifo"
+  sha256sum < "$ut.fifo" > "$ut.sum" &
+  uhasher=$!
+  # tar may stop reading at the end of the archive: drain the rest so the checksum covers every byte.
+  ustatus=0
+  tee -- "$ut.fifo" | { tar -xzof - -C "$ut.d" || exit 11; cat > /dev/null; } || ustatus=$?
+  wait "$uhasher" || true
+  step verify
+  ugot=$(cat -- "$ut.sum")
+  ugot=${ugot%% *}
+  [ "$ugot" = "$usum" ] || fail 10 "checksum mismatch: expected $usum, received $ugot"
+  step unpack
+  [ "$ustatus" -eq 0 ] || fail 11 "cannot unpack the $uwhat"
+}
+# place_release DEPLOY_TO RELEASE TMP: move the complete TMP.d into releases/RELEASE (atomic rename).
+place_release() {
+  step place
+  if [ -d "$1/releases/$2" ]; then
+    printf 'conveyor: release %s was already complete here\n' "$2"
+  else
+    mv -- "$3.d" "$1/releases/$2"
+  fi
+}

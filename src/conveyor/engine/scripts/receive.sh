@@ -7,22 +7,11 @@ tmp="$d/incoming/$rel.$$"
 trap 'rm -rf -- "$tmp.d" "$tmp.fifo" "$tmp.sum"' EXIT
 step receive
 mkdir -p -- "$d/incoming" "$d/releases" "$d/shared" "$tmp.d"
-mkfifo -- "$tmp.fifo"
-sha256sum < "$tmp.fifo" > "$tmp.sum" &
-hasher=$!
-# tar may stop reading at the end of the archive: drain the rest so the checksum covers every byte.
-status=0
-tee -- "$tmp.fifo" | { tar -xzof - -C "$tmp.d" || exit 11; cat > /dev/null; } || status=$?
-wait "$hasher" || true
-step verify
-got=$(cat -- "$tmp.sum")
-got=${got%% *}
-[ "$got" = "$sum" ] || fail 10 "checksum mismatch: expected $sum, received $got"
-step unpack
-[ "$status" -eq 0 ] || fail 11 "cannot unpack the release"
+unpack_verified "$tmp" "$sum" release
 step link
 for p in "$@"; do
   if [ ! -e "$d/shared/$p" ] && [ ! -L "$d/shared/$p" ]; then
+    # The first release seeds a shared path it ships (a default .env, an empty log/).
     mkdir -p -- "$(dirname -- "$d/shared/$p")"
     if [ -e "$tmp.d/$p" ]; then cp -Rp -- "$tmp.d/$p" "$d/shared/$p"; else mkdir -p -- "$d/shared/$p"; fi
   fi
@@ -30,9 +19,4 @@ for p in "$@"; do
   mkdir -p -- "$(dirname -- "$tmp.d/$p")"
   ln -s -- "$d/shared/$p" "$tmp.d/$p"
 done
-step place
-if [ -d "$d/releases/$rel" ]; then
-  printf 'conveyor: release %s was already complete here\n' "$rel"
-else
-  mv -- "$tmp.d" "$d/releases/$rel"
-fi
+place_release "$d" "$rel" "$tmp"

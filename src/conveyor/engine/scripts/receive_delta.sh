@@ -15,18 +15,7 @@ for p in "$@"; do
   [ "$i" -le "$nshared" ] && continue
   rm -rf -- "$tmp.d/$p"
 done
-mkfifo -- "$tmp.fifo"
-sha256sum < "$tmp.fifo" > "$tmp.sum" &
-hasher=$!
-status=0
-tee -- "$tmp.fifo" | { tar -xzof - -C "$tmp.d" || exit 11; cat > /dev/null; } || status=$?
-wait "$hasher" || true
-step verify
-got=$(cat -- "$tmp.sum")
-got=${got%% *}
-[ "$got" = "$sum" ] || fail 10 "checksum mismatch: expected $sum, received $got"
-step unpack
-[ "$status" -eq 0 ] || fail 11 "cannot unpack the delta"
+unpack_verified "$tmp" "$sum" delta
 step link
 i=0
 for p in "$@"; do
@@ -36,9 +25,4 @@ for p in "$@"; do
   mkdir -p -- "$(dirname -- "$tmp.d/$p")"
   ln -s -- "$d/shared/$p" "$tmp.d/$p"
 done
-step place
-if [ -d "$d/releases/$rel" ]; then
-  printf 'conveyor: release %s was already complete here\n' "$rel"
-else
-  mv -- "$tmp.d" "$d/releases/$rel"
-fi
+place_release "$d" "$rel" "$tmp"
