@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -54,12 +55,14 @@ from measure import (  # noqa: E402
     run_measured,
 )
 from tools import (  # noqa: E402
+    CONVEYORS,
     DEPLOY_TO,
     KEEP,
     RESTART_MARKER,
     TOOL_ORDER,
     Ansible,
     Conveyor,
+    ConveyorZstd,
     Floor,
     FloorDefault,
     Pyinfra,
@@ -138,7 +141,27 @@ def build_releases(cache: Path, conveyor: str) -> dict[str, Release]:
     ids = [releases[n].id for n in ("old1", "old2", "new", "small")]
     if ids != sorted(ids):
         sys.exit(f"release ids do not sort in build order: {ids}")
+    transcode_store(store, cache / "conveyor-store-zstd", "zstd", [releases["new"].id, releases["small"].id])
     return releases
+
+
+def transcode_store(store: Path, dest: Path, compression: str, ids: list[str]) -> None:
+    """The same releases (same ids, the same tar stream inside) in a store that keeps them compressed another
+    way: what `artifact.compression` would have built, without a second release id to verify against."""
+    from conveyor.artifact.compression import SUFFIXES, compressed_writer
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for rid in ids:
+        if (dest / f"{rid}.json").is_file():
+            continue
+        manifest = json.loads((store / f"{rid}.json").read_text())
+        out = dest / f"{rid}{SUFFIXES[compression]}"  # type: ignore[index]
+        with gzip.open(store / f"{rid}.tar.gz", "rb") as tar, out.open("wb") as raw, \
+                compressed_writer(raw, compression) as writer:  # type: ignore[arg-type]
+            shutil.copyfileobj(tar, writer, 1 << 20)
+        digest = hashlib.sha256(out.read_bytes()).hexdigest()
+        manifest.update(sha256=digest, size=out.stat().st_size, compression=compression)
+        (dest / f"{rid}.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def plan_steps(scenarios: list[str], releases: dict[str, Release]) -> list[tuple[Step, bool]]:
@@ -367,8 +390,9 @@ def make_tools(names: list[str], site: Site, conveyor: str, cache: Path,
             venv_problem = str(exc)
     for name in names:
         tool: Tool
-        if name == "conveyor":
-            tool = Conveyor(site, conveyor, cache / "conveyor-store")
+        if name in ("conveyor", "conveyor-zstd"):
+            tool = (Conveyor(site, conveyor, cache / "conveyor-store") if name == "conveyor"
+                    else ConveyorZstd(site, conveyor, cache / "conveyor-store-zstd"))
             tool.profile_dir = profile
             tool.pythonpath = pythonpath
         elif name == "floor":
@@ -610,11 +634,10 @@ def summarize(results: dict[str, Any]) -> None:
             by_tool[tool] = entry
         summary.setdefault(str(count), {})[scenario] = by_tool
         pairs: dict[str, Any] = {}
-        for other in ("floor", "floor-default", "rsync", "pyinfra", "ansible"):
+        for me, other in [(m, o) for m in CONVEYORS for o in ("floor", "floor-default", "rsync", "pyinfra", "ansible")]:
             per_run = []
             for run in sorted({r["run"] for r in group}):
-                mine = next((r for r in group if r["tool"] == "conveyor" and r["run"] == run and r.get("verified")),
-                            None)
+                mine = next((r for r in group if r["tool"] == me and r["run"] == run and r.get("verified")), None)
                 theirs = next((r for r in group if r["tool"] == other and r["run"] == run and r.get("verified")),
                               None)
                 if mine and theirs and theirs["wall_s"] > 0:
@@ -627,7 +650,7 @@ def summarize(results: dict[str, Any]) -> None:
                                         if theirs["machine_cpu_s"] > 0 else None),
                     })
             if per_run:
-                pairs[f"conveyor/{other}"] = {
+                pairs[f"{me}/{other}"] = {
                     "runs": len(per_run),
                     "wall": statistics.median(p["wall"] for p in per_run),
                     "controller_cpu": _median([p["controller_cpu"] for p in per_run]),

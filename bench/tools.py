@@ -175,6 +175,8 @@ class Conveyor(Tool):
     name = "conveyor"
     description = "conveyor deploy/rollback (asyncssh, one connection per host)"
 
+    compression = "gzip"
+
     def __init__(self, site: Site, executable: str, store: Path) -> None:
         super().__init__(site)
         self.executable = executable
@@ -190,7 +192,7 @@ class Conveyor(Tool):
         hosts = [{"name": n, "address": "127.0.0.1", "port": self.site.ports[n]} for n in self.site.names]
         settings = {
             "app": "bench",
-            "artifact": {"path": "unused", "store": str(self.store)},
+            "artifact": {"path": "unused", "store": str(self.store), "compression": self.compression},
             "deploy_to": DEPLOY_TO,
             "keep_releases": KEEP,
             "ssh": {"user": "root", "identity_file": str(self.site.client_key),
@@ -251,6 +253,16 @@ class Conveyor(Tool):
         if doc.get("release") != step.target.id:
             return f"release {doc.get('release')!r}, expected {step.target.id}"
         return None
+
+
+class ConveyorZstd(Conveyor):
+    name = "conveyor-zstd"
+    description = "conveyor with `artifact.compression: zstd` (the same tar stream, zstd -9; hosts unpack with zstd)"
+    compression = "zstd"
+
+    def check(self) -> None:
+        if shutil.which("zstd") is None:
+            raise ToolUnavailable("the hosts have no zstd command (apt-get install zstd)")
 
 
 class Floor(Tool):
@@ -473,4 +485,5 @@ class Ansible(_VenvTool):
         shutil.rmtree(self.control_dir, ignore_errors=True)
 
 
-TOOL_ORDER = ("conveyor", "floor", "floor-default", "rsync", "pyinfra", "ansible")
+TOOL_ORDER = ("conveyor", "conveyor-zstd", "floor", "floor-default", "rsync", "pyinfra", "ansible")
+CONVEYORS = ("conveyor", "conveyor-zstd")  # Conveyor's measured configurations; ratios are made for each

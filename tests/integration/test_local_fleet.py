@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tarfile
@@ -537,3 +538,50 @@ def test_an_invalid_config_names_the_file_line_and_field(make_fleet) -> None:
         result = fleet.run(*args, expect=2)
         assert re.search(rf"conveyor\.yml:{line}: kep_releases", result.stderr), str(result)
     assert not (fleet.root / ".conveyor" / "hosts").exists()
+
+
+# -- compression ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("compression", ["zstd", "none"])
+def test_a_release_compressed_another_way_deploys_whole_then_as_a_delta_and_rolls_back(make_fleet,
+                                                                                      compression) -> None:
+    if compression == "zstd" and shutil.which("zstd") is None:
+        pytest.skip("the zstd command is not installed")
+    fleet = make_fleet(config({"production": environment(["a"], web=2)},
+                              artifact={"path": "app", "compression": compression}))
+    r1 = fleet.ship("production", "1")["release"]
+    suffix = {"zstd": ".tar.zst", "none": ".tar"}[compression]
+    assert (fleet.root / ".conveyor" / "artifacts" / f"{r1}{suffix}").is_file()
+    assert fleet.json("releases")["releases"][0]["compression"] == compression
+    on_release(fleet, "production", r1)
+    second = fleet.ship("production", "2")
+    r2 = second["release"]
+    on_release(fleet, "production", r2)
+    transfers = [h["transfer"] for h in fleet.json("history", "--id", str(second["id"]))["hosts"]]
+    assert transfers, second
+    assert all(t.startswith(f"delta from {r1}") for t in transfers), transfers
+    fleet.run("rollback", "production", "--yes")
+    on_release(fleet, "production", r1)
+
+
+def test_hosts_without_zstd_refuse_a_zstd_release_before_anything_is_sent(make_fleet, tmp_path) -> None:
+    fleet = make_fleet(config({"production": environment(["a"], web=1, batch=0)},
+                              artifact={"path": "app", "compression": "zstd"}))
+    fleet.write_artifact("1")
+    bin_dir = tmp_path / "bin-without-zstd"
+    bin_dir.mkdir()
+    for tool in ("sh", "tar", "gzip", "sha256sum", "mkdir", "ln", "mv", "rm", "tee", "cat", "mkfifo", "readlink",
+                 "tail", "cp", "dirname", "printf", "git", "touch", "echo"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    env = fleet.env_vars() | {"PATH": str(bin_dir)}
+    done = subprocess.run(fleet.command("deploy", "production", "--yes", "--json"), capture_output=True, text=True,
+                          env=env, cwd=fleet.root, timeout=60, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    result = json.loads(done.stdout)
+    assert result["failed_hosts"] == ["a-web-1"]
+    hosts = fleet.json("history", "--id", str(result["id"]))["hosts"]
+    assert "zstd, which this host lacks" in hosts[0]["error"], hosts
+    assert fleet.currents("production") == {"a-web-1": None}
+    assert fleet.releases_on("production", "a", "a-web-1") == set()

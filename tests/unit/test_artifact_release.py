@@ -32,6 +32,7 @@ def a_manifest(**changes: Any) -> dict[str, Any]:
             "author_email": "alice@example.com",
             "subject": "Fix the checkout",
         },
+        "compression": "gzip",
     }
     manifest.update(changes)
     return manifest
@@ -81,6 +82,13 @@ def test_a_manifest_round_trips_without_the_path(tmp_path: Path) -> None:
     assert Release.from_manifest(release.manifest(), path) == release
 
 
+def test_a_manifest_from_before_compression_was_a_choice_means_gzip(tmp_path: Path) -> None:
+    old = a_manifest()
+    del old["compression"]
+    assert Release.from_manifest(old, tmp_path / "x.tar.gz").compression == "gzip"
+    assert Release.from_manifest(a_manifest(compression="zstd"), tmp_path / "x.tar.zst").compression == "zstd"
+
+
 def test_a_manifest_without_git_is_fine(tmp_path: Path) -> None:
     release = Release.from_manifest(a_manifest(git=None), tmp_path / "x.tar.gz")
     assert release.git is None
@@ -97,6 +105,7 @@ def test_a_manifest_without_git_is_fine(tmp_path: Path) -> None:
         ("created_at", "yesterday"),
         ("user", None),
         ("git", {"sha": "abc"}),
+        ("compression", "brotli"),
     ],
 )
 def test_a_malformed_manifest_names_the_field(tmp_path: Path, field: str, value: object) -> None:

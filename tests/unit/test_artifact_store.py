@@ -55,6 +55,7 @@ def test_a_build_becomes_a_release_named_by_time_and_commit(tmp_path: Path, stor
         "created_at": "2026-03-04T09:30:00+00:00",
         "user": "alice",
         "git": COMMIT,
+        "compression": "gzip",
     }
     assert store.get(release.id) == release
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ import pytest
 from conveyor.artifact import pack
 from conveyor.engine import commands
 from conveyor.engine.probe import Probe, last_step, parse_probe, tail
+
+HAS_ZSTD = shutil.which("zstd") is not None
 
 # --------------------------------------------------------------------------------------------------
 # Command lines are data: exact strings.
@@ -56,7 +59,9 @@ def test_check_writes_its_interval_as_a_plain_number(interval: float, word: str)
 
 def test_receive_lists_shared_paths_after_the_checksum() -> None:
     line = commands.receive("/srv/my app", "R1", "abc123", ["log", "tmp/uploads"])
-    assert line.endswith(" conveyor-receive '/srv/my app' R1 abc123 log tmp/uploads")
+    assert line.endswith(" conveyor-receive '/srv/my app' R1 abc123 gzip log tmp/uploads")
+    zstd = commands.receive("/srv/my app", "R1", "abc123", ["log"], "zstd")
+    assert zstd.endswith(" conveyor-receive '/srv/my app' R1 abc123 zstd log")
 
 
 def test_probe_passes_an_empty_release_as_an_empty_word() -> None:
@@ -212,7 +217,7 @@ def host(tmp_path: Path) -> HostDirectory:
 def test_probe_makes_the_layout_and_reports_an_empty_host(host: HostDirectory) -> None:
     probe = host.probe("R1")
     assert sorted(os.listdir(host.root)) == [".conveyor", "incoming", "releases", "shared"]
-    assert probe == Probe(current=None, has_release=False, releases=(), journal=())
+    assert probe == Probe(current=None, has_release=False, releases=(), journal=(), zstd=HAS_ZSTD)
 
 
 def test_receive_unpacks_a_complete_release_and_links_shared_paths(host: HostDirectory, artifact: Artifact) -> None:
@@ -228,7 +233,7 @@ def test_receive_unpacks_a_complete_release_and_links_shared_paths(host: HostDir
     assert (host.root / "shared" / "tmp" / "uploads").is_dir()
     assert os.listdir(host.root / "incoming") == []
     assert not (host.root / "current").exists()
-    assert host.probe("R1") == Probe(current=None, has_release=True, releases=("R1",), journal=())
+    assert host.probe("R1") == Probe(current=None, has_release=True, releases=("R1",), journal=(), zstd=HAS_ZSTD)
 
 
 def test_shared_content_survives_the_next_release(host: HostDirectory, artifact: Artifact) -> None:
@@ -468,7 +473,7 @@ def test_a_full_lifecycle_at_a_hostile_path_with_hostile_values(tmp_path: Path, 
     assert events(host.journal()) == [("activate", HOSTILE_RELEASE), ("ready", HOSTILE_RELEASE)]
     probe = host.probe(HOSTILE_RELEASE)
     assert probe == Probe(current=HOSTILE_RELEASE, has_release=True, releases=(HOSTILE_RELEASE,),
-                          journal=tuple(host.journal()))
+                          journal=tuple(host.journal()), zstd=HAS_ZSTD)
     assert probe.ready(HOSTILE_RELEASE)
     assert pwned(tmp_path) == []
     assert sorted(os.listdir(cwd)) == []
@@ -491,7 +496,7 @@ def test_a_deploy_to_that_starts_with_a_dash_is_a_path_not_an_option(tmp_path: P
     assert os.readlink(cwd / "--help -rf" / "current") == "releases/-c"
     assert (cwd / "--help -rf" / "releases" / "-c" / "-restarted").exists()
     assert host.probe("-c") == Probe(current="-c", has_release=True, releases=("-c",),
-                                     journal=tuple(host.journal()))
+                                     journal=tuple(host.journal()), zstd=HAS_ZSTD)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import os
 import stat
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from conveyor.artifact._tree import Kind, Tree
+from conveyor.artifact.compression import DEFAULT as DEFAULT_COMPRESSION
+from conveyor.artifact.compression import Compression, compressed_writer
 from conveyor.artifact.validate import member_kind, open_archive, read_member, validate_tarball
 from conveyor.errors import ArtifactError
 
@@ -67,19 +68,19 @@ def run_build(command: str, cwd: Path) -> None:
     raise ArtifactError(f"build command {command!r} {how} in {cwd}; last lines of its output:\n{tail}")
 
 
-def pack(source: Path, dest: Path) -> PackResult:
-    """Pack a directory or a tarball into a deterministic .tar.gz at `dest`: same content, same sha256."""
+def pack(source: Path, dest: Path, compression: Compression = DEFAULT_COMPRESSION) -> PackResult:
+    """Pack a directory or a tarball into a deterministic tarball at `dest`: same content, same sha256."""
     if source.is_dir():
         if dest.resolve().is_relative_to(source.resolve()):
             raise ArtifactError(f"artifact {source}: cannot pack it into {dest}, which lies inside it")
         tree, files = _walk_directory(source)
-        return _write_tarball(tree, files, dest)
+        return _write_tarball(tree, files, dest, compression)
     if not source.exists():
         raise ArtifactError(f"artifact {source} does not exist")
     validate_tarball(source)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.unpack-") as spool:
         tree, files = _read_tarball(source, Path(spool))
-        return _write_tarball(tree, files, dest)
+        return _write_tarball(tree, files, dest, compression)
 
 
 def content_hash(source: Path) -> str:
@@ -185,6 +186,10 @@ class _HashingSink:
         """Flush the underlying file."""
         self._raw.flush()
 
+    def tell(self) -> int:
+        """Bytes written so far (tarfile asks when it writes straight into the sink, uncompressed)."""
+        return self.size
+
 
 def _tarinfo(name: str, kind: Kind, tree: Tree, files: dict[str, _File]) -> tarfile.TarInfo:
     """A header with everything that varies between machines and builds fixed."""
@@ -207,8 +212,8 @@ def _tarinfo(name: str, kind: Kind, tree: Tree, files: dict[str, _File]) -> tarf
     return info
 
 
-def _write_tarball(tree: Tree, files: dict[str, _File], dest: Path) -> PackResult:
-    """Write the tree as a gzip tarball sorted by path, through a temp file renamed onto `dest`."""
+def _write_tarball(tree: Tree, files: dict[str, _File], dest: Path, compression: Compression) -> PackResult:
+    """Write the tree as a compressed tarball sorted by path, through a temp file renamed onto `dest`."""
     try:
         fd, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     except OSError as exc:
@@ -218,7 +223,7 @@ def _write_tarball(tree: Tree, files: dict[str, _File], dest: Path) -> PackResul
         with os.fdopen(fd, "wb") as raw:
             sink = _HashingSink(raw)
             with (
-                gzip.GzipFile(fileobj=sink, mode="wb", mtime=0, filename="") as compressed,
+                compressed_writer(sink, compression) as compressed,  # type: ignore[arg-type]
                 tarfile.open(
                     fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8"
                 ) as archive,

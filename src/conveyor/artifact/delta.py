@@ -9,7 +9,6 @@ complete before anything points at it, exactly as with a full transfer.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -18,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from conveyor.artifact.compression import SUFFIXES, compressed_writer, open_tar, read_errors
 from conveyor.artifact.release import Release
 from conveyor.errors import ArtifactError
 
@@ -41,7 +41,7 @@ class Delta:
 def _entries(tarball: Path) -> dict[str, Entry]:
     out: dict[str, Entry] = {}
     try:
-        with tarfile.open(tarball, "r:gz") as archive:
+        with open_tar(tarball) as archive:
             for member in archive:
                 name = member.name.rstrip("/")
                 if member.isdir():
@@ -55,7 +55,7 @@ def _entries(tarball: Path) -> dict[str, Entry]:
                     while chunk := source.read(1 << 20):
                         digest.update(chunk)
                     out[name] = ("f", member.mode, digest.hexdigest())
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except read_errors() as exc:
         raise ArtifactError(f"cannot read {tarball}: {exc}") from exc
     return out
 
@@ -77,7 +77,7 @@ def file_manifest(release: Release) -> dict[str, Entry]:
 def build_delta(base: Release, target: Release, directory: Path) -> Delta | None:
     """The delta from `base` to `target` (made once, then reused), or None when a full transfer is better."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{target.id}.from-{base.id}.tar.gz"
+    path = directory / f"{target.id}.from-{base.id}{SUFFIXES[target.compression]}"
     meta = path.with_suffix(".json")
     try:
         data = json.loads(meta.read_text())
@@ -98,9 +98,9 @@ def build_delta(base: Release, target: Release, directory: Path) -> Delta | None
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as raw, \
-                gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as compressed, \
+                compressed_writer(raw, target.compression) as compressed, \
                 tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as out, \
-                tarfile.open(target.path, "r:gz") as archive:
+                open_tar(target.path) as archive:
             for member in archive:
                 if member.name.rstrip("/") in wanted:
                     out.addfile(member, archive.extractfile(member) if member.isfile() else None)
@@ -109,7 +109,7 @@ def build_delta(base: Release, target: Release, directory: Path) -> Delta | None
             while chunk := written.read(1 << 20):
                 digest.update(chunk)
         os.replace(temp, path)
-    except (tarfile.TarError, OSError) as exc:
+    except read_errors() as exc:
         temp.unlink(missing_ok=True)
         raise ArtifactError(f"cannot build the delta {base.id} → {target.id}: {exc}") from exc
     delta = Delta(base.id, target.id, path, digest.hexdigest(), path.stat().st_size, len(changed),

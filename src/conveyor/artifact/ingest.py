@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from conveyor.artifact.build import pack
+from conveyor.artifact.compression import DEFAULT as DEFAULT_COMPRESSION
+from conveyor.artifact.compression import SUFFIXES, Compression
 from conveyor.artifact.release import Release, release_id
 from conveyor.artifact.store import LocalStore
 from conveyor.artifact.validate import validate_tarball
@@ -16,7 +18,8 @@ from conveyor.errors import ArtifactError
 
 
 def build_release(
-    source: Path, store: LocalStore, *, user: str, now: datetime, git: dict[str, str] | None
+    source: Path, store: LocalStore, *, user: str, now: datetime, git: dict[str, str] | None,
+    compression: Compression = DEFAULT_COMPRESSION,
 ) -> tuple[Release, bool]:
     """Pack `source` into `store`: (new release, True), or (the release with that content, False)."""
     if source.is_dir() and store.root.resolve().is_relative_to(source.resolve()):
@@ -26,13 +29,13 @@ def build_release(
         )
     try:
         store.root.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=store.root, prefix=".build-", suffix=".tar.gz")
+        fd, temp_name = tempfile.mkstemp(dir=store.root, prefix=".build-", suffix=SUFFIXES[compression])
     except OSError as exc:
         raise ArtifactError(f"cannot write to the artifact store {store.root}: {exc}") from exc
     os.close(fd)
     temp = Path(temp_name)
     try:
-        packed = pack(source, temp)
+        packed = pack(source, temp, compression)
         validate_tarball(temp)
         existing = store.find_by_sha256(packed.sha256)
         if existing is not None:
@@ -50,6 +53,7 @@ def build_release(
             "created_at": now.astimezone(UTC).isoformat(),
             "user": user,
             "git": git,
+            "compression": compression,
         }
         return store.add(temp, manifest), True
     finally:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from conveyor.artifact.compression import COMPRESSIONS, Compression
 from conveyor.errors import ArtifactError
 
 RELEASE_ID_RE = r"^\d{8}T\d{6}Z-[0-9a-f]{8}$"
@@ -49,6 +50,7 @@ class Release:
     user: str
     git: dict[str, str] | None = field(hash=False)  # sha, branch, author, author_email, subject
     path: Path  # the tarball in the store
+    compression: Compression = "gzip"  # of the tarball; manifests written before it was a choice say nothing
 
     def manifest(self) -> dict[str, Any]:
         """The release as a JSON-ready mapping, without where it is stored."""
@@ -60,6 +62,7 @@ class Release:
             "created_at": self.created_at,
             "user": self.user,
             "git": dict(self.git) if self.git is not None else None,
+            "compression": self.compression,
         }
 
     @classmethod
@@ -96,6 +99,9 @@ class Release:
             isinstance(git, dict) and all(isinstance(git.get(key), str) for key in GIT_KEYS)
         ):
             raise bad("git", f"null or a mapping of {', '.join(GIT_KEYS)} to strings")
+        compression = data.get("compression", "gzip")
+        if compression not in COMPRESSIONS:
+            raise bad("compression", f"one of {', '.join(COMPRESSIONS)}")
         return cls(
             id=release_id_,
             sha256=sha256,
@@ -105,6 +111,7 @@ class Release:
             user=user,
             git={key: git[key] for key in GIT_KEYS} if git is not None else None,
             path=path,
+            compression=compression,
         )
 
 

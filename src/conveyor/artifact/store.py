@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -13,18 +14,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from conveyor.artifact.compression import SUFFIXES, Compression
 from conveyor.artifact.release import Release, is_release_id
 from conveyor.errors import ArtifactError
 
 # Where releases are kept when `artifact.store` is not set, relative to the config file's directory.
 DEFAULT_STORE_DIR = Path(".conveyor") / "artifacts"
 
-TARBALL_SUFFIX = ".tar.gz"
+TARBALL_SUFFIX = SUFFIXES["gzip"]  # the suffix of releases built before compression was a choice
 MANIFEST_SUFFIX = ".json"
 
 
 class LocalStore:
-    """Releases in a local directory: `<root>/<release-id>.tar.gz` and `<root>/<release-id>.json`.
+    """Releases in a local directory: `<root>/<release-id>.tar.gz` (`.tar.zst`, `.tar`) and `<root>/<release-id>.json`.
 
     The manifest is written last, so a release is listed only once its tarball is complete.
     """
@@ -40,9 +42,9 @@ class LocalStore:
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
 
-    def tarball_path(self, release_id: str) -> Path:
-        """Where the tarball of `release_id` lives in this store."""
-        return self.root / f"{release_id}{TARBALL_SUFFIX}"
+    def tarball_path(self, release_id: str, compression: Compression = "gzip") -> Path:
+        """Where the tarball of `release_id`, compressed that way, lives in this store."""
+        return self.root / f"{release_id}{SUFFIXES[compression]}"
 
     def manifest_path(self, release_id: str) -> Path:
         """Where the manifest of `release_id` lives in this store."""
@@ -97,7 +99,7 @@ class LocalStore:
         release_id = manifest.get("id")
         if not isinstance(release_id, str) or not is_release_id(release_id):
             raise ArtifactError(f"cannot add a release with the id {release_id!r} to {self.root}")
-        release = Release.from_manifest(manifest, self.tarball_path(release_id))
+        release = self._placed(Release.from_manifest(manifest, self.tarball_path(release_id)))
         if release_id in self:
             raise ArtifactError(f"release {release_id} is already in {self.root}")
         try:
@@ -125,7 +127,11 @@ class LocalStore:
         if not isinstance(data, dict):
             raise ArtifactError(f"release manifest {manifest} is not a JSON object")
         release_id = manifest.name.removesuffix(MANIFEST_SUFFIX)
-        return Release.from_manifest(data, self.tarball_path(release_id))
+        return self._placed(Release.from_manifest(data, self.tarball_path(release_id)))
+
+    def _placed(self, release: Release) -> Release:
+        """The release with the path its compression gives it in this store."""
+        return dataclasses.replace(release, path=self.tarball_path(release.id, release.compression))
 
 
 def _sort_time(release: Release) -> datetime:

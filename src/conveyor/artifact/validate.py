@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import tarfile
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from conveyor.artifact._tree import Kind, Tree
+from conveyor.artifact.compression import detect, read_errors, zstd_reader
 from conveyor.errors import ArtifactError
-
-# Errors the tarfile, gzip, bz2 and lzma readers raise on archives that end early or are damaged.
-READ_ERRORS: tuple[type[Exception], ...] = (tarfile.TarError, EOFError, zlib.error, OSError)
 
 _CHUNK = 1024 * 1024
 
@@ -50,23 +48,38 @@ def member_kind(label: str, member: tarfile.TarInfo) -> Kind:
 
 @contextmanager
 def open_archive(path: Path) -> Iterator[tarfile.TarFile]:
-    """Open a .tar, .tar.gz or .tgz for reading, turning read failures into ArtifactError."""
+    """Open a .tar, .tar.gz, .tgz or .tar.zst for reading, turning read failures into ArtifactError."""
     label = f"artifact {path}"
+    errors = read_errors()
+    raw: BinaryIO | None = None
     try:
-        archive = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by the `with` below, once open
+        if detect(path) == "zstd":
+            raw = zstd_reader(path)
+            archive = tarfile.open(fileobj=raw, mode="r:")  # noqa: SIM115 - closed by the `with` below
+        else:
+            archive = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by the `with` below, once open
     except FileNotFoundError as exc:
         raise ArtifactError(f"{label} does not exist") from exc
     except tarfile.ReadError as exc:
-        raise ArtifactError(f"{label} is not a tar archive (.tar, .tar.gz or .tgz): {exc}") from exc
-    except READ_ERRORS as exc:
+        _close(raw)
+        raise ArtifactError(f"{label} is not a tar archive (.tar, .tar.gz, .tgz or .tar.zst): {exc}") from exc
+    except errors as exc:
+        _close(raw)
         raise ArtifactError(f"{label} cannot be read: {exc}") from exc
     try:
         with archive:
             yield archive
     except ArtifactError:
         raise
-    except READ_ERRORS as exc:
+    except errors as exc:
         raise ArtifactError(f"{label} is truncated or corrupt: {exc}") from exc
+    finally:
+        _close(raw)
+
+
+def _close(raw: BinaryIO | None) -> None:
+    if raw is not None:
+        raw.close()
 
 
 def read_member(archive: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[bytes]:

@@ -348,6 +348,7 @@ class Artifact(Strict):
 
     build: str | None = None
     delta: bool = True                 # send hosts only what changed since the release they run
+    compression: Literal["gzip", "zstd", "none"] = "gzip"  # of the tarball in the store, as hosts receive it
     path: str = "dist"
     store: str = ".conveyor/artifacts"
 

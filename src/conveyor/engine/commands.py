@@ -42,15 +42,16 @@ def probe(deploy_to: str, release: str) -> str:
     return command("probe", [deploy_to, release])
 
 
-def receive(deploy_to: str, release: str, sha256: str, shared: list[str]) -> str:
+def receive(deploy_to: str, release: str, sha256: str, shared: list[str], compression: str = "gzip") -> str:
     """Read the tarball from stdin, verify it, unpack it complete into releases/RELEASE."""
-    return command("receive", [deploy_to, release, sha256, *shared])
+    return command("receive", [deploy_to, release, sha256, compression, *shared])
 
 
 def receive_delta(deploy_to: str, release: str, base: str, sha256: str, shared: list[str],
-                  deletions: list[str]) -> str:
+                  deletions: list[str], compression: str = "gzip") -> str:
     """Build RELEASE from BASE (hard links) and the delta tarball on stdin, verified and complete."""
-    return command("receive_delta", [deploy_to, release, base, sha256, str(len(shared)), *shared, *deletions])
+    return command("receive_delta", [deploy_to, release, base, sha256, compression, str(len(shared)), *shared,
+                                     *deletions])
 
 
 def activate(deploy_to: str, release: str, switch_line: str, ready_line: str, restart: str,

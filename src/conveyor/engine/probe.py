@@ -17,6 +17,7 @@ class Probe:
     has_release: bool
     releases: tuple[str, ...]
     journal: tuple[dict[str, Any], ...] = field(default=())
+    zstd: bool = False  # whether the host can decompress zstd tarballs
 
     def rollback_target(self) -> str | None:
         """The release to go back to from `current`: what ran before `current` was last deployed.
@@ -77,6 +78,7 @@ def parse_probe(output: str) -> Probe:
         has_release=values.get("has_release") == "yes",
         releases=tuple(sorted(releases)),
         journal=tuple(journal),
+        zstd=values.get("zstd") == "yes",
     )
 
 

@@ -38,6 +38,7 @@ class Shipment:
     release: str
     sha256: str
     path: Path
+    compression: str = "gzip"
 
 
 @dataclass
@@ -425,9 +426,13 @@ class Rollout:
             if shipment is None:
                 raise StepFailed("receive", f"release {target} is not on the host and its artifact is not "
                                             "in the store to send")
-            if not await self._receive_delta(outcome, probe, target, deploy_to):
+            if shipment.compression == "zstd" and not probe.zstd:
+                raise StepFailed("receive", f"release {target} is compressed with zstd, which this host lacks: "
+                                            "install zstd there, or set artifact.compression: gzip and build again")
+            if not await self._receive_delta(outcome, probe, target, deploy_to, shipment.compression):
                 done = await self._run(outcome, "receive",
-                                       commands.receive(deploy_to, target, shipment.sha256, self.config.shared),
+                                       commands.receive(deploy_to, target, shipment.sha256, self.config.shared,
+                                                        shipment.compression),
                                        stdin=shipment.path)
                 if done.exit_code != 0:
                     step = last_step(done.output) or "receive"
@@ -442,7 +447,8 @@ class Rollout:
         outcome.status = HostStatus.SUCCEEDED
         outcome.step = None
 
-    async def _receive_delta(self, outcome: HostOutcome, probe: Probe, target: str, deploy_to: str) -> bool:
+    async def _receive_delta(self, outcome: HostOutcome, probe: Probe, target: str, deploy_to: str,
+                             compression: str) -> bool:
         """Send only what changed since the release the host runs; False when a full transfer is needed."""
         base = probe.current
         if self.spec.deltas is None or base is None or base not in probe.releases:
@@ -451,7 +457,8 @@ class Rollout:
         if delta is None:
             return False
         done = await self._run(outcome, "receive", commands.receive_delta(
-            deploy_to, target, base, delta.sha256, self.config.shared, list(delta.deletions)), stdin=delta.path)
+            deploy_to, target, base, delta.sha256, self.config.shared, list(delta.deletions), compression),
+            stdin=delta.path)
         if done.exit_code in (12, 13):
             return False  # the base is gone, or the host cannot hard-link: send it whole
         if done.exit_code != 0:

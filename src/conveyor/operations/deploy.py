@@ -275,7 +275,7 @@ def deploy(ws: Workspace, request: Request, *, subscribers: Sequence[Subscriber]
     release = build() if request.release is None and build is not None else resolve_release(ws, request.release)
     ws.store.record_release(release.manifest())
     targets: dict[str, str | None] = {r.region: release.id for r in plan.regions}
-    shipments = {release.id: Shipment(release.id, release.sha256, release.path)}
+    shipments = {release.id: Shipment(release.id, release.sha256, release.path, release.compression)}
     return _execute(ws, request, plan, "deploy", release.id, targets, shipments, {}, subscribers, confirm)
 
 
@@ -296,11 +296,11 @@ def rollback(ws: Workspace, request: Request, *, subscribers: Sequence[Subscribe
     shipments: dict[str, Shipment] = {}
     if request.release:
         wanted = resolve_release(ws, request.release)
-        shipments[wanted.id] = Shipment(wanted.id, wanted.sha256, wanted.path)
+        shipments[wanted.id] = Shipment(wanted.id, wanted.sha256, wanted.path, wanted.compression)
         targets = {r.region: wanted.id for r in plan.regions}
         return _execute(ws, request, plan, "rollback", wanted.id, targets, shipments, {}, subscribers, confirm)
     for stored in ws.artifacts.list()[:20]:
-        shipments[stored.id] = Shipment(stored.id, stored.sha256, stored.path)
+        shipments[stored.id] = Shipment(stored.id, stored.sha256, stored.path, stored.compression)
 
     def resolve(probes: dict[str, Probe]) -> dict[str, str | None]:
         # Called by the rollout once it has read every host over the connections it then reuses.

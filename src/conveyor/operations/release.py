@@ -23,6 +23,7 @@ def build(ws: Workspace, *, ref: str | None = None) -> tuple[Release, bool]:
     git = git_info(ws.directory)
     if git is not None and ref:
         git = {**git, "ref": ref}
-    release, created = build_release(source, ws.artifacts, user=ws.user, now=datetime.now(UTC), git=git)
+    release, created = build_release(source, ws.artifacts, user=ws.user, now=datetime.now(UTC), git=git,
+                                     compression=ws.config.artifact.compression)
     ws.store.record_release(release.manifest())
     return release, created

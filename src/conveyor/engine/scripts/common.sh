@@ -1,4 +1,4 @@
-# Shared by every Conveyor host script. POSIX sh; needs tar, gzip, sha256sum, mkdir, ln, mv, rm, tee.
+# Shared by every Conveyor host script. POSIX sh; needs tar, gzip (or zstd), sha256sum, mkdir, ln, mv, rm, tee.
 set -eu
 exec 2>&1
 step() { printf '@@conveyor step=%s\n' "$1"; }
@@ -27,16 +27,26 @@ prune_releases() {
     fi
   done
 }
-# unpack_verified TMP SHA256 WHAT: unpack the gzip tarball on stdin into TMP.d while hashing it (one pass,
-# no spooled copy); fail 10 on a checksum mismatch, 11 if it did not unpack whole. Uses TMP.fifo, TMP.sum.
+# unpack_verified TMP SHA256 WHAT COMPRESSION: unpack the tarball on stdin (gzip, zstd or none) into TMP.d
+# while hashing it (one pass, no spooled copy); fail 10 on a checksum mismatch, 11 if it did not unpack
+# whole. Uses TMP.fifo, TMP.sum. A damaged stream is caught by the checksum, which covers every byte.
 unpack_verified() {
-  ut=$1 usum=$2 uwhat=$3
+  ut=$1 usum=$2 uwhat=$3 uz=$4
+  case $uz in
+    gzip|none) ;;
+    zstd) command -v zstd > /dev/null 2>&1 || fail 14 "zstd is not installed on this host" ;;
+    *) fail 2 "unknown compression $uz" ;;
+  esac
   mkfifo -- "$ut.fifo"
   sha256sum < "$ut.fifo" > "$ut.sum" &
   uhasher=$!
   # tar may stop reading at the end of the archive: drain the rest so the checksum covers every byte.
   ustatus=0
-  tee -- "$ut.fifo" | { tar -xzof - -C "$ut.d" || exit 11; cat > /dev/null; } || ustatus=$?
+  case $uz in
+    gzip) tee -- "$ut.fifo" | { tar -xzof - -C "$ut.d" || exit 11; cat > /dev/null; } || ustatus=$? ;;
+    zstd) tee -- "$ut.fifo" | { zstd -dqc | tar -xof - -C "$ut.d" || exit 11; cat > /dev/null; } || ustatus=$? ;;
+    none) tee -- "$ut.fifo" | { tar -xof - -C "$ut.d" || exit 11; cat > /dev/null; } || ustatus=$? ;;
+  esac
   wait "$uhasher" || true
   step verify
   ugot=$(cat -- "$ut.sum")

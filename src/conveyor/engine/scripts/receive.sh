@@ -1,13 +1,14 @@
-# receive DEPLOY_TO RELEASE SHA256 [SHARED...]: the tarball on stdin becomes releases/RELEASE, complete.
+# receive DEPLOY_TO RELEASE SHA256 COMPRESSION [SHARED...]: the tarball on stdin becomes releases/RELEASE,
+# complete.
 # One pass: the bytes are hashed while they are unpacked (no spooled copy to write and read again), and
 # the release is moved into releases/ only once its checksum matched and it unpacked whole.
-d=$1 rel=$2 sum=$3
-shift 3
+d=$1 rel=$2 sum=$3 z=$4
+shift 4
 tmp="$d/incoming/$rel.$$"
 trap 'rm -rf -- "$tmp.d" "$tmp.fifo" "$tmp.sum"' EXIT
 step receive
 mkdir -p -- "$d/incoming" "$d/releases" "$d/shared" "$tmp.d"
-unpack_verified "$tmp" "$sum" release
+unpack_verified "$tmp" "$sum" release "$z"
 step link
 for p in "$@"; do
   if [ ! -e "$d/shared/$p" ] && [ ! -L "$d/shared/$p" ]; then

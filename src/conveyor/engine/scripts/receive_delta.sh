@@ -1,7 +1,7 @@
-# receive_delta DEPLOY_TO RELEASE BASE SHA256 NSHARED [SHARED...] [DELETED...]: build releases/RELEASE from
+# receive_delta DEPLOY_TO RELEASE BASE SHA256 COMPRESSION NSHARED [SHARED...] [DELETED...]: build releases/RELEASE from
 # releases/BASE (hard links) and the delta tarball on stdin, complete before it is placed.
-d=$1 rel=$2 base=$3 sum=$4 nshared=$5
-shift 5
+d=$1 rel=$2 base=$3 sum=$4 z=$5 nshared=$6
+shift 6
 tmp="$d/incoming/$rel.$$"
 trap 'rm -rf -- "$tmp.d" "$tmp.fifo" "$tmp.sum"' EXIT
 step receive
@@ -15,7 +15,7 @@ for p in "$@"; do
   [ "$i" -le "$nshared" ] && continue
   rm -rf -- "$tmp.d/$p"
 done
-unpack_verified "$tmp" "$sum" delta
+unpack_verified "$tmp" "$sum" delta "$z"
 step link
 i=0
 for p in "$@"; do
