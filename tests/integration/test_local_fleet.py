@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
+from conveyor.engine.results import DeploymentStatus
+
 pytestmark = pytest.mark.integration
 
 RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
@@ -585,3 +587,85 @@ def test_hosts_without_zstd_refuse_a_zstd_release_before_anything_is_sent(make_f
     assert "zstd, which this host lacks" in hosts[0]["error"], hosts
     assert fleet.currents("production") == {"a-web-1": None}
     assert fleet.releases_on("production", "a", "a-web-1") == set()
+
+
+# -- one round trip per host for a rollback the state store can plan --------------------------------------
+def _rollback_steps(fleet: Any, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[Any, dict[str, list[str]]]:
+    """Roll back in-process, recording every step each host went through."""
+    from conveyor.operations.deploy import Request, rollback
+    from conveyor.operations.workspace import Workspace
+
+    monkeypatch.chdir(fleet.root)
+    monkeypatch.delenv("CONVEYOR_STATE_URL", raising=False)
+    monkeypatch.setenv("CONVEYOR_USER", "alice")
+    steps: dict[str, list[str]] = {}  # host → the host script phases it ran, in order
+    transport_of = Workspace.transport
+
+    class Counting:
+        def __init__(self, inner: Any, host: Any) -> None:
+            self.inner, self.host = inner, host
+
+        async def run(self, command: str, **kwargs: Any) -> Any:
+            phase = re.search(r" conveyor-([a-z-]+) ", command)
+            steps.setdefault(self.host.name, []).append(phase.group(1) if phase else command)
+            return await self.inner.run(command, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    def counting_transport(self: Any, env: str) -> Any:
+        inner = transport_of(self, env)
+        connect = inner.connect
+
+        async def connect_counting(host: Any) -> Any:
+            return Counting(await connect(host), host)
+
+        inner.connect = connect_counting
+        return inner
+
+    monkeypatch.setattr(Workspace, "transport", counting_transport)
+    ws = Workspace.load(fleet.cfg)
+    try:
+        result = rollback(ws, Request("production", regions=list(args)), subscribers=[])
+    finally:
+        ws.close()
+    return result, steps
+
+
+def test_a_rollback_the_store_can_plan_switches_each_host_in_one_round_trip(make_fleet, monkeypatch) -> None:
+    fleet = make_fleet(config({"production": environment(["a", "b"], web=2)}))
+    r1 = fleet.ship("production", "1")["release"]
+    r2 = fleet.ship("production", "2")["release"]
+    result, steps = _rollback_steps(fleet, monkeypatch)
+    assert result.release == r1
+    assert result.status == DeploymentStatus.SUCCEEDED, result.message
+    # No probe: the switch itself checks, on the host, that it runs r2 and that r2 replaced r1.
+    assert steps == {host: ["activate"] for _r, _role, host in fleet.hosts("production")}
+    on_release(fleet, "production", r1)
+    newest = fleet.json("history")["deployments"][0]
+    assert (newest["kind"], newest["release"], newest["previous"]) == ("rollback", r1, r2)
+    assert regions_of(fleet, "production", "--verify") == dict.fromkeys("ab", (r1, True))
+
+
+def test_a_host_that_is_not_what_the_store_says_is_read_first_and_nothing_else_changes(make_fleet,
+                                                                                   monkeypatch) -> None:
+    fleet = make_fleet(config({"production": environment(["a"], web=3, batch=0)}))
+    r1 = fleet.ship("production", "1")["release"]
+    r2 = fleet.ship("production", "2")["release"]
+    r3 = fleet.ship("production", "3")["release"]
+    # Behind Conveyor's back: a-web-2 was pointed at r1 by hand; a-web-3 lost r2 (the rollback target).
+    web2 = fleet.host_dir("production", "a", "a-web-2")
+    (web2 / "current").unlink()
+    (web2 / "current").symlink_to(f"releases/{r1}")
+    web3 = fleet.host_dir("production", "a", "a-web-3")
+    shutil.rmtree(web3 / "releases" / r2)
+    result, steps = _rollback_steps(fleet, monkeypatch)
+    assert result.release == r2
+    assert steps["a-web-1"] == ["activate"]
+    assert steps["a-web-2"] == ["activate", "probe", "activate"]   # refused on the host, read, then moved
+    assert steps["a-web-3"] == ["activate", "probe", "receive-delta", "activate"]
+    assert fleet.currents("production") == {"a-web-1": r2, "a-web-2": r2, "a-web-3": r2}
+    # a-web-3 got r2 back from the store (it had lost it); every host is complete.
+    for host in ("a-web-1", "a-web-2", "a-web-3"):
+        fleet.assert_complete("production", "a", host, r2)
+    assert r3 in fleet.releases_on("production", "a", "a-web-3")

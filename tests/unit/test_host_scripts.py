@@ -621,3 +621,31 @@ def test_tail_drops_markers_and_keeps_the_last_lines() -> None:
     output = "@@conveyor step=check\n" + "".join(f"line {i}\n@@conveyor step=x\n" for i in range(30))
     assert tail(output, 3) == "line 27\nline 28\nline 29"
     assert tail(output).splitlines()[0] == "line 10"
+
+
+def _activate_expecting(host: HostDirectory, release: str, expect: str) -> Ran:
+    entry = {"event": "activate", "kind": "rollback", "release": release, "previous": expect}
+    env = {"CONVEYOR_RELEASE": release, "CONVEYOR_EXPECT_CURRENT": expect}
+    return host.run(commands.activate(host.deploy_to, release, json.dumps(entry, sort_keys=True),
+                                      json.dumps({**entry, "event": "ready"}, sort_keys=True), "", env))
+
+
+def test_an_expecting_switch_moves_only_a_host_that_is_what_the_store_says(host: HostDirectory,
+                                                                         artifact: Artifact) -> None:
+    for release in ("R1", "R2", "R3"):
+        assert host.receive(release, artifact).code == 0
+    host.deploy("R1", artifact)
+    host.deploy("R2", artifact, previous="R1")
+    journal_before = host.journal()
+    # Not what it runs, or not what the journal says R2 replaced: exit 15, nothing written.
+    for release, expect, why in [("R1", "R3", "runs R2, not R3"), ("R3", "R2", "does not say R2 replaced R3"),
+                                 ("R9", "R2", "release R9 is not on this host")]:
+        ran = _activate_expecting(host, release, expect)
+        assert ran.code == 15, ran.output
+        assert why in ran.output
+        assert host.probe().current == "R2"
+        assert host.journal() == journal_before
+    ran = _activate_expecting(host, "R1", "R2")
+    assert ran.code == 0, ran.output
+    assert host.probe().current == "R1"
+    assert events(host.journal())[-2:] == [("activate", "R1"), ("ready", "R1")]

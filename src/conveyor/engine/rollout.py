@@ -53,6 +53,9 @@ class RolloutSpec:
     targets: dict[str, str | None]             # region → release to run (None: no release, undo a first deploy)
     shipments: dict[str, Shipment] = field(default_factory=dict)
     probes: dict[str, Probe] = field(default_factory=dict)   # host key → a probe made just before
+    # host key → the release the state store says it runs: such a host is switched in one round trip, on
+    # the condition (checked on the host) that it runs that and its journal agrees; otherwise it is read first.
+    expect: dict[str, str] = field(default_factory=dict)
     limits: dict[str, Limits] = field(default_factory=dict)   # region → its limits
     max_concurrency: int = 64                                  # hosts at once across the environment
     revert_on_failure: bool = True
@@ -98,6 +101,9 @@ class Connections:
             with contextlib.suppress(Exception):  # closing is best effort
                 await connection.close()
         self._open.clear()
+
+
+EXPECTATION_UNMET = 15  # activate's exit code when a host is not what the state store expected: nothing changed
 
 
 class StepFailed(Exception):
@@ -405,6 +411,15 @@ class Rollout:
         host = outcome.host
         deploy_to = self._deploy_to(host)
         probe = self.spec.probes.get(host.key)
+        expected = self.spec.expect.get(host.key)
+        if probe is None and expected is not None and target is not None and expected != target:
+            outcome.previous = outcome.release = expected
+            if await self._activate(outcome, target, self.spec.kind, expected, expect=expected):
+                outcome.release = target
+                await self._checks(outcome, target)
+                outcome.status = HostStatus.SUCCEEDED
+                outcome.step = None
+                return
         if probe is None:
             done = await self._run(outcome, "probe", commands.probe(deploy_to, target or ""))
             if done.exit_code != 0:
@@ -468,7 +483,9 @@ class Rollout:
         return True
 
     async def _activate(self, outcome: HostOutcome, release: str | None, kind: str, previous: str | None,
-                        *, track: bool = True, prune: list[str] | None = None) -> None:
+                        *, track: bool = True, prune: list[str] | None = None, expect: str | None = None) -> bool:
+        """Switch (journal, restart, prune); with `expect`, only if the host runs that and its journal says it
+        replaced `release`: False (nothing changed) when it does not."""
         host = outcome.host
         deploy_to = self._deploy_to(host)
         role = self.config.roles[host.role]
@@ -480,15 +497,20 @@ class Rollout:
         }
         ready = {**entry, "event": "ready"}
         env = self._env(host, release, previous, kind, deploy_to)
+        if expect is not None:
+            env["CONVEYOR_EXPECT_CURRENT"] = expect
         done = await self._run(outcome, "switch", commands.activate(
             deploy_to, release or "", json.dumps(entry, sort_keys=True), json.dumps(ready, sort_keys=True),
             role.restart or "", env, keep=self.config.keep_releases if prune is not None else None,
             protected=prune or []), track=track)
         step = last_step(done.output) or "switch"
+        if expect is not None and done.exit_code == EXPECTATION_UNMET:
+            return False
         if step in {"restart", "done"}:
             outcome.moved = outcome.moved or kind == self.spec.kind
         if done.exit_code != 0:
             raise StepFailed(step, _why(step, done), done)
+        return True
 
     def _env(self, host: Host, release: str | None, previous: str | None, kind: str,
              deploy_to: str) -> dict[str, str]:

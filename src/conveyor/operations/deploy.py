@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from conveyor.artifact import Release
+from conveyor.artifact import Release, is_release_id
 from conveyor.artifact.delta import Delta, build_delta
 from conveyor.config.models import AlertsCheck
 from conveyor.engine.events import EventBus, Subscriber
@@ -301,6 +301,13 @@ def rollback(ws: Workspace, request: Request, *, subscribers: Sequence[Subscribe
         return _execute(ws, request, plan, "rollback", wanted.id, targets, shipments, {}, subscribers, confirm)
     for stored in ws.artifacts.list()[:20]:
         shipments[stored.id] = Shipment(stored.id, stored.sha256, stored.path, stored.compression)
+    predicted = _predict_rollback(ws, plan)
+    if predicted is not None:
+        # One round trip per host: each is switched on the condition that it is what the store says; a host
+        # that is not is read first and moved like any other (see RolloutSpec.expect).
+        targets, expect = predicted
+        return _execute(ws, request, plan, "rollback", _single(targets), targets, shipments, {}, subscribers,
+                        confirm, expect=expect)
 
     def resolve(probes: dict[str, Probe]) -> dict[str, str | None]:
         # Called by the rollout once it has read every host over the connections it then reuses.
@@ -312,6 +319,25 @@ def rollback(ws: Workspace, request: Request, *, subscribers: Sequence[Subscribe
 
     return _execute(ws, request, plan, "rollback", None, targets, shipments, {}, subscribers, confirm,
                     resolve=resolve)
+
+
+def _predict_rollback(ws: Workspace, plan: Plan) -> tuple[dict[str, str | None], dict[str, str]] | None:
+    """Each region's rollback target and each host's current release, when the state store knows them all:
+    every host of a region recorded on the same release, and what that release replaced there."""
+    running = ws.store.host_releases(plan.environment)
+    targets: dict[str, str | None] = {}
+    expect: dict[str, str] = {}
+    for region in plan.regions:
+        currents = {running.get(host.name) for host in region.hosts}
+        current = currents.pop() if len(currents) == 1 else None
+        if current is None or not is_release_id(current):
+            return None
+        target = ws.store.replaced_by(plan.environment, region.region, current)
+        if target is None or not is_release_id(target):
+            return None
+        targets[region.region] = target
+        expect.update({host.key: current for host in region.hosts})
+    return (targets, expect) if targets else None
 
 
 def _region_target(region: str, probes: list[Probe]) -> str:
@@ -329,7 +355,8 @@ def _single(targets: dict[str, str | None]) -> str | None:
 def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: str | None,
              targets: dict[str, str | None], shipments: dict[str, Shipment], probes: dict[str, Probe],
              subscribers: Sequence[Subscriber], confirm: Confirm | None,
-             resolve: Callable[[dict[str, Probe]], dict[str, str | None]] | None = None) -> DeploymentResult:
+             resolve: Callable[[dict[str, Probe]], dict[str, str | None]] | None = None,
+             expect: dict[str, str] | None = None) -> DeploymentResult:
     env = request.environment
     store = ws.store
     store.reap()
@@ -377,6 +404,7 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
             checks=list(environment.checks) if kind == "deploy" else [],
             before_wave=window_before_wave(ws, env, request) if kind == "deploy" else None,
             deltas=_delta_factory(ws) if ws.config.artifact.delta else None,
+            expect=expect or {},
         )
         if resolve is not None:
             def resolved(found: dict[str, Probe]) -> dict[str, str | None]:

@@ -133,6 +133,19 @@ class Store:
         with self._tx() as conn:
             conn.execute(t.deployments.update().where(t.deployments.c.id == deployment_id).values(release=release))
 
+    def replaced_by(self, environment: str, region: str, release: str, *, scan: int = 50) -> str | None:
+        """What `region` ran before `release` was last deployed to it (None when the store does not know)."""
+        d = t.deployments
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(d.c.regions, d.c.previous_by_region).where(
+                d.c.app == self.app, d.c.environment == environment, d.c.kind == "deploy", d.c.release == release,
+            ).order_by(d.c.id.desc()).limit(scan)).all()
+        for row in rows:
+            before = (row.previous_by_region or {}).get(region)
+            if region in (row.regions or []) and before and before != release:
+                return str(before)
+        return None
+
     def update_previous(self, deployment_id: int, previous_by_region: dict[str, str | None]) -> None:
         """Record what the regions ran before, once the hosts have told us."""
         values = [v for v in previous_by_region.values() if v]
