@@ -71,3 +71,20 @@ def postgres_url() -> Iterator[str]:
     finally:
         as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server (every AWS service: EC2, Auto Scaling, S3...) on 127.0.0.1: its URL, for `endpoint_url`.
+
+    While it runs, boto3 reads test credentials from the environment (never a profile or instance
+    metadata); the environment is restored when the session ends. See motoserver.py.
+    """
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        _unavailable("moto's server is not installed (pip install 'moto[server]')")
+    import motoserver
+
+    with motoserver.aws_environment(), motoserver.running() as url:
+        yield url

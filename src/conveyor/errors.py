@@ -9,6 +9,7 @@ ConveyorError                 exit 1 unless a subclass says otherwise
 │   └── PromotionRefused      the release has not succeeded where it must be promoted from
 ├── StateError                exit 1  the state store cannot be read or written
 ├── TransportError            exit 1  a host cannot be reached or stopped answering
+├── InventoryError            exit 1  a region's inventory (command, AWS) cannot be read or says nonsense
 └── DeploymentFailed          exit 1  hosts failed beyond max_failures; carries every host's outcome
 """
 
@@ -88,6 +89,17 @@ class StateError(ConveyorError):
 
 class TransportError(ConveyorError):
     """A host cannot be reached, or stopped answering."""
+
+
+class InventoryError(ConveyorError):
+    """A region's hosts cannot be found: its inventory command or AWS failed, or answered nonsense."""
+
+    def __init__(self, message: str, *, environment: str | None = None, region: str | None = None,
+                 provider: str | None = None) -> None:
+        super().__init__(message)
+        self.environment = environment
+        self.region = region
+        self.provider = provider
 
 
 class DeploymentFailed(ConveyorError):

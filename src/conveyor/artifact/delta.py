@@ -19,6 +19,7 @@ from pathlib import Path
 
 from conveyor.artifact.compression import SUFFIXES, compressed_writer, open_tar, read_errors
 from conveyor.artifact.release import Release
+from conveyor.artifact.store import write_atomically
 from conveyor.errors import ArtifactError
 
 Entry = tuple[str, int, str]  # (type, mode, sha256 of the content or the link target)
@@ -70,7 +71,7 @@ def file_manifest(release: Release) -> dict[str, Entry]:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     entries = _entries(release.path)
-    _write_atomically(cache, json.dumps({"sha256": release.sha256, "entries": entries}, sort_keys=True))
+    write_atomically(cache, json.dumps({"sha256": release.sha256, "entries": entries}, sort_keys=True))
     return entries
 
 
@@ -114,14 +115,7 @@ def build_delta(base: Release, target: Release, directory: Path) -> Delta | None
         raise ArtifactError(f"cannot build the delta {base.id} → {target.id}: {exc}") from exc
     delta = Delta(base.id, target.id, path, digest.hexdigest(), path.stat().st_size, len(changed),
                   tuple(deletions))
-    _write_atomically(meta, json.dumps({
+    write_atomically(meta, json.dumps({
         "base_sha256": base.sha256, "target_sha256": target.sha256, "sha256": delta.sha256, "size": delta.size,
         "changed": delta.changed, "deletions": list(delta.deletions)}))
     return delta
-
-
-def _write_atomically(dest: Path, text: str) -> None:
-    fd, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(temp_name, dest)

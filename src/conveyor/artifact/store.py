@@ -105,7 +105,7 @@ class LocalStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             _move_into(tarball, release.path)
-            _write_atomically(self.manifest_path(release_id), json.dumps(release.manifest(), indent=2) + "\n")
+            write_atomically(self.manifest_path(release_id), json.dumps(release.manifest(), indent=2) + "\n")
         except OSError as exc:
             raise ArtifactError(f"cannot add release {release_id} to {self.root}: {exc}") from exc
         return release
@@ -165,7 +165,7 @@ def _move_into(source: Path, dest: Path) -> None:
     source.unlink()
 
 
-def _write_atomically(dest: Path, text: str) -> None:
+def write_atomically(dest: Path, text: str) -> None:
     """Write `text` to `dest` through a temp file renamed over it, so readers never see half of it."""
     fd, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     temp = Path(temp_name)

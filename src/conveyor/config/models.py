@@ -6,7 +6,7 @@ import posixpath
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from conveyor.config.values import Duration, HostAmount, check_name, describe, parse_amount, whole_number
 from conveyor.gates.windows import Window
@@ -16,6 +16,8 @@ HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 ADDRESS_RE = re.compile(r"^[A-Za-z0-9\[:][A-Za-z0-9._:%\[\]-]{0,252}$")
 # A login name: no spaces, no shell or ssh option syntax; `@` and `\` allow directory (domain) accounts.
 USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._@\\-]{0,63}$")
+# An AWS region: eu-west-2, us-gov-west-1, ap-southeast-3.
+AWS_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
 
 
 class Strict(BaseModel):
@@ -306,10 +308,84 @@ def _host_item(value: Any) -> Any:
 HostEntry = Annotated[HostSpec, BeforeValidator(_host_item, json_schema_input_type=str | HostSpec)]
 
 
+def _one_or_more(value: Any) -> Any:
+    """One Auto Scaling group name or a list of them."""
+    return [value] if isinstance(value, str) else value
+
+
+GroupNames = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_one_or_more), Field(min_length=1)]
+TagFilter = Annotated[dict[str, str], Field(min_length=1)]
+
+
+class AwsInventory(Strict):
+    """EC2 instances found with boto3: members of Auto Scaling groups, or instances with tags, per role."""
+
+    region: str = Field(description="the AWS region to ask, like eu-west-2")
+    groups: dict[str, GroupNames] = Field(
+        default_factory=dict, description="role → Auto Scaling group name(s); only InService instances count")
+    tags: dict[str, TagFilter] = Field(
+        default_factory=dict, description="role → tags an instance must all have, like {Role: web, Env: prod}")
+    address: Literal["private", "public"] = "private"
+    name_tag: str | None = Field(default=None, min_length=1, max_length=128,
+                                 description="the tag whose value names a host (default: the instance id)")
+    endpoint_url: str | None = None
+    profile: str | None = Field(default=None, min_length=1)
+    retries: Int = Field(default=2, ge=0, le=10)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not AWS_REGION_RE.match(value):
+            raise ValueError(f"expected an AWS region like eu-west-2, got {value!r}")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_find(self) -> AwsInventory:
+        if not self.groups and not self.tags:
+            raise ValueError("an aws inventory needs groups: {role: ASG name} or tags: {role: {Tag: value}}")
+        return self
+
+
+class Inventory(Strict):
+    """Where a region's hosts come from when a deployment starts: a local program, or AWS."""
+
+    command: str | None = Field(default=None, min_length=1,
+                                description="run with sh in the config's directory; prints JSON role → hosts")
+    aws: AwsInventory | None = None
+    timeout: Duration = Field(default=30.0, description="how long the command (or one AWS call) may take")
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("a timeout must be more than zero, like 30s")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Inventory:
+        if self.command is not None and self.aws is not None:
+            raise ValueError("an inventory is one of command: or aws:, not both")
+        if self.command is None and self.aws is None:
+            raise ValueError("an inventory needs command: TEXT or aws: {region, groups or tags}")
+        return self
+
+    def describe(self) -> str:
+        """The provider, for messages: `command './inventory.sh ca'` or `aws eu-west-2`."""
+        return f"command {self.command!r}" if self.aws is None else f"aws {self.aws.region}"
+
+
 class Region(Strict):
-    """A part of an environment with its own hosts."""
+    """A part of an environment with its own hosts: listed under `hosts:`, found by `inventory:`, or both."""
 
     hosts: dict[str, Annotated[list[HostEntry], BeforeValidator(_host_list)]] = Field(default_factory=dict)
+    inventory: Inventory | None = None
     ssh: SSHSettings | None = None
 
 
@@ -350,7 +426,49 @@ class Artifact(Strict):
     delta: bool = True                 # send hosts only what changed since the release they run
     compression: Literal["gzip", "zstd", "none"] = "gzip"  # of the tarball in the store, as hosts receive it
     path: str = "dist"
-    store: str = ".conveyor/artifacts"
+    store: str = Field(default=".conveyor/artifacts",
+                       description="a directory (relative to conveyor.yml) or s3://bucket/prefix")
+    stores: dict[str, str] = Field(default_factory=dict, description="region → s3://bucket/prefix: a copy of "
+                                   "each release deployed there, so hosts download inside their region")
+    endpoint_url: str | None = Field(default=None, description="an S3-compatible endpoint instead of AWS "
+                                     "(MinIO, a test server), like http://127.0.0.1:9000")
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        if "://" in value:
+            if not value.startswith("s3://"):
+                raise ValueError(f"expected a directory or s3://bucket/prefix, got {value!r}")
+            from conveyor.artifact.s3 import parse_s3_url
+
+            parse_s3_url(value)  # ValueError for a bad bucket name or a '..' in the prefix
+        return value
+
+    @field_validator("stores")
+    @classmethod
+    def _stores(cls, value: dict[str, str]) -> dict[str, str]:
+        from conveyor.artifact.s3 import parse_s3_url
+
+        for region, url in value.items():
+            check_name(region, "region")
+            try:
+                parse_s3_url(url)
+            except ValueError as exc:
+                raise ValueError(f"{region}: {exc}") from None
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/]+/?", value):
+            raise ValueError(f"expected an http:// or https:// URL like http://127.0.0.1:9000, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _s3_settings(self) -> Artifact:
+        if not self.store.startswith("s3://") and (self.stores or self.endpoint_url):
+            raise ValueError("stores and endpoint_url are for an S3 store: set store: s3://bucket/prefix too")
+        return self
 
 
 def _shared_path(item: str) -> str:

@@ -113,13 +113,16 @@ def _hosts(base: Loc, regions: dict[str, Any], roles: list[str] | None) -> list[
         if not isinstance(region, dict):
             continue
         rbase = (*base, "regions", region_name)
+        inventory = region.get("inventory")
+        problems += _inventory_roles((*rbase, "inventory"), inventory, roles)
         hosts = region.get("hosts")
-        if hosts is None or hosts == {}:
+        # A region with an inventory finds its hosts when a deployment starts; it may list none itself.
+        if (hosts is None or hosts == {}) and inventory is None:
             problems.append(((*rbase, "hosts"), "a region needs at least one host"))
             continue
         if not isinstance(hosts, dict):
             continue
-        if all(isinstance(items, list) and not items for items in hosts.values()):
+        if all(isinstance(items, list) and not items for items in hosts.values()) and inventory is None:
             problems.append(((*rbase, "hosts"), "a region needs at least one host"))
         for role, items in hosts.items():
             if roles is not None and role not in roles:
@@ -138,4 +141,21 @@ def _hosts(base: Loc, regions: dict[str, Any], roles: list[str] | None) -> list[
                                      f"duplicate host {name!r} (also in {other_region}/{other_role})"))
                 else:
                     seen[key] = (region_name, role)
+    return problems
+
+
+def _inventory_roles(base: Loc, inventory: Any, roles: list[str] | None) -> list[Problem]:
+    """The roles an aws inventory looks for must be roles of the config."""
+    aws = inventory.get("aws") if isinstance(inventory, dict) else None
+    if roles is None or not isinstance(aws, dict):
+        return []
+    problems: list[Problem] = []
+    for section in ("groups", "tags"):
+        mapping = aws.get(section)
+        if not isinstance(mapping, dict):
+            continue
+        for role in mapping:
+            if role not in roles:
+                known = ", ".join(roles) or "none are defined under roles:"
+                problems.append(((*base, "aws", section, role), f"unknown role {role!r}; known: {known}"))
     return problems

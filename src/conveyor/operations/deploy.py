@@ -14,6 +14,7 @@ from typing import Any
 
 from conveyor.artifact import Release, is_release_id
 from conveyor.artifact.delta import Delta, build_delta
+from conveyor.artifact.pointers import PointerFiles
 from conveyor.config.models import AlertsCheck
 from conveyor.engine.events import EventBus, Subscriber
 from conveyor.engine.plan import Plan, make_plan
@@ -59,7 +60,7 @@ def resolve_release(ws: Workspace, release: str | None) -> Release:
         releases = ws.artifacts.list()
         if not releases:
             raise UsageError("no release has been built yet; run `conveyor build`")
-        return releases[0]
+        return ws.artifacts.get(releases[0].id)  # a remote store lists what it has, `get` fetches it
     return ws.artifacts.get(release)
 
 
@@ -102,8 +103,14 @@ def estimate_seconds(ws: Workspace, plan: Plan, kind: str = "deploy") -> tuple[f
 
 def plan_for(ws: Workspace, request: Request) -> Plan:
     """The plan of a request."""
-    return make_plan(ws.config, request.environment, ws.hosts(request.environment),
-                     regions=request.regions or None, roles=request.roles or None)
+    env = request.environment
+    ws.environment(env)
+    known = ws.config.environments[env].regions
+    if request.regions and not all(region in known for region in request.regions):
+        hosts = {}  # make_plan names the unknown region; no inventory needs asking for that
+    else:
+        hosts = ws.hosts(env, request.regions or None)  # only the regions asked for query their inventory
+    return make_plan(ws.config, env, hosts, regions=request.regions or None, roles=request.roles or None)
 
 
 def gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: bool = True,
@@ -300,12 +307,14 @@ def rollback(ws: Workspace, request: Request, *, subscribers: Sequence[Subscribe
         targets = {r.region: wanted.id for r in plan.regions}
         return _execute(ws, request, plan, "rollback", wanted.id, targets, shipments, {}, subscribers, confirm)
     for stored in ws.artifacts.list()[:20]:
-        shipments[stored.id] = Shipment(stored.id, stored.sha256, stored.path, stored.compression)
+        if stored.path.is_file():  # at hand; a release a remote store lists is fetched once it is chosen
+            shipments[stored.id] = Shipment(stored.id, stored.sha256, stored.path, stored.compression)
     predicted = _predict_rollback(ws, plan)
     if predicted is not None:
         # One round trip per host: each is switched on the condition that it is what the store says; a host
         # that is not is read first and moved like any other (see RolloutSpec.expect).
         targets, expect = predicted
+        _fetch_shipments(ws, targets, shipments)
         return _execute(ws, request, plan, "rollback", _single(targets), targets, shipments, {}, subscribers,
                         confirm, expect=expect)
 
@@ -313,12 +322,25 @@ def rollback(ws: Workspace, request: Request, *, subscribers: Sequence[Subscribe
         # Called by the rollout once it has read every host over the connections it then reuses.
         if not probes:
             raise UsageError("no host could be read; see each host's error")
-        return {region.region: _region_target(region.region, [probes[h.key] for h in region.hosts
-                                                              if h.key in probes])
-                for region in plan.regions}
+        chosen: dict[str, str | None] = {
+            region.region: _region_target(region.region, [probes[h.key] for h in region.hosts if h.key in probes])
+            for region in plan.regions}
+        _fetch_shipments(ws, chosen, shipments)
+        return chosen
 
     return _execute(ws, request, plan, "rollback", None, targets, shipments, {}, subscribers, confirm,
                     resolve=resolve)
+
+
+def _fetch_shipments(ws: Workspace, targets: dict[str, str | None], shipments: dict[str, Shipment]) -> None:
+    """Make sure the tarball of each target is at hand, for hosts that no longer have it."""
+    for target in {t for t in targets.values() if t}:
+        if target not in shipments:
+            try:
+                release = ws.artifacts.get(target)
+            except ArtifactError:
+                continue  # a host that lacks it fails with "not in the store to send"
+            shipments[target] = Shipment(release.id, release.sha256, release.path, release.compression)
 
 
 def _predict_rollback(ws: Workspace, plan: Plan) -> tuple[dict[str, str | None], dict[str, str]] | None:
@@ -392,7 +414,8 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
         store.set_lock_deployment(env, deployment_id)
         store.add_event(f"{kind}_started", ws.user, environment=env, deployment_id=deployment_id,
                         release=release, regions=regions)
-        bus.subscribe(StoreRecorder(store, env, deployment_id))
+        bus.subscribe(StoreRecorder(store, env, deployment_id,
+                                    pointer_files=PointerFiles(ws.artifacts, ws.config.app, ws.user)))
         spec = RolloutSpec(
             app=ws.config.app, environment=env, kind=kind, user=ws.user, deployment_id=deployment_id,
             targets=targets, shipments=shipments, probes=probes,

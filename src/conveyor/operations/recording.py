@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from conveyor.engine.events import Event
 from conveyor.engine.results import HostOutcome
+from conveyor.errors import ConveyorError
 
 if TYPE_CHECKING:
+    from conveyor.artifact.pointers import PointerFiles
     from conveyor.state.store import Store
 
 # Host outcomes are written in groups, so a large batch is one transaction rather than one per host. The
@@ -22,8 +25,10 @@ _FLUSH_ON = {"batch_started", "region_rolling_back", "region_finished", "wave_fi
 class StoreRecorder:
     """Keeps the store in step with what hosts report during a deployment."""
 
-    def __init__(self, store: Store, environment: str, deployment_id: int) -> None:
+    def __init__(self, store: Store, environment: str, deployment_id: int, *,
+                 pointer_files: PointerFiles | None = None) -> None:
         self.store = store
+        self.pointer_files = pointer_files  # region pointers for hosts that start later, beside the releases
         self.environment = environment
         self.deployment_id = deployment_id
         self.results: list[dict[str, Any]] = []
@@ -62,3 +67,17 @@ class StoreRecorder:
             release = event.data.get("release")
             if release:
                 self.store.set_pointer(self.environment, event.data["region"], release, self.deployment_id)
+                self.write_pointer_file(event.data["region"], release)
+
+    def write_pointer_file(self, region: str, release: str) -> None:
+        """Write the region's pointer file too; a failure is a warning, and the state store's pointer stands."""
+        if self.pointer_files is None:
+            return
+        try:
+            self.pointer_files.write(self.environment, region, release, self.deployment_id)
+        except Exception as exc:  # the file serves hosts that start later: never worth failing a deployment
+            reason = exc.message if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
+            print(f"conveyor: warning: {self.environment}/{region}: the pointer file was not written "
+                  f"(the state store points at {release}): {reason}", file=sys.stderr)
+            self.store.add_event("pointer_file_failed", self.pointer_files.user, environment=self.environment,
+                                 deployment_id=self.deployment_id, region=region, release=release, error=reason)

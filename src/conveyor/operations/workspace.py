@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -13,7 +14,7 @@ from conveyor.config.models import SSH_DEFAULTS, Config, SSHSettings
 from conveyor.engine.limits import Limits
 from conveyor.errors import UsageError
 from conveyor.identity import current_user
-from conveyor.inventory import Host, static_hosts
+from conveyor.inventory import Host, Provider, region_hosts
 from conveyor.transport.base import Transport
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) and the artifact store load when a command first uses them
@@ -27,6 +28,10 @@ class Workspace:
 
     loaded: LoadedConfig
     user: str = field(default_factory=current_user)
+    # (environment, region) → a provider used instead of the region's `inventory:` (tests inject these).
+    providers: dict[tuple[str, str], Provider] = field(default_factory=dict)
+    # (environment, region) → its hosts as last read: providers are asked once unless a refresh is asked for.
+    _hosts: dict[tuple[str, str], list[Host]] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def load(cls, config_file: str | Path | None) -> Workspace:
@@ -58,23 +63,42 @@ class Workspace:
 
     @cached_property
     def artifacts(self) -> LocalStore:
-        """The local artifact store."""
+        """The artifact store: a local directory, or an S3Store (a bucket, cached under .conveyor/cache/s3)."""
         from conveyor.artifact import LocalStore
 
-        store = self.config.artifact.store
-        if store.startswith("s3://"):
-            raise UsageError("artifact.store: s3:// stores are not supported by this version yet")
-        return LocalStore(self.directory / store)
+        artifact = self.config.artifact
+        if artifact.store.startswith("s3://"):
+            from conveyor.artifact.s3 import S3Store
+
+            return S3Store(artifact.store, self.directory / ".conveyor" / "cache" / "s3",
+                           endpoint_url=artifact.endpoint_url, regions=artifact.stores)
+        return LocalStore(self.directory / artifact.store)
 
     def environment(self, name: str) -> None:
         """Raise a UsageError unless `name` is an environment of the config."""
         if name not in self.config.environments:
             raise UsageError(f"unknown environment {name!r}; known: {', '.join(self.config.environments)}")
 
-    def hosts(self, env: str) -> dict[str, list[Host]]:
-        """region → hosts of an environment."""
+    def hosts(self, env: str, regions: Sequence[str] | None = None, *, refresh: bool = False) -> dict[str, list[Host]]:
+        """region → hosts of an environment (or of `regions` only; none means all, as on the command line):
+        the hosts the config lists first, then those its inventory provider finds.
+
+        Inventory providers are asked the first time a region is needed and the answer is kept for this
+        workspace; `refresh=True` asks them again (to catch hosts that appeared during a deployment).
+        Raises InventoryError when a provider fails, before anything has been changed anywhere.
+        """
         self.environment(env)
-        return static_hosts(self.config, env)
+        known = self.config.environments[env].regions
+        for region in regions or []:
+            if region not in known:
+                raise UsageError(f"unknown region {region!r} in {env}; known: {', '.join(known)}")
+        wanted = [r for r in known if not regions or r in regions]
+        stale = [r for r in wanted if refresh or (env, r) not in self._hosts]
+        if stale:
+            injected = {region: p for (e, region), p in self.providers.items() if e == env}
+            for region, hosts in region_hosts(self.config, env, stale, self.directory, injected).items():
+                self._hosts[(env, region)] = hosts
+        return {region: list(self._hosts[(env, region)]) for region in wanted}
 
     def local_root(self, env: str) -> Path:
         """Where local hosts live."""
