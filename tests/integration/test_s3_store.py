@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import shutil
 import socket
 import tarfile
 import time
@@ -362,3 +364,26 @@ def test_a_deploy_leaves_the_region_pointer_file_in_s3(
     pointer = json.loads(s3.get_object(Bucket=bucket, Key="shop/pointers/staging/uk.json")["Body"].read())
     assert (pointer["app"], pointer["environment"], pointer["region"], pointer["release"]) == (
         "shop", "staging", "uk", release)
+
+
+def test_a_new_host_converges_from_its_regions_own_bucket(
+        make_fleet: Any, moto_endpoint: str, s3: Any, new_bucket: Callable[[], str], tmp_path: Path) -> None:
+    main, regional = new_bucket(), new_bucket()
+    fleet = s3_fleet(make_fleet, moto_endpoint, main)
+    fleet.settings["artifact"]["stores"] = {"uk": f"s3://{regional}/shop"}
+    fleet.settings["environments"]["staging"]["transfer"] = "pull"
+    fleet.write_config()
+    release = fleet.build("1.0")
+    result = fleet.deploy("staging", release)
+    assert {h["transfer"] for h in result["regions"]["uk"]["hosts"]} == {"pulled by the host"}
+    assert {"shop/pointers/staging/uk.json", f"shop/releases/{release}.json"} <= keys(s3, regional)
+    # A new machine: an empty cache, and only the region's bucket has the release now.
+    shutil.rmtree(fleet.root / ".conveyor" / "cache")
+    for key in keys(s3, main):
+        s3.delete_object(Bucket=main, Key=key)
+    done = fleet.run("converge", "--env", "staging", "--region", "uk", "--role", "web", "--host", "uk-web-7",
+                     "--root", str(tmp_path / "machine"), "--json")
+    assert (done.json()["status"], done.json()["release"]) == ("converged", release)
+    deploy_to = tmp_path / "machine" / "srv" / "shop"
+    assert os.readlink(deploy_to / "current") == f"releases/{release}"
+    assert (deploy_to / "releases" / release / "VERSION").read_text() == "1.0\n"

@@ -834,3 +834,45 @@ def test_a_regions_own_command_timeout_applies_to_its_hosts(make_site: Callable[
     # It failed at its restart after 1 s (its region's limit, not the 10 m default), then was switched back.
     assert (uk["status"], uk["step"]) == ("rolled_back", "restart"), uk
     assert "timed out" in uk["error"], uk
+
+
+# ------------------------------------------------------------------- transfer: pull, from S3 (moto)
+
+
+def test_ssh_hosts_pull_the_release_from_s3_themselves(make_site: Callable[..., Site], moto_endpoint: str) -> None:
+    import uuid
+
+    import boto3
+
+    bucket = f"conveyor-{uuid.uuid4().hex[:12]}"
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="eu-west-2")
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+    names = HOSTS[:4]
+    site = make_site({"za": names})
+    site.settings["artifact"] = {"path": "app", "store": f"s3://{bucket}/shop", "endpoint_url": moto_endpoint}
+    site.settings["environments"]["prod"]["transfer"] = "pull"
+    site.write_config()
+    r1 = site.build("v1")
+    result = site.deploy(r1)
+    assert result["status"] == "succeeded", result
+    assert [h["transfer"] for h in result["regions"]["za"]["hosts"]] == ["pulled by the host"] * 4
+    for name in names:
+        assert site.current(name) == r1
+        site.assert_complete(name, r1)
+        assert not list((site.host_dir(name) / "incoming").iterdir())  # the download is gone once placed
+
+    # What the hosts download is damaged in the bucket (the controller's cached copy is fine): refused.
+    r2 = site.build("v2")
+    key = next(k["Key"] for k in s3.list_objects_v2(Bucket=bucket)["Contents"]
+               if k["Key"].startswith(f"shop/releases/{r2}.tar"))
+    body = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    body[len(body) // 2] ^= 0xFF
+    s3.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+    site.settings["artifact"]["delta"] = False  # every host must download the whole release
+    site.write_config()
+    refused = site.deploy(r2, expect=1)
+    assert refused["status"] == "rolled_back", refused
+    canary = site.detail(refused["id"])["by_host"][names[0]]
+    assert canary["step"] == "verify", canary
+    assert "checksum mismatch" in canary["error"], canary
+    assert site.currents(names) == dict.fromkeys(names, r1)

@@ -9,7 +9,9 @@ import shlex
 from functools import cache
 from importlib import resources
 
-PHASES = ("probe", "receive", "receive_delta", "activate", "check", "prune")
+PHASES = ("probe", "receive", "receive_url", "receive_delta", "activate", "check", "prune")
+# A phase that runs another phase's script after its own (receive_url downloads, then receives).
+_THEN = {"receive_url": "receive"}
 
 
 @cache
@@ -20,7 +22,8 @@ def script(phase: str) -> str:
     folder = resources.files("conveyor.engine") / "scripts"
     common = (folder / "common.sh").read_text(encoding="utf-8")
     body = (folder / f"{phase}.sh").read_text(encoding="utf-8")
-    return common + body
+    then = (folder / f"{_THEN[phase]}.sh").read_text(encoding="utf-8") if phase in _THEN else ""
+    return common + body + then
 
 
 def command(phase: str, args: list[str], env: dict[str, str] | None = None) -> str:
@@ -45,6 +48,12 @@ def probe(deploy_to: str, release: str) -> str:
 def receive(deploy_to: str, release: str, sha256: str, shared: list[str], compression: str = "gzip") -> str:
     """Read the tarball from stdin, verify it, unpack it complete into releases/RELEASE."""
     return command("receive", [deploy_to, release, sha256, compression, *shared])
+
+
+def receive_url(url: str, deploy_to: str, release: str, sha256: str, shared: list[str],
+                compression: str = "gzip") -> str:
+    """Download the tarball from URL on the host (curl or wget), then receive it as `receive` does."""
+    return command("receive_url", [url, deploy_to, release, sha256, compression, *shared])
 
 
 def receive_delta(deploy_to: str, release: str, base: str, sha256: str, shared: list[str],

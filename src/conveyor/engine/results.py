@@ -29,6 +29,7 @@ class HostStatus(StrEnum):
     UNCHANGED = "unchanged"      # already ran the target release; nothing done
     FAILED = "failed"            # a step failed; see step, exit code and output
     ROLLED_BACK = "rolled_back"  # moved, then switched back to its previous release
+    LEFT = "left"                # left the inventory during the deployment (scaled in): not a failure
 
 
 class RegionStatus(StrEnum):

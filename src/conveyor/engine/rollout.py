@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 import time
@@ -24,7 +25,7 @@ from conveyor.engine.limits import Limits
 from conveyor.engine.plan import Plan, RegionPlan
 from conveyor.engine.probe import Probe, last_step, parse_probe, tail
 from conveyor.engine.results import HostOutcome, HostStatus, RegionOutcome, RegionStatus
-from conveyor.errors import TransportError
+from conveyor.errors import ConveyorError, TransportError
 from conveyor.gates.analysis import Fetch, Measurement, Scope, Verdict, WatchResult, http_fetch, watch
 from conveyor.inventory import Host
 from conveyor.secrets import mask
@@ -39,6 +40,9 @@ class Shipment:
     sha256: str
     path: Path
     compression: str = "gzip"
+
+
+MigrationRun = Callable[[str, dict[str, str], float], Awaitable[Completed]]
 
 
 @dataclass
@@ -68,6 +72,18 @@ class RolloutSpec:
     deltas: Callable[[str, str], Awaitable[Delta | None]] | None = None  # (base, target) → what changed
     # A rollback reads every host first (over the connections it then reuses) and decides the targets.
     resolve_targets: Callable[[dict[str, Probe]], dict[str, str | None]] | None = None
+    # A region's hosts as its inventory lists them now (None if it cannot be read): hosts that joined while
+    # the region moved are caught up at its end; failed hosts that left are not failures.
+    refresh_hosts: Callable[[str], Awaitable[list[Host] | None]] | None = None
+    # transfer: pull — (region, shipment) → a URL the region's hosts download the tarball from themselves.
+    pull: Callable[[str, Shipment], Awaitable[str]] | None = None
+    bake_canaries: bool = True                                 # converge moves one host: no canary bake
+    # Schema migrations of a region, run before any of its hosts switches: (region, run) → why it failed, or
+    # None. `run(command, env, timeout)` runs a command in the new release's directory on one host of the
+    # role `migrate_on` (the release is put there first), or on this machine with `migrate_here`.
+    migrate: Callable[[str, MigrationRun], Awaitable[str | None]] | None = None
+    migrate_on: str | None = None
+    migrate_here: MigrationRun | None = None
 
     def limits_for(self, region: str) -> Limits:
         """A region's limits (defaults when it has none of its own)."""
@@ -284,6 +300,13 @@ class Rollout:
         by_host = {o.host.key: o for o in outcome.hosts}
         self.bus.emit("region_started", region=plan.region, release=target, hosts=len(outcome.hosts))
         started = time.monotonic()
+        if self.spec.migrate is not None and target is not None:
+            problem = await self._migrations(plan, outcome, target)
+            if problem is not None:
+                outcome.status, outcome.message = RegionStatus.FAILED, problem  # no host has switched
+                self.bus.emit("region_finished", region=plan.region, status=str(outcome.status),
+                              message=outcome.message, duration=time.monotonic() - started)
+                return
         for role in plan.roles:
             role_outcomes = [by_host[h.key] for h in role.hosts]
             for batch in role.batches:
@@ -291,6 +314,8 @@ class Rollout:
                 self.bus.emit("batch_started", region=plan.region, role=role.role, batch=batch.number,
                               canary=batch.canary, hosts=[h.name for h in batch.hosts])
                 await asyncio.gather(*(self._host(o, target) for o in members))
+                if self.spec.refresh_hosts is not None and any(o.failed for o in members):
+                    await self._departed(outcome)  # a host scaled in mid-deployment is gone, not failed
                 if self.spec.revert_on_failure:
                     # A failed host does not keep serving the release that failed on it.
                     await asyncio.gather(*(self._revert(o) for o in members if o.failed and o.moved))
@@ -312,16 +337,95 @@ class Rollout:
                     self.bus.emit("region_finished", region=plan.region, status=str(outcome.status),
                                   message=outcome.message, duration=time.monotonic() - started)
                     return
+        if self.spec.refresh_hosts is not None and not await self._catch_up(plan, outcome):
+            await self._halt(outcome)
+            self.bus.emit("region_finished", region=plan.region, status=str(outcome.status),
+                          message=outcome.message, duration=time.monotonic() - started)
+            return
         outcome.status = RegionStatus.SUCCEEDED
         self.bus.emit("region_finished", region=plan.region, status=str(outcome.status), release=target,
                       message=outcome.message, duration=time.monotonic() - started)
+
+    async def _migrations(self, plan: RegionPlan, outcome: RegionOutcome, target: str) -> str | None:
+        """Run the region's migrations before any of its hosts switches; why they failed, or None."""
+        assert self.spec.migrate is not None
+        run: MigrationRun
+        if self.spec.migrate_on is None:
+            assert self.spec.migrate_here is not None
+            run = self.spec.migrate_here
+        else:
+            role = self.spec.migrate_on
+            host = next((o for o in outcome.hosts if o.host.role == role), None)
+            if host is None:
+                return f"migrations run on a {role} host, and this region has none in this deployment"
+            try:
+                path = await self.stage(host, target)
+            except StepFailed as exc:
+                return f"cannot put {target} on {host.host.name} to run the migrations: {exc}"
+            except TransportError as exc:
+                return f"cannot reach {host.host.name} to run the migrations: {exc.message}"
+            chosen = host
+
+            async def run(command: str, env: dict[str, str], timeout: float) -> Completed:
+                try:
+                    return await self._run(chosen, "migrate", commands.check(path, command, 0, 0, env),
+                                           timeout=timeout, track=False)
+                except TransportError as exc:
+                    return Completed(exit_code=255, output=f"{chosen.host.name}: {exc.message}")
+
+        self.bus.emit("migrations_started", region=plan.region, release=target)
+        problem = await self.spec.migrate(plan.region, run)
+        self.bus.emit("migrations_finished", region=plan.region, release=target, problem=problem)
+        return problem
+
+    async def _catch_up(self, plan: RegionPlan, outcome: RegionOutcome, rounds: int = 3) -> bool:
+        """Move the hosts that joined the region's inventory while it moved (launched by an autoscaler);
+        False when they fail beyond their role's max_failures. Bounded: a few rounds, then the region's
+        pointer (written at its end) is what later hosts start from."""
+        roles = {role.role: role for role in plan.roles}
+        for _ in range(rounds):
+            current = await self._departed(outcome)
+            if current is None:
+                return True
+            known = {o.host.key for o in outcome.hosts}
+            joined = [HostOutcome(h) for h in current if h.key not in known and h.role in roles]
+            if not joined:
+                return True
+            self.bus.emit("hosts_joined", region=plan.region, hosts=[o.host.name for o in joined])
+            outcome.hosts.extend(joined)
+            await asyncio.gather(*(self._host(o, outcome.target) for o in joined))
+            if self.spec.revert_on_failure:
+                await asyncio.gather(*(self._revert(o) for o in joined if o.failed and o.moved))
+            for name, role in roles.items():
+                failures = sum(1 for o in outcome.hosts if o.host.role == name and o.failed)
+                if failures > role.max_failures:
+                    outcome.message = (f"{failures} {name} host(s) failed, counting hosts that joined during the "
+                                       f"deployment (max_failures {role.max_failures}); region halted")
+                    return False
+        return True
+
+    async def _departed(self, outcome: RegionOutcome) -> list[Host] | None:
+        """Read the region's inventory again; failed hosts no longer in it have left (scaled in): they are
+        marked so and do not count as failures. The hosts listed now, or None when it cannot be read."""
+        assert self.spec.refresh_hosts is not None
+        current = await self.spec.refresh_hosts(outcome.region)
+        if current is None:
+            return None
+        listed = {h.key for h in current}
+        for gone in [o for o in outcome.hosts if o.failed and o.host.key not in listed]:
+            gone.failed = False
+            gone.status = HostStatus.LEFT
+            gone.note = f"left the inventory during the deployment (was: {gone.error})"
+            self.bus.emit("host_finished", outcome=gone)
+        return current
 
     async def _canary_bake(self, region: RegionOutcome, role: str, canaries: list[HostOutcome]) -> str | None:
         """Watch the canaries for the role's `canary_bake`; a sentence if they failed or are undecided.
 
         Only a deploy bakes its canaries: a rollback returns to what ran before, and a region-wide signal
         still showing the release being undone must not halt it after its first host."""
-        seconds = self.config.roles[role].canary_bake if self.spec.kind == "deploy" else None
+        seconds = self.config.roles[role].canary_bake if self.spec.kind == "deploy" and self.spec.bake_canaries \
+            else None
         moved = [o for o in canaries if o.status == HostStatus.SUCCEEDED]
         if not seconds or not moved:
             return None
@@ -437,23 +541,7 @@ class Rollout:
             outcome.status = HostStatus.UNCHANGED
             return
         if target is not None and target not in probe.releases:
-            shipment = self.spec.shipments.get(target)
-            if shipment is None:
-                raise StepFailed("receive", f"release {target} is not on the host and its artifact is not "
-                                            "in the store to send")
-            if shipment.compression == "zstd" and not probe.zstd:
-                raise StepFailed("receive", f"release {target} is compressed with zstd, which this host lacks: "
-                                            "install zstd there, or set artifact.compression: gzip and build again")
-            if not await self._receive_delta(outcome, probe, target, deploy_to, shipment.compression):
-                done = await self._run(outcome, "receive",
-                                       commands.receive(deploy_to, target, shipment.sha256, self.config.shared,
-                                                        shipment.compression),
-                                       stdin=shipment.path)
-                if done.exit_code != 0:
-                    step = last_step(done.output) or "receive"
-                    raise StepFailed(step, _why(step, done), done)
-                outcome.transfer = "full"
-            outcome.transferred = True
+            await self._receive(outcome, probe, target, deploy_to)
         # Pruning rides in the switch's round trip, and only when something new arrived.
         keep = self._protected(outcome, probe, target) if outcome.transferred else None
         await self._activate(outcome, target, self.spec.kind, outcome.previous, prune=keep)
@@ -461,6 +549,55 @@ class Rollout:
         await self._checks(outcome, target)
         outcome.status = HostStatus.SUCCEEDED
         outcome.step = None
+
+    async def _receive(self, outcome: HostOutcome, probe: Probe, target: str, deploy_to: str) -> None:
+        """Get `target` onto the host, complete and verified: a delta, a download, or the whole tarball."""
+        shipment = self.spec.shipments.get(target)
+        if shipment is None:
+            raise StepFailed("receive", f"release {target} is not on the host and its artifact is not "
+                                        "in the store to send")
+        if shipment.compression == "zstd" and not probe.zstd:
+            raise StepFailed("receive", f"release {target} is compressed with zstd, which this host lacks: "
+                                        "install zstd there, or set artifact.compression: gzip and build again")
+        if not await self._receive_delta(outcome, probe, target, deploy_to, shipment.compression):
+            if self.spec.pull is not None:
+                url = await self._pull_url(outcome, shipment)
+                done = await self._run(outcome, "receive", commands.receive_url(
+                    url, deploy_to, target, shipment.sha256, self.config.shared, shipment.compression))
+            else:
+                done = await self._run(outcome, "receive",
+                                       commands.receive(deploy_to, target, shipment.sha256, self.config.shared,
+                                                        shipment.compression),
+                                       stdin=shipment.path)
+            if done.exit_code != 0:
+                step = last_step(done.output) or "receive"
+                raise StepFailed(step, _why(step, done), done)
+            outcome.transfer = "pulled by the host" if self.spec.pull is not None else "full"
+        outcome.transferred = True
+
+    async def stage(self, outcome: HostOutcome, target: str) -> str:
+        """Put `target` on a host without switching it (for migrations that run from the new release before
+        any host of the region switches); the release's directory there. Its move later finds it on disk."""
+        deploy_to = self._deploy_to(outcome.host)
+        async with self._slot(outcome.host):
+            done = await self._run(outcome, "probe", commands.probe(deploy_to, target), track=False)
+            if done.exit_code != 0:
+                raise StepFailed("probe", _why("probe", done), done)
+            probe = parse_probe(done.output)
+            if target not in probe.releases:
+                await self._receive(outcome, probe, target, deploy_to)
+                probe = dataclasses.replace(probe, releases=tuple(sorted({*probe.releases, target})))
+        self.spec.probes[outcome.host.key] = probe
+        return f"{deploy_to}/releases/{target}"
+
+    async def _pull_url(self, outcome: HostOutcome, shipment: Shipment) -> str:
+        """Where the host downloads the release from (the region's store), or the reason it cannot."""
+        assert self.spec.pull is not None
+        outcome.step = "receive"
+        try:
+            return await self.spec.pull(outcome.host.region, shipment)
+        except ConveyorError as exc:
+            raise StepFailed("receive", f"no URL to download release {shipment.release} from: {exc.message}") from exc
 
     async def _receive_delta(self, outcome: HostOutcome, probe: Probe, target: str, deploy_to: str,
                              compression: str) -> bool:

@@ -49,7 +49,9 @@ class StoreRecorder:
             outcome: HostOutcome = event.data["outcome"]
             host = outcome.host
             self.results.append(outcome.to_json())
-            if outcome.status != "pending":
+            if outcome.status == "left":
+                self.store.forget_hosts(self.environment, [host.name])  # scaled in: it runs nothing now
+            elif outcome.status != "pending":
                 self.releases.append((host.name, host.region, host.role, outcome.release))
             if len(self.results) >= FLUSH_HOSTS or time.monotonic() - self.flushed >= FLUSH_SECONDS:
                 self.flush()

@@ -119,3 +119,26 @@ class LocalTransport:
 
     async def aclose(self) -> None:
         """Nothing shared to close."""
+
+
+class ThisMachine:
+    """The machine Conveyor runs on, as a host: `conveyor converge` on a host that starts (autoscaling).
+    `deploy_to` is used as it is (under `root`, which only tests change)."""
+
+    def __init__(self, root: Path = Path("/")) -> None:
+        self.root = root
+
+    async def connect(self, host: Host) -> LocalConnection:
+        """A connection that runs host scripts here."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TransportError(f"cannot use {self.root}: {exc}") from exc
+        return LocalConnection(self.root)
+
+    def deploy_path(self, host: Host, deploy_to: str) -> str:
+        """`deploy_to` on this machine."""
+        return str(self.root / deploy_to.lstrip("/"))
+
+    async def aclose(self) -> None:
+        """Nothing shared to close."""

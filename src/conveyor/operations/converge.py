@@ -1,0 +1,110 @@
+"""`conveyor converge`: a host that starts (an autoscaled instance at boot) installs the release its region
+runs, with the same host scripts a deployment uses, and nothing but read access to the artifact store.
+
+The region's pointer file (written after each deployment or rollback of the region) says which release;
+the release is fetched from the store and verified against the pointer's sha256 and the manifest's; the
+host receives it, switches, restarts and runs its role's checks. Running it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor.artifact.pointers import read_pointer
+from conveyor.artifact.store import LocalStore
+from conveyor.engine.events import EventBus, Subscriber
+from conveyor.engine.plan import make_plan
+from conveyor.engine.results import HostOutcome, HostStatus
+from conveyor.engine.rollout import Rollout, RolloutSpec, Shipment
+from conveyor.errors import ArtifactError, UsageError
+from conveyor.inventory import Host
+from conveyor.operations.workspace import Workspace
+from conveyor.transport.local import ThisMachine
+
+
+@dataclass
+class ConvergeResult:
+    """What converge did on this host."""
+
+    environment: str
+    region: str
+    role: str
+    host: str
+    release: str | None
+    status: str            # converged | unchanged | failed | no_pointer
+    message: str | None = None
+    outcome: HostOutcome | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the host runs its region's release (or the region has none yet), 1 when it failed."""
+        return 1 if self.status == "failed" else 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The result document of `converge --json`."""
+        return {"environment": self.environment, "region": self.region, "role": self.role, "host": self.host,
+                "release": self.release, "status": self.status, "message": self.message,
+                "outcome": self.outcome.to_json() if self.outcome else None}
+
+
+def host_name(given: str | None) -> str:
+    """This host's name: given, else the machine's, made safe as a directory and journal name."""
+    name = given or socket.gethostname() or "localhost"
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "localhost"
+    if given is not None and safe != given:
+        raise UsageError(f"--host {given!r}: use letters, digits, '.', '_' and '-' only")
+    return safe
+
+
+def _region_store(ws: Workspace, region: str) -> LocalStore:
+    """Where the region's hosts read pointers and releases: its own S3 store if it has one."""
+    from conveyor.artifact.s3 import S3Store
+
+    store = ws.artifacts
+    return store.region_store(region) if isinstance(store, S3Store) else store
+
+
+def converge(ws: Workspace, environment: str, region: str, role: str, *, name: str | None = None,
+             root: Path = Path("/"), subscribers: list[Subscriber] | None = None) -> ConvergeResult:
+    """Bring this machine to the release its region's pointer names."""
+    ws.environment(environment)
+    regions = ws.config.environments[environment].regions
+    if region not in regions:
+        raise UsageError(f"unknown region {region!r} in {environment}; known: {', '.join(regions)}")
+    if role not in ws.config.roles:
+        raise UsageError(f"unknown role {role!r}; known: {', '.join(ws.config.roles)}")
+    host = Host(name=host_name(name), environment=environment, region=region, role=role, address="localhost")
+    store = _region_store(ws, region)
+    pointer = read_pointer(store, environment, region)
+    if pointer is None:
+        return ConvergeResult(environment, region, role, host.name, None, "no_pointer",
+                              f"{environment}/{region} has not been deployed yet: nothing to install")
+    release_id = pointer.get("release")
+    if not isinstance(release_id, str):
+        raise ArtifactError(f"the pointer of {environment}/{region} names no release")
+    release = store.get(release_id)  # fetched into the local cache and verified against its manifest
+    if pointer.get("sha256") != release.sha256:
+        raise ArtifactError(f"the pointer of {environment}/{region} says {release_id} has sha256 "
+                            f"{pointer.get('sha256')}, the store's manifest says {release.sha256}")
+    plan = make_plan(ws.config, environment, {region: [host]}, regions=[region], roles=[role])
+    spec = RolloutSpec(
+        app=ws.config.app, environment=environment, kind="deploy", user=ws.user, deployment_id=None,
+        targets={region: release.id},
+        shipments={release.id: Shipment(release.id, release.sha256, release.path, release.compression)},
+        limits={region: ws.limits(environment)[region]}, revert_on_failure=True, bake_canaries=False,
+    )
+    rollout = Rollout(ws.config, spec, ThisMachine(root), EventBus(subscribers or []))
+    outcome = asyncio.run(rollout.run(plan))[0].hosts[0]
+    if outcome.status == HostStatus.UNCHANGED:
+        status, message = "unchanged", f"already runs {release.id}"
+    elif outcome.status == HostStatus.SUCCEEDED:
+        status, message = "converged", f"now runs {release.id} (was {outcome.previous or 'nothing'})"
+    else:
+        status, message = "failed", f"{outcome.step}: {outcome.error}"
+    return ConvergeResult(environment, region, role, host.name, release.id, status, message, outcome)
+
