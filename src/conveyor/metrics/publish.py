@@ -1,0 +1,126 @@
+"""Deployment metrics out of Conveyor: a PUT to a Pushgateway, a file for node_exporter's textfile collector.
+
+The publisher is a deployment subscriber: when a deployment finishes it computes the metrics (see
+`conveyor.metrics.deployments`) and sends them wherever `metrics:` says. Nothing here can fail a deployment:
+a target that cannot be reached is a warning line on stderr and a `metrics_failed` event in the state store.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from conveyor.engine.events import Event
+from conveyor.metrics.exposition import CONTENT_TYPE, render
+
+if TYPE_CHECKING:
+    from conveyor.operations.workspace import Workspace
+
+
+class MetricsError(Exception):
+    """A metrics target refused or could not be reached."""
+
+
+def group_url(base: str, job: str, grouping: dict[str, str]) -> str:
+    """`<base>/metrics/job/<job>/<label>/<value>...`, each part quoted for a URL path."""
+    parts = ["metrics", "job", urllib.parse.quote(job, safe="")]
+    for name, value in grouping.items():
+        parts += [urllib.parse.quote(name, safe=""), urllib.parse.quote(value, safe="")]
+    return base.rstrip("/") + "/" + "/".join(parts)
+
+
+def push(base: str, job: str, grouping: dict[str, str], text: str, *, timeout: float) -> None:
+    """Replace the group's metrics on the Pushgateway (HTTP PUT); MetricsError if it does not accept them."""
+    url = group_url(base, job, grouping)  # http(s) only: config validation refuses other schemes
+    request = urllib.request.Request(url, data=text.encode("utf-8"), method="PUT",  # noqa: S310
+                                     headers={"Content-Type": CONTENT_TYPE})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            status = int(response.status)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            body = exc.read(500).decode("utf-8", "replace").strip().splitlines()
+        raise MetricsError(f"HTTP {exc.code}: {body[0] if body else exc.reason}") from exc
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise MetricsError(f"cannot reach it: {reason}") from exc
+    if not 200 <= status < 300:
+        raise MetricsError(f"HTTP {status}")
+
+
+def write_textfile(path: Path, text: str) -> None:
+    """Replace `path` atomically (a temp file renamed over it), so node_exporter never reads half a file."""
+    from conveyor.artifact.store import write_atomically
+
+    if not path.parent.is_dir():
+        raise MetricsError(f"{path.parent} is not a directory (node_exporter's textfile directory?)")
+    try:
+        write_atomically(path, text)
+    except OSError as exc:
+        raise MetricsError(f"cannot write {path}: {exc}") from exc
+
+
+class MetricsPublisher:
+    """Publishes the deployment metrics of the config's app when a deployment finishes."""
+
+    def __init__(self, ws: Workspace, environment: str) -> None:
+        self.ws = ws
+        self.environment = environment
+        self.started: float | None = None
+        self.deployment_id: int | None = None
+
+    def __call__(self, event: Event) -> None:
+        """Time the deployment; publish when it ends."""
+        if event.kind == "deployment_started":
+            self.started = time.monotonic()
+            self.deployment_id = event.data.get("id")
+        elif event.kind == "deployment_finished":
+            seconds = time.monotonic() - self.started if self.started is not None else None
+            self.publish(event.data.get("result"), seconds)
+
+    def publish(self, result: Any, seconds: float | None) -> None:
+        """Compute the metrics and send them to each configured target; failures are warnings."""
+        from conveyor.metrics.deployments import collect
+
+        settings = self.ws.config.metrics
+        app = self.ws.config.app
+        try:
+            if settings.pushgateway:
+                # The Pushgateway keeps one group per environment: a push replaces that environment's series.
+                families = collect(self.ws, [self.environment], current=result, current_seconds=seconds)
+                grouping = {"app": app, "environment": self.environment}
+                self._attempt("pushgateway", settings.pushgateway, lambda: push(
+                    settings.pushgateway or "", settings.job, grouping, render(families, drop_labels=grouping),
+                    timeout=settings.timeout))
+            if settings.textfile:
+                # The file is the whole truth for the app: every environment's series.
+                path = Path(settings.textfile)
+                path = path if path.is_absolute() else self.ws.directory / path
+                everywhere = collect(self.ws, list(self.ws.config.environments), current=result,
+                                     current_seconds=seconds)
+                self._attempt("textfile", str(path), lambda: write_textfile(path, render(everywhere)))
+        except Exception as exc:  # computing them failed (the state store?): still only a warning
+            self._failed("metrics", "", f"{type(exc).__name__}: {exc}")
+
+    def _attempt(self, target: str, where: str, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except MetricsError as exc:
+            self._failed(target, where, str(exc))
+
+    def _failed(self, target: str, where: str, reason: str) -> None:
+        from conveyor.secrets import mask
+
+        place = f"{target} {where}: " if where else ""
+        print(f"conveyor: warning: metrics: {mask(place + reason)}", file=sys.stderr)
+        try:
+            self.ws.store.add_event("metrics_failed", self.ws.user, environment=self.environment,
+                                    deployment_id=self.deployment_id, target=target, where=where, error=reason)
+        except Exception as exc:  # the store is what failed: the warning above has said enough
+            print(f"conveyor: warning: metrics: the event was not recorded: {mask(str(exc))}", file=sys.stderr)

@@ -1,0 +1,117 @@
+"""Telling people and dashboards about deployments: Apprise notifications and Grafana annotations.
+
+`subscribers(ws, request, kind)` builds, for one deployment, the event subscribers the config asks for:
+
+- a `Notifier` for the `notify:` targets that want this environment (messages: message.py; sending through
+  Apprise: apprise_target.py);
+- `Annotations` when `grafana:` is set (grafana.py).
+
+Sending happens on one daemon thread per target (delivery.py), so a slow or dead target never holds up
+the engine; a target that fails is reported once (a warning on stderr, a `notify_failed` state event) and
+the deployment carries on. Apprise is imported only when a message is first sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from conveyor.artifact.release import is_release_id
+from conveyor.config.models import Config, NotifyTarget
+from conveyor.engine.events import Subscriber
+from conveyor.errors import ConveyorError
+from conveyor.notify.apprise_target import AppriseTarget
+from conveyor.notify.ci import job_url
+from conveyor.notify.delivery import Courier, Failures, redact
+from conveyor.notify.grafana import Annotations, GrafanaAPI
+from conveyor.notify.message import Commit, end_of_the_path
+from conveyor.notify.notifier import Context, Notifier, Recipient
+from conveyor.secrets import register_secret
+
+if TYPE_CHECKING:
+    from conveyor.operations.deploy import Request
+    from conveyor.operations.workspace import Workspace
+
+__all__ = ["subscribers", "targets"]
+
+
+def targets(config: Config) -> list[NotifyTarget]:
+    """Every `notify:` entry as a target: a plain URL wants every event of every environment."""
+    return [entry if isinstance(entry, NotifyTarget) else NotifyTarget(url=entry) for entry in config.notify]
+
+
+def subscribers(ws: Workspace, request: Request, kind: str) -> list[Subscriber]:
+    """The notifier and the annotations one deployment needs (none when the config asks for neither)."""
+    config = ws.config
+    environment = request.environment
+    failures = Failures(lambda: ws.store, ws.user, environment)
+    out: list[Subscriber] = []
+    wanted = [t for t in targets(config) if t.environments is None or environment in t.environments]
+    if wanted:
+        labels = _labels(wanted)
+        recipients = [Recipient(target, AppriseTarget(target.url, target.timeout),
+                                Courier(label, target.timeout, failures))
+                      for target, label in zip(wanted, labels, strict=True)]
+        context = Context(
+            app=config.app, environment=environment, kind=kind, user=ws.user, previous=_pointers(ws, environment),
+            commits=_commits(ws), authors=config.authors,
+            live_here=environment in end_of_the_path(config), job_url=job_url(os.environ),
+        )
+        out.append(Notifier(context, recipients, failures))
+    if config.grafana is not None:
+        grafana = config.grafana
+        label = f"grafana {redact(grafana.url)}"
+        token: str | None = None
+        api: GrafanaAPI | None = None
+        if grafana.token_env is not None:
+            token = os.environ.get(grafana.token_env, "").strip() or None
+            if token is None:
+                failures.add(label, f"{grafana.token_env} is not set: no annotations for this deployment")
+            else:
+                register_secret(token)
+        if token is not None or grafana.token_env is None:
+            api = GrafanaAPI(grafana.url, token, grafana.timeout)
+        out.append(Annotations(api, Courier(label, grafana.timeout, failures), failures, app=config.app,
+                               environment=environment, kind=kind, user=ws.user,
+                               dashboard_uid=grafana.dashboard_uid))
+    return out
+
+
+def _labels(wanted: Sequence[NotifyTarget]) -> list[str]:
+    """How each target is named in warnings: its name, or its URL with every secret part left out."""
+    labels: list[str] = []
+    for number, target in enumerate(wanted, start=1):
+        label = target.name or redact(target.url)
+        labels.append(label if label not in labels else f"{label} (#{number})")
+    return labels
+
+
+def _pointers(ws: Workspace, environment: str) -> dict[str, str | None]:
+    """region → the release it ran before this deployment; nothing when the store cannot say (a message
+    without "previous" is better than a deployment stopped for it)."""
+    try:
+        pointers = ws.store.pointers(environment)
+    except ConveyorError:
+        return {}
+    return {region: entry.get("release") for region, entry in pointers.items()}
+
+
+def _commits(ws: Workspace) -> Callable[[str | None], Sequence[Commit]]:
+    """What went out with a release, from its manifest in the artifact store (no network: a remote store's
+    manifest is in its local cache once the release was deployed from here)."""
+
+    def commits(release: str | None) -> Sequence[Commit]:
+        if not release or not is_release_id(release):
+            return ()
+        try:
+            manifest = json.loads(ws.artifacts.manifest_path(release).read_text(encoding="utf-8"))
+        except (OSError, ValueError, ConveyorError):
+            return ()
+        git = manifest.get("git") if isinstance(manifest, dict) else None
+        if not isinstance(git, dict) or not git.get("sha"):
+            return ()
+        return (Commit.from_git(git),)
+
+    return commits

@@ -1,0 +1,182 @@
+"""Grafana annotations: one per region per deployment, opened when the region starts, closed at the end.
+
+`POST /api/annotations` when a region starts (tags: app, environment, region, release, kind), then
+`PATCH /api/annotations/<id>` with `timeEnd` and the outcome when the deployment ends, so a dashboard shows
+each region's deployment as a band, and which ones went wrong. The token is a service account token read
+from the environment variable `grafana.token_env` names, sent as `Authorization: Bearer ...`.
+
+The request bodies are built by pure functions (tested as data); the calls use urllib with a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from functools import partial
+from typing import Any
+
+from conveyor.engine.events import Event
+from conveyor.engine.results import DeploymentResult
+from conveyor.notify.delivery import Courier, DeliveryError, Failures
+from conveyor.secrets import mask
+
+
+def tags(*, app: str, environment: str, region: str, release: str | None, kind: str) -> list[str]:
+    """The tags a region's annotation carries: what dashboards filter on."""
+    return ["conveyor", f"app:{app}", f"environment:{environment}", f"region:{region}",
+            f"release:{release or 'unknown'}", f"kind:{kind}"]
+
+
+def opening(*, app: str, environment: str, region: str, release: str | None, kind: str, user: str,
+            at_ms: int, dashboard_uid: str | None = None) -> dict[str, Any]:
+    """The body of the POST that opens a region's annotation."""
+    body: dict[str, Any] = {
+        "time": at_ms,
+        "tags": tags(app=app, environment=environment, region=region, release=release, kind=kind),
+        "text": f"{app}: {kind} {release or '(the previous release)'} to {environment}/{region} by {user}",
+    }
+    if dashboard_uid:
+        body["dashboardUID"] = dashboard_uid
+    return body
+
+
+def closing(*, app: str, environment: str, region: str, release: str | None, kind: str, user: str,
+            at_ms: int, outcome: str, message: str | None = None) -> dict[str, Any]:
+    """The body of the PATCH that closes a region's annotation with its outcome."""
+    text = f"{app}: {kind} {release or '(the previous release)'} to {environment}/{region} by {user}: " \
+           f"{outcome.replace('_', ' ')}"
+    if message and outcome != "succeeded":
+        text += f" ({message})"
+    return {
+        "timeEnd": at_ms,
+        "tags": [*tags(app=app, environment=environment, region=region, release=release, kind=kind),
+                 f"outcome:{outcome}"],
+        "text": mask(text),
+    }
+
+
+class GrafanaAPI:
+    """The two calls we make to Grafana's HTTP API, each within `timeout` seconds."""
+
+    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def create(self, annotation: dict[str, Any]) -> int:
+        """POST an annotation; its id."""
+        answer = self._call("POST", "/api/annotations", annotation)
+        annotation_id = answer.get("id")
+        if not isinstance(annotation_id, int):
+            raise DeliveryError(f"POST /api/annotations: the answer has no annotation id: {str(answer)[:200]}")
+        return annotation_id
+
+    def update(self, annotation_id: int, changes: dict[str, Any]) -> None:
+        """PATCH an annotation."""
+        self._call("PATCH", f"/api/annotations/{annotation_id}", changes)
+
+    def _call(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json",
+                   "User-Agent": "conveyor"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        # The URL is the config's http(s) Grafana URL (validated) plus our path: no file: or custom schemes.
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), headers=headers,  # noqa: S310
+                                         method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read(300).decode("utf-8", "replace").strip() if exc.fp else ""
+            raise DeliveryError(mask(f"{method} {path}: HTTP {exc.code} {exc.reason}"
+                                     + (f": {' '.join(detail.split())}" if detail else ""))) from None
+        except urllib.error.URLError as exc:
+            raise DeliveryError(mask(f"{method} {path}: {exc.reason}")) from None
+        except TimeoutError:
+            raise DeliveryError(f"{method} {path}: no answer within {self.timeout:g}s") from None
+        except OSError as exc:
+            raise DeliveryError(mask(f"{method} {path}: {exc}")) from None
+        try:
+            answer = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise DeliveryError(f"{method} {path}: the answer is not JSON: {raw[:200]!r}") from None
+        return answer if isinstance(answer, dict) else {}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Annotations:
+    """A subscriber that keeps one Grafana annotation per region of a deployment."""
+
+    def __init__(self, api: GrafanaAPI | None, courier: Courier, failures: Failures, *, app: str,
+                 environment: str, kind: str, user: str, dashboard_uid: str | None = None) -> None:
+        self.api = api  # None: the token is missing, which was reported; nothing is sent
+        self.courier = courier
+        self.failures = failures
+        self.app, self.environment, self.kind, self.user = app, environment, kind, user
+        self.dashboard_uid = dashboard_uid
+        self.deployment_id: int | None = None
+        self.releases: dict[str, str | None] = {}   # region → its release, for each region started
+        self.ended: dict[str, int] = {}              # region → when we last saw it move
+        self.ids: dict[str, int] = {}                # region → annotation id (written by the courier)
+
+    def __call__(self, event: Event) -> None:
+        """Open, follow and close each region's annotation."""
+        data = event.data
+        if event.kind in {"deployment_started", "deployment_blocked"}:
+            self.deployment_id = data.get("id")
+        elif event.kind == "region_started" and self.api is not None:
+            region = data["region"]
+            self.releases[region] = data.get("release")
+            body = opening(app=self.app, environment=self.environment, region=region,
+                           release=data.get("release"), kind=self.kind, user=self.user, at_ms=_now_ms(),
+                           dashboard_uid=self.dashboard_uid)
+            self.courier.post(partial(self._open, region, body), "region_started")
+        elif event.kind == "region_finished":
+            self.ended[data["region"]] = _now_ms()
+        elif event.kind == "host_finished":
+            region = data["outcome"].host.region
+            if region in self.ended:  # switched back after its bake: the region's story ends later
+                self.ended[region] = _now_ms()
+        elif event.kind == "deployment_finished":
+            self._close_all(data["result"])
+            self.courier.drain()
+        self.failures.flush(self.deployment_id)
+
+    def _open(self, region: str, body: dict[str, Any]) -> None:
+        assert self.api is not None
+        try:
+            self.ids[region] = self.api.create(body)
+        except DeliveryError as exc:
+            raise DeliveryError(f"annotation for {region} not added: {exc.why}") from None
+
+    def _close_all(self, result: DeploymentResult) -> None:
+        if self.api is None:
+            return
+        if self.deployment_id is None:
+            self.deployment_id = result.id
+        outcomes = {r.region: r for r in result.regions}
+        now = _now_ms()
+        for region, release in self.releases.items():
+            outcome = outcomes.get(region)
+            status = str(outcome.status) if outcome is not None else str(result.status)
+            if status in {"pending", "running"}:
+                status = str(result.status)
+            body = closing(app=self.app, environment=self.environment, region=region, release=release,
+                           kind=self.kind, user=self.user, at_ms=self.ended.get(region, now), outcome=status,
+                           message=outcome.message if outcome is not None else result.message)
+            self.courier.post(partial(self._close, region, body), "deployment_finished")
+
+    def _close(self, region: str, body: dict[str, Any]) -> None:
+        assert self.api is not None
+        annotation_id = self.ids.get(region)
+        if annotation_id is None:
+            return  # its POST failed, and that was reported
+        try:
+            self.api.update(annotation_id, body)
+        except DeliveryError as exc:
+            raise DeliveryError(f"annotation for {region} not closed: {exc.why}") from None

@@ -1,0 +1,137 @@
+"""The subscriber that tells people: it turns a deployment's events into messages for each target."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, Protocol
+
+from conveyor.config.models import NotifyTarget
+from conveyor.engine.events import Event
+from conveyor.engine.results import DeploymentResult
+from conveyor.notify.delivery import Courier, Failures
+from conveyor.notify.message import (
+    Commit,
+    Facts,
+    Message,
+    compose,
+    ends_of,
+    failed_hosts_of,
+    live_for,
+    previous_of,
+)
+
+
+class Sender(Protocol):
+    """Anything that sends a message to one place, raising DeliveryError when it cannot."""
+
+    def send(self, message: Message) -> None:
+        """Send one message."""
+
+
+@dataclass
+class Recipient:
+    """A target, what it wants, how it is sent to, and the courier that carries its messages."""
+
+    target: NotifyTarget
+    sender: Sender
+    courier: Courier
+
+
+@dataclass
+class Context:
+    """What the notifier knows before the first event: the deployment's who, where and what."""
+
+    app: str
+    environment: str
+    kind: str
+    user: str
+    previous: Mapping[str, str | None] = field(default_factory=dict)  # region pointers before it started
+    commits: Callable[[str | None], Sequence[Commit]] = lambda _release: ()
+    authors: Mapping[str, str] = field(default_factory=dict)
+    live_here: bool = False             # the end of the promotion path: name the authors when it succeeds
+    job_url: str | None = None
+
+
+class Notifier:
+    """Builds one message per event a target wants and hands it to that target's courier."""
+
+    def __init__(self, context: Context, recipients: Sequence[Recipient], failures: Failures) -> None:
+        self.context = context
+        self.recipients = list(recipients)
+        self.failures = failures
+        self.deployment_id: int | None = None
+        self.started: float | None = None
+        self.regions: tuple[str, ...] = ()
+        self.release: str | None = None
+        self.reason: str | None = None
+
+    def __call__(self, event: Event) -> None:
+        """React to the events people hear about; every other event only reports failures so far."""
+        handler = getattr(self, f"_on_{event.kind}", None)
+        if handler is not None:
+            handler(**event.data)
+        self.failures.flush(self.deployment_id)
+
+    # -- events -------------------------------------------------------------------------------------------
+    def _on_deployment_started(self, *, id: int, release: str | None, plan: Any = None,
+                               reason: str | None = None, **_: Any) -> None:
+        self.deployment_id, self.started, self.release, self.reason = id, time.monotonic(), release, reason
+        self.regions = tuple(r.region for r in plan.regions) if plan is not None else ()
+        self._send(self._facts("started"))
+
+    def _on_break_glass(self, *, release: str | None = None, reason: str | None = None, **_: Any) -> None:
+        self._send(replace(self._facts("break_glass"), release=release or self.release, reason=reason))
+
+    def _on_deployment_blocked(self, *, id: int, release: str | None, regions: Sequence[str],
+                               reason: str | None = None, **_: Any) -> None:
+        self.deployment_id, self.release, self.regions = id, release, tuple(regions)
+        self._send(replace(self._facts("blocked"), summary=reason))
+        self._drain()
+
+    def _on_deployment_finished(self, *, result: DeploymentResult, **_: Any) -> None:
+        if self.deployment_id is None:
+            self.deployment_id = result.id
+        status = str(result.status)
+        release = result.release or self.release
+        commits = tuple(self.context.commits(release)) if release else ()
+        facts = replace(
+            self._facts(status),
+            regions=tuple(r.region for r in result.regions) or self.regions,
+            release=release,
+            previous=previous_of(result) or dict(self.context.previous),
+            ends=ends_of(result),
+            duration=time.monotonic() - self.started if self.started is not None else None,
+            failed_hosts=failed_hosts_of(result),
+            commits=commits,
+            summary=result.message,
+        )
+        if status == "succeeded" and self.context.kind == "deploy" and self.context.live_here:
+            facts = replace(facts, live_for=live_for(commits, self.context.authors))
+        self._send(facts)
+        self._drain()
+
+    # -- sending ------------------------------------------------------------------------------------------
+    def _facts(self, event: str) -> Facts:
+        context = self.context
+        previous = {region: context.previous.get(region) for region in self.regions} if self.regions \
+            else dict(context.previous)
+        return Facts(event=event, app=context.app, environment=context.environment, kind=context.kind,
+                     user=context.user, regions=self.regions, release=self.release, previous=previous,
+                     reason=self.reason, job_url=context.job_url)
+
+    def _send(self, facts: Facts) -> None:
+        wanted = [r for r in self.recipients if r.target.wants(facts.event, self.context.environment)]
+        if not wanted:
+            return
+        message = compose(facts)
+        for recipient in wanted:
+            recipient.courier.post(partial(recipient.sender.send, message), facts.event)
+
+    def _drain(self) -> None:
+        # Every courier's wait starts now: they send side by side, so the longest wait bounds them all.
+        deadlines = [recipient.courier.deadline() for recipient in self.recipients]
+        for recipient, deadline in zip(self.recipients, deadlines, strict=True):
+            recipient.courier.drain(deadline)

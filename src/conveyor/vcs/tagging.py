@@ -1,0 +1,99 @@
+"""Release tags as a deployment subscriber: each region that moves tags the commit it now runs.
+
+`deploy/<env>/<region>/<release-id>` is made on the release's commit when the region finishes (so a
+controller killed later still leaves the tags of the regions that finished), and the deployment's tags are
+pushed once it ends, when `git.push` names a remote. Nothing here can fail a deployment: a problem is a
+warning on stderr and an event in the state store.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from conveyor.engine.events import Event
+from conveyor.vcs.git import GitError, push_tags, tag_release
+
+if TYPE_CHECKING:
+    from conveyor.operations.workspace import Workspace
+
+
+class ReleaseTagger:
+    """Tags each region's release when the region succeeds; pushes the tags when the deployment ends."""
+
+    def __init__(self, ws: Workspace, environment: str, kind: str, remote: str | None) -> None:
+        self.ws = ws
+        self.environment = environment
+        self.kind = kind
+        self.remote = remote
+        self.deployment_id: int | None = None
+        self.tags: list[str] = []
+        self.shas: dict[str, str | None] = {}
+        self.stopped = False  # the repository itself is unusable: said once, not once per region
+
+    def __call__(self, event: Event) -> None:
+        """Tag on a succeeded region, push at the end."""
+        if event.kind == "deployment_started":
+            self.deployment_id = event.data.get("id")
+        elif event.kind == "region_finished" and event.data.get("status") == "succeeded":
+            release = event.data.get("release")
+            if release and not self.stopped:
+                self._guarded(lambda: self.tag(event.data["region"], release), region=event.data["region"],
+                              release=release)
+        elif event.kind == "deployment_finished" and self.remote and self.tags:
+            self._guarded(self.push)
+
+    def tag(self, region: str, release: str) -> None:
+        """Tag `release`'s commit for this environment and `region`."""
+        from conveyor.vcs.changes import release_commits
+
+        if release not in self.shas:
+            self.shas[release] = release_commits(self.ws, [release]).get(release)
+        sha = self.shas[release]
+        if sha is None:
+            self._warn("git_tag_failed", f"{release} records no git commit (built outside a git work tree?): "
+                       f"{self.environment}/{region} not tagged", region=region, release=release)
+            return
+        message = (f"{release} deployed to {self.environment}/{region} by {self.ws.user}"
+                   f" ({self.kind}, deployment #{self.deployment_id})")
+        try:
+            result = tag_release(self.ws.directory, self.environment, region, release, sha, message=message)
+        except GitError as exc:
+            if "not in a git repository" in exc.message or "not installed" in exc.message:
+                self.stopped = True
+            self._warn("git_tag_failed", exc.message, region=region, release=release)
+            return
+        if result.status == "conflict":
+            self._warn("git_tag_conflict", f"tag {result.tag} already points at {(result.detail or '')[:12]}, "
+                       f"not at {sha[:12]}: left as it is", region=region, release=release, tag=result.tag)
+            return
+        self.tags.append(result.tag)
+        if result.status == "created":
+            self.ws.store.add_event("git_tagged", self.ws.user, environment=self.environment,
+                                    deployment_id=self.deployment_id, region=region, release=release,
+                                    tag=result.tag, sha=sha)
+
+    def push(self) -> None:
+        """Push this deployment's tags to the configured remote."""
+        assert self.remote is not None
+        try:
+            push_tags(self.ws.directory, self.remote, self.tags)
+        except GitError as exc:
+            self._warn("git_push_failed", f"push to {self.remote}: {exc.message}", tags=self.tags)
+
+    def _guarded(self, action: Callable[[], None], **context: Any) -> None:
+        try:
+            action()
+        except Exception as exc:  # a tag is worth a warning, never a failed deployment
+            self._warn("git_tag_failed", f"{type(exc).__name__}: {exc}", **context)
+
+    def _warn(self, kind: str, message: str, **data: Any) -> None:
+        from conveyor.secrets import mask
+
+        print(f"conveyor: warning: git tags: {mask(message)}", file=sys.stderr)
+        try:
+            self.ws.store.add_event(kind, self.ws.user, environment=self.environment,
+                                    deployment_id=self.deployment_id, error=message, **data)
+        except Exception as exc:  # the state store failing is reported by the deployment itself
+            print(f"conveyor: warning: git tags: the event was not recorded: {exc}", file=sys.stderr)
