@@ -31,11 +31,14 @@ def _root(
 
 
 def _register() -> None:
-    from conveyor.cli import configuring, deploying, inspecting, locking
+    from conveyor.cli import configuring, database, deploying, inspecting, locking
     from conveyor.demo import command as demo
 
-    for module in (configuring, deploying, inspecting, locking, demo):
+    for module in (configuring, deploying, inspecting, locking, database, demo):
         module.register(app)
+    from conveyor.cli import pipelines
+
+    pipelines.register(app)
 
 
 _register()

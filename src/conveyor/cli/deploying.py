@@ -33,6 +33,7 @@ STEPS = {
 def plan_document(ws: Workspace, plan: Plan, release: str | None, kind: str) -> dict[str, Any]:
     """A plan as JSON: waves, regions, roles, batches and hosts, gates, and each host's steps."""
     from conveyor.operations.deploy import estimate_seconds, gates
+    from conveyor.vcs.changes import plan_commits
 
     environment = ws.config.environments[plan.environment]
     total, per_host = estimate_seconds(ws, plan, kind)
@@ -57,7 +58,21 @@ def plan_document(ws: Workspace, plan: Plan, release: str | None, kind: str) -> 
         "on_failure": environment.on_failure,
         "checks": [c.describe() for c in environment.checks],
         "estimate": {"seconds": round(total, 1), "per_host_step": round(per_host, 2)},
+        # region → {"running", "release", "commits": [{"sha", "author", "email", "subject"}], "note"}
+        "commits": plan_commits(ws, plan.environment, [r.region for r in plan.regions],
+                                release if kind == "deploy" else None),
+        **_migrations(ws, plan, release, kind),
     }
+
+
+def _migrations(ws: Workspace, plan: Plan, release: str | None, kind: str) -> dict[str, Any]:
+    """The schema migrations a deploy would run per region, with their verdicts (when configured)."""
+    if ws.config.migrations is None or kind != "deploy" or release is None:
+        return {}
+    from conveyor.operations.migrations import plan_migrations
+
+    plans = plan_migrations(ws, plan.environment, [r.region for r in plan.regions], ws.artifacts.get(release))
+    return {"migrations": {region: p.to_json() for region, p in plans.items()}}
 
 
 def render_plan(document: dict[str, Any]) -> None:
@@ -79,10 +94,33 @@ def render_plan(document: dict[str, Any]) -> None:
     if document.get("bake"):
         out.print(f"bake between waves: {format_duration(document['bake'])}, watching: "
                   f"{'; '.join(document['checks']) or 'nothing (a pause)'}; on failure: {document['on_failure']}")
+    for region, migrations in (document.get("migrations") or {}).items():
+        for phase in ("contract", "expand", "waiting"):
+            for item in migrations[phase]:
+                when = "waits until every region runs it" if phase == "waiting" else f"runs before {region} switches"
+                out.print(f"migration {region} {item['name']} ({item['phase']}, {item['class']}): {when}",
+                          markup=False)
     out.print("each host: " + " → ".join(document["steps"]))
     estimate = document["estimate"]
     out.print(f"estimated duration: ~{format_duration(estimate['seconds'])} "
               f"(a host step takes ~{estimate['per_host_step']:g}s, from recent history)")
+    if document.get("commits"):
+        from conveyor.cli.inspecting import render_commits
+
+        entries = list(document["commits"].values())
+        if all(not e["commits"] and e["note"] == entries[0]["note"] for e in entries):
+            # Nothing to list anywhere for the same reason (no git, nothing new): one line says it.
+            out.print(f"commits going out: none{' — ' + entries[0]['note'] if entries[0]['note'] else ''}",
+                      markup=False, emoji=False)
+            return
+        out.print("commits going out:")
+        for region, entry in document["commits"].items():
+            count = len(entry["commits"])
+            out.print(f"  {region} (runs {entry['running'] or 'nothing yet'}): {count} commit"
+                      f"{'' if count == 1 else 's'}", markup=False, emoji=False)
+            render_commits(entry["commits"], indent="    ")
+            if entry["note"]:
+                out.print(f"    note: {entry['note']}", markup=False, emoji=False)
 
 
 def _display() -> list[Any]:
@@ -109,6 +147,38 @@ def _finish(result: DeploymentResult, as_json: bool) -> None:
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the app."""
     register_approvals(app)
+
+    @app.command()
+    def converge(
+        ctx: typer.Context,
+        environment: str = typer.Option(..., "--env", help="The environment this host belongs to."),
+        region: str = typer.Option(..., "--region", help="The region this host belongs to."),
+        role: str = typer.Option(..., "--role", help="What this host does (a role of conveyor.yml)."),
+        host: str | None = typer.Option(None, "--host", help="This host's name (default: its hostname)."),
+        root: str = typer.Option("/", "--root", hidden=True, help="Install under this directory (tests)."),
+        config: str | None = ConfigOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """On a host that starts (cloud-init, a systemd unit): install the release its region runs, switch,
+        restart and check it. Needs only read access to the artifact store. Running it again changes nothing."""
+        from pathlib import Path
+
+        from conveyor.operations.converge import converge as run_converge
+
+        ws = workspace(ctx, config)
+        subscribers = [] if as_json else _display()
+        try:
+            result = run_converge(ws, environment, region, role, name=host, root=Path(root),
+                                  subscribers=subscribers)
+        finally:
+            ws.close()
+        if as_json:
+            print_json(result.to_json())
+        else:
+            stderr().print(f"{result.host} ({environment}/{region}, {role}): {result.status}: {result.message}",
+                           markup=False)
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)
 
     @app.command()
     def plan(
@@ -206,6 +276,8 @@ def register(app: typer.Typer) -> None:
         role: list[str] = RoleOption,
         to: str | None = typer.Option(None, "--to", help="The release to go back to (default: the previous)."),
         reason: str | None = typer.Option(None, "--reason", help="Why: recorded in history."),
+        force: bool = typer.Option(False, "--force", help="Go back across an applied contract (or breaking) "
+                                   "migration (needs --reason; audited)."),
         yes: bool = YesOption,
         config: str | None = ConfigOption,
         as_json: bool = JsonOption,
@@ -218,7 +290,7 @@ def register(app: typer.Typer) -> None:
         ws.environment(environment)
         subscribers = [] if as_json else _display()
         confirm = _confirm(ws, "rollback") if (interactive() and not yes and not as_json) else None
-        request = Request(environment, regions=region, roles=role, release=to, reason=reason)
+        request = Request(environment, regions=region, roles=role, release=to, reason=reason, force=force)
         try:
             result = run_rollback(ws, request, subscribers=subscribers, confirm=confirm)
         finally:

@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from conveyor.ci.sections import for_log
 from conveyor.engine.events import Event
 from conveyor.engine.plan import Plan
 from conveyor.engine.results import DeploymentResult, HostOutcome
@@ -23,6 +24,9 @@ class Display:
         self.progress: Progress | None = None
         self.tasks: dict[str, TaskID] = {}
         self.started = time.monotonic()
+        # In a GitLab or GitHub job's log each wave folds into a section; elsewhere this is None.
+        self.sections = for_log(console.file, live=live)
+        self.run = "deployment"
 
     def line(self, text: str, style: str | None = None) -> None:
         """Print one line above the live display (or plainly)."""
@@ -43,6 +47,7 @@ class Display:
     def on_deployment_started(self, id: int, environment: str, kind: str, release: str | None,
                               plan: Plan, user: str, **_: Any) -> None:
         """Announce the deployment and start the progress bars."""
+        self.run = f"{kind}_{id}"
         self.line(f"{kind} #{id}: {release} to {environment} by {user}: {len(plan.hosts)} host(s) in "
                   f"{len(plan.regions)} region(s), {len(plan.waves)} wave(s)", "bold")
         if self.live:
@@ -56,8 +61,17 @@ class Display:
             self.progress.start()
 
     def on_wave_started(self, wave: int, regions: list[str], **_: Any) -> None:
-        """A wave begins."""
-        self.line(f"wave {wave}: {', '.join(regions)}")
+        """A wave begins (in a CI log: a section titled so)."""
+        title = f"wave {wave}: {', '.join(regions)}"
+        if self.sections:
+            self.sections.open(f"conveyor_{self.run}_wave_{wave}", mask(title))
+        else:
+            self.line(title)
+
+    def on_wave_finished(self, **_: Any) -> None:
+        """A wave is done, its bake included: its CI log section ends."""
+        if self.sections:
+            self.sections.close()
 
     def on_batch_started(self, region: str, role: str, batch: int, canary: bool, hosts: list[str],
                          **_: Any) -> None:
@@ -70,7 +84,7 @@ class Display:
         """A host is done (or was switched back)."""
         host = outcome.host
         where = f"  {host.region}/{host.name}"
-        if outcome.status == "rolled_back":
+        if outcome.status in ("rolled_back", "left"):
             self.line(f"{where} {outcome.note}", "yellow")
             return
         if outcome.failed:
@@ -84,6 +98,15 @@ class Display:
             self.line(f"{where} {outcome.status} {outcome.release or ''}{note} in {outcome.duration:.1f}s")
         if self.progress and host.region in self.tasks:
             self.progress.advance(self.tasks[host.region])
+
+    def on_hosts_joined(self, region: str, hosts: list[str], **_: Any) -> None:
+        """Hosts appeared in a region's inventory while it moved: they are caught up now."""
+        self.line(f"{region}: {len(hosts)} host(s) joined during the deployment, catching up: {', '.join(hosts)}",
+                  "cyan")
+        if self.progress and region in self.tasks:
+            task = self.tasks[region]
+            total = self.progress.tasks[task].total or 0
+            self.progress.update(task, total=total + len(hosts))
 
     def on_bake_started(self, wave: int, regions: list[str], seconds: float, **_: Any) -> None:
         """A wave's bake begins."""
@@ -120,6 +143,8 @@ class Display:
 
     def on_deployment_finished(self, result: DeploymentResult, **_: Any) -> None:
         """Stop the progress bars and print the verdict."""
+        if self.sections:  # the verdict stays outside any section, however the deployment ended
+            self.sections.close()
         if self.progress:
             self.progress.stop()
             self.progress = None

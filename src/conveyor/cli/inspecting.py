@@ -1,14 +1,41 @@
-"""status, history, releases and windows."""
+"""status, history, releases, diff and windows."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from conveyor.cli.options import ConfigOption, JsonOption, print_json, stdout, workspace
 from conveyor.errors import UsageError
+
+
+def render_commits(commits: list[dict[str, str]], indent: str = "  ") -> None:
+    """Commits as `sha  author <email>  subject` lines, newest first."""
+    out = stdout()
+    for commit in commits:
+        out.print(f"{indent}{commit['sha'][:10]}  {commit['author']} <{commit['email']}>  {commit['subject']}",
+                  markup=False, emoji=False)
+
+
+def render_diff(document: dict[str, Any]) -> None:
+    """Show a diff as a person reads it: per region, the two releases and the commits between them."""
+    out = stdout()
+    out.print(f"from {document['from']} to {document['to']}", markup=False, emoji=False)
+    for region, entry in document["regions"].items():
+        count = len(entry["commits"])
+        out.print(f"{region}: {entry['to'] or '(nothing)'} → {entry['from'] or '(nothing)'}: "
+                  f"{count} commit{'' if count == 1 else 's'}", markup=False, emoji=False)
+        render_commits(entry["commits"])
+        for phase in ("contract", "expand", "waiting"):
+            for item in (entry.get("migrations") or {}).get(phase, []):
+                when = " (waits until every region runs it)" if phase == "waiting" else ""
+                out.print(f"  migration {item['name']} ({item['phase']}, {item['class']}){when}", markup=False,
+                          emoji=False)
+        if entry["note"]:
+            out.print(f"  note: {entry['note']}", markup=False, emoji=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -118,6 +145,40 @@ def register(app: typer.Typer) -> None:
             commit = f"{r.git['sha'][:8]} {r.git.get('subject', '')}" if r.git else ""
             table.add_row(r.id, r.created_at, r.user, f"{r.size / 1e6:.1f} MB", str(r.files), commit)
         stdout().print(table)
+
+    @app.command()
+    def diff(
+        ctx: typer.Context,
+        environment: str = typer.Argument(..., help="With one environment: what the candidate release would "
+                                          "bring to it. With two: the environment whose releases would go out.",
+                                          metavar="ENV_A"),
+        other: str | None = typer.Argument(None, help="The environment they would go to (its regions are "
+                                           "compared).", metavar="ENV_B"),
+        region: list[str] = typer.Option([], "--region", "-r", help="Only this region (repeatable)."),
+        release: str | None = typer.Option(None, "--release", help="The candidate (default: the newest built); "
+                                           "with one environment only."),
+        config: str | None = ConfigOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """What is going out: the commits ENV_A runs that ENV_B does not (`diff staging production`), or
+        the commits a release would bring to each region of ENV (`diff production [--release ID]`)."""
+        from conveyor.vcs.changes import diff_environments, diff_release
+
+        ws = workspace(ctx, config)
+        try:
+            if other is not None:
+                if release is not None:
+                    raise UsageError("--release compares a release with one environment: `conveyor diff ENV "
+                                     "--release ID`, or two environments without it")
+                document = diff_environments(ws, environment, other, region or None)
+            else:
+                document = diff_release(ws, environment, release, region or None)
+        finally:
+            ws.close()
+        if as_json:
+            print_json(document)
+            return
+        render_diff(document)
 
     @app.command()
     def windows(

@@ -49,8 +49,15 @@ def cross_check(data: Any) -> list[Problem]:
     environments = data.get("environments")
     if not isinstance(environments, dict):
         return problems
+    problems += _notify_environments(data.get("notify"), list(environments))
     roles = _known(data.get("roles"))
     windows = _known(data.get("windows") if data.get("windows") is not None else {})
+    migrations = data.get("migrations")
+    if isinstance(migrations, dict) and isinstance(migrations.get("run_on"), str) and roles is not None:
+        run_on = migrations["run_on"]
+        if run_on != "local" and run_on not in roles:
+            problems.append((("migrations", "run_on"), f"unknown role {run_on!r}: a role whose hosts run "
+                                                       f"the migrations ({', '.join(roles)}), or local"))
     for env_name, env in environments.items():
         if isinstance(env, dict):
             problems += _environment(env_name, env, list(environments), roles, windows)
@@ -158,4 +165,20 @@ def _inventory_roles(base: Loc, inventory: Any, roles: list[str] | None) -> list
             if role not in roles:
                 known = ", ".join(roles) or "none are defined under roles:"
                 problems.append(((*base, "aws", section, role), f"unknown role {role!r}; known: {known}"))
+    return problems
+
+
+def _notify_environments(notify: Any, environments: list[str]) -> list[Problem]:
+    """A notification target that names an environment must name one the config has."""
+    if not isinstance(notify, list):
+        return []
+    problems: list[Problem] = []
+    for index, target in enumerate(notify):
+        names = target.get("environments") if isinstance(target, dict) else None
+        if not isinstance(names, list):
+            continue
+        for position, name in enumerate(names):
+            if isinstance(name, str) and name not in environments:
+                problems.append((("notify", index, "environments", position),
+                                 f"unknown environment {name!r}; known: {', '.join(environments)}"))
     return problems

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.artifact import Release, is_release_id
 from conveyor.artifact.delta import Delta, build_delta
@@ -21,11 +22,24 @@ from conveyor.engine.plan import Plan, make_plan
 from conveyor.engine.probe import Probe
 from conveyor.engine.results import DeploymentResult, DeploymentStatus, RegionOutcome, RegionStatus
 from conveyor.engine.rollout import Rollout, RolloutSpec, Shipment
-from conveyor.errors import ArtifactError, DeploymentFailed, HeldError, LockHeld, PromotionRefused, UsageError
+from conveyor.errors import (
+    ArtifactError,
+    ConveyorError,
+    DeploymentFailed,
+    HeldError,
+    LockHeld,
+    PromotionRefused,
+    UsageError,
+)
 from conveyor.gates.analysis import Measurement, Scope, Verdict, http_fetch, preflight_alerts
 from conveyor.gates.windows import evaluate, now
+from conveyor.inventory import Host
+from conveyor.operations.integrations import integrations
 from conveyor.operations.recording import StoreRecorder
 from conveyor.operations.workspace import Workspace
+
+if TYPE_CHECKING:
+    from conveyor.operations.migrations import RegionMigrations
 
 LEASE_SECONDS = 90.0
 
@@ -43,12 +57,13 @@ class Request:
     skip_promotion: bool = False       # deploy what has not succeeded upstream (audited, needs a reason)
     auto: bool = False                 # a pipeline deploying on merge: only where `auto: true`
     approval: int | None = None        # an approved request (`--request ID`)
+    force: bool = False                # roll back across an applied contract migration (needs a reason; audited)
 
     @property
     def overrides(self) -> list[str]:
         """The audited overrides this request asks for."""
-        return [name for name, on in (("break_glass", self.break_glass), ("skip_promotion", self.skip_promotion))
-                if on]
+        return [name for name, on in (("break_glass", self.break_glass), ("skip_promotion", self.skip_promotion),
+                                      ("force", self.force)) if on]
 
 
 Confirm = Callable[[Plan, str], bool]
@@ -272,6 +287,9 @@ def _record_blocked(ws: Workspace, request: Request, regions: list[str], release
     store.finish_deployment(deployment_id, "blocked", [], summary=exc.message)
     store.add_event("blocked", ws.user, environment=request.environment, deployment_id=deployment_id,
                     reason=exc.message, holder=exc.holder if isinstance(exc, LockHeld) else None)
+    EventBus(integrations(ws, request, kind)).emit(
+        "deployment_blocked", id=deployment_id, environment=request.environment, kind=kind, release=release,
+        regions=regions, user=ws.user, reason=exc.message)
 
 
 def deploy(ws: Workspace, request: Request, *, subscribers: Sequence[Subscriber], confirm: Confirm | None = None,
@@ -283,7 +301,13 @@ def deploy(ws: Workspace, request: Request, *, subscribers: Sequence[Subscriber]
     ws.store.record_release(release.manifest())
     targets: dict[str, str | None] = {r.region: release.id for r in plan.regions}
     shipments = {release.id: Shipment(release.id, release.sha256, release.path, release.compression)}
-    return _execute(ws, request, plan, "deploy", release.id, targets, shipments, {}, subscribers, confirm)
+    schema = None
+    if ws.config.migrations is not None:
+        from conveyor.operations.migrations import plan_migrations
+
+        schema = (release, plan_migrations(ws, request.environment, list(targets), release))
+    return _execute(ws, request, plan, "deploy", release.id, targets, shipments, {}, subscribers, confirm,
+                    schema=schema)
 
 
 def rollback(ws: Workspace, request: Request, *, subscribers: Sequence[Subscriber],
@@ -305,6 +329,7 @@ def rollback(ws: Workspace, request: Request, *, subscribers: Sequence[Subscribe
         wanted = resolve_release(ws, request.release)
         shipments[wanted.id] = Shipment(wanted.id, wanted.sha256, wanted.path, wanted.compression)
         targets = {r.region: wanted.id for r in plan.regions}
+        _check_schema_supports(ws, request, targets)
         return _execute(ws, request, plan, "rollback", wanted.id, targets, shipments, {}, subscribers, confirm)
     for stored in ws.artifacts.list()[:20]:
         if stored.path.is_file():  # at hand; a release a remote store lists is fetched once it is chosen
@@ -314,6 +339,7 @@ def rollback(ws: Workspace, request: Request, *, subscribers: Sequence[Subscribe
         # One round trip per host: each is switched on the condition that it is what the store says; a host
         # that is not is read first and moved like any other (see RolloutSpec.expect).
         targets, expect = predicted
+        _check_schema_supports(ws, request, targets)
         _fetch_shipments(ws, targets, shipments)
         return _execute(ws, request, plan, "rollback", _single(targets), targets, shipments, {}, subscribers,
                         confirm, expect=expect)
@@ -325,11 +351,23 @@ def rollback(ws: Workspace, request: Request, *, subscribers: Sequence[Subscribe
         chosen: dict[str, str | None] = {
             region.region: _region_target(region.region, [probes[h.key] for h in region.hosts if h.key in probes])
             for region in plan.regions}
+        _check_schema_supports(ws, request, chosen)
         _fetch_shipments(ws, chosen, shipments)
         return chosen
 
     return _execute(ws, request, plan, "rollback", None, targets, shipments, {}, subscribers, confirm,
                     resolve=resolve)
+
+
+def _check_schema_supports(ws: Workspace, request: Request, targets: dict[str, str | None]) -> None:
+    """Refuse a rollback across an applied contract or breaking migration (unless forced, with a reason)."""
+    if ws.config.migrations is None:
+        return
+    from conveyor.operations.migrations import check_rollback
+
+    if request.force and not (request.reason or "").strip():
+        raise UsageError("--force needs --reason TEXT: it is audited")
+    check_rollback(ws, request.environment, targets, force=request.force, reason=request.reason)
 
 
 def _fetch_shipments(ws: Workspace, targets: dict[str, str | None], shipments: dict[str, Shipment]) -> None:
@@ -378,7 +416,8 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
              targets: dict[str, str | None], shipments: dict[str, Shipment], probes: dict[str, Probe],
              subscribers: Sequence[Subscriber], confirm: Confirm | None,
              resolve: Callable[[dict[str, Probe]], dict[str, str | None]] | None = None,
-             expect: dict[str, str] | None = None) -> DeploymentResult:
+             expect: dict[str, str] | None = None,
+             schema: tuple[Release, dict[str, RegionMigrations]] | None = None) -> DeploymentResult:
     env = request.environment
     store = ws.store
     store.reap()
@@ -388,6 +427,10 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
             raise UsageError(f"--{request.overrides[0].replace('_', '-')} needs --reason TEXT: it is audited")
         _check_gates(ws, env, release, kind, explicit=kind == "deploy" or bool(request.release), regions=regions,
                      request=request)
+        if schema is not None:
+            from conveyor.operations.migrations import check_migrations
+
+            check_migrations(ws, env, schema[1], break_glass=request.break_glass, reason=request.reason)
         if confirm is not None and not confirm(plan, release or "(the previous release)"):
             raise HeldError("not confirmed; nothing was changed")
         takeover = store.lock(env, owner=ws.user, reason=request.reason or f"{kind} {release}",
@@ -428,7 +471,11 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
             before_wave=window_before_wave(ws, env, request) if kind == "deploy" else None,
             deltas=_delta_factory(ws) if ws.config.artifact.delta else None,
             expect=expect or {},
+            refresh_hosts=_inventory_refresher(ws, env, request) if kind == "deploy" else None,
+            pull=_pull_source(ws, env),
         )
+        if schema is not None and any(p.to_run for p in schema[1].values()):
+            _add_migrations(ws, spec, schema[0], schema[1], deployment_id)
         if resolve is not None:
             def resolved(found: dict[str, Probe]) -> dict[str, str | None]:
                 chosen = resolve(found)
@@ -437,8 +484,13 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
                 return chosen
 
             spec.resolve_targets = resolved
+        for subscriber in integrations(ws, request, kind):
+            bus.subscribe(subscriber)
         bus.emit("deployment_started", id=deployment_id, environment=env, kind=kind, release=release,
-                 plan=plan, user=ws.user)
+                 plan=plan, user=ws.user, reason=request.reason, overrides=request.overrides)
+        if request.break_glass:
+            bus.emit("break_glass", id=deployment_id, environment=env, kind=kind, release=release,
+                     user=ws.user, reason=request.reason)
         try:
             outcomes = _run_with_heartbeat(ws, env, Rollout(ws.config, spec, ws.transport(env), bus), plan)
         except UsageError as exc:
@@ -462,6 +514,73 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
         store.unlock(env, only_mine=True)
         bus.emit("deployment_finished", result=result)
     return result
+
+
+def _add_migrations(ws: Workspace, spec: RolloutSpec, release: Release, plans: dict[str, RegionMigrations],
+                    deployment_id: int) -> None:
+    """Each region runs its migrations before its hosts switch: on a host of `run_on`, or here."""
+    from conveyor.operations.migrations import here, migrator
+
+    settings = ws.config.migrations
+    assert settings is not None
+    spec.migrate = migrator(ws, spec.environment, release, plans, deployment_id)
+    if settings.run_on == "local":
+        spec.migrate_here = here(ws, release)
+    else:
+        spec.migrate_on = settings.run_on
+
+
+def _inventory_refresher(ws: Workspace, env: str,
+                         request: Request) -> Callable[[str], Awaitable[list[Host] | None]] | None:
+    """For an environment with inventory providers: read a region's hosts again (in a thread), for the
+    catch-up at the end of each region. A provider that fails then is a warning: the region's pointer,
+    written at its end, is what any host it missed starts from (`conveyor converge`)."""
+    regions = ws.config.environments[env].regions
+    if not any(region.inventory is not None for region in regions.values()):
+        return None
+
+    async def refresh(region: str) -> list[Host] | None:
+        if regions[region].inventory is None:
+            return None
+        try:
+            found = await asyncio.to_thread(ws.hosts, env, [region], refresh=True)
+        except ConveyorError as exc:
+            print(f"conveyor: warning: {env}/{region}: cannot read the inventory again to catch up hosts that "
+                  f"joined: {exc.message}", file=sys.stderr)
+            return None
+        return [h for h in found.get(region, []) if not request.roles or h.role in request.roles]
+
+    return refresh
+
+
+PULL_URL_SECONDS = 6 * 3600  # a region's hosts may start downloading hours after the deployment started
+
+
+def _pull_source(ws: Workspace, env: str) -> Callable[[str, Shipment], Awaitable[str]] | None:
+    """For `transfer: pull`: the URL a region's hosts download a release from, made once per (region,
+    release): the release copied into the region's own S3 store if it has one, then a presigned URL; for a
+    local store (a shared filesystem), a file:// URL."""
+    if ws.config.environments[env].transfer != "pull":
+        return None
+    made: dict[tuple[str, str], asyncio.Future[str]] = {}
+
+    def url_for(region: str, release_id: str) -> str:
+        from conveyor.artifact.s3 import S3Store
+
+        store = ws.artifacts
+        release = store.get(release_id)
+        if isinstance(store, S3Store):
+            store.replicate(release, region)
+            return store.presigned_url(release, region, expires=PULL_URL_SECONDS)
+        return release.path.resolve().as_uri()
+
+    async def pull(region: str, shipment: Shipment) -> str:
+        key = (region, shipment.release)
+        if key not in made:
+            made[key] = asyncio.ensure_future(asyncio.to_thread(url_for, region, shipment.release))
+        return await made[key]
+
+    return pull
 
 
 def _delta_factory(ws: Workspace) -> Callable[[str, str], Awaitable[Delta | None]]:

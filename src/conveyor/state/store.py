@@ -259,6 +259,36 @@ class Store:
                     t.host_state.c.host.in_(chunk)))
             conn.execute(t.host_state.insert(), rows)
 
+    # -- migrations -------------------------------------------------------------------------
+    def record_migration(self, environment: str, region: str, *, name: str, phase: str, cls: str, sha256: str,
+                         release: str, deployment_id: int | None) -> None:
+        """Remember that a migration was applied in a region (idempotent)."""
+        m = t.migrations
+        with self._tx() as conn:
+            conn.execute(m.delete().where(m.c.app == self.app, m.c.environment == environment,
+                                          m.c.region == region, m.c.name == name))
+            conn.execute(m.insert().values(app=self.app, environment=environment, region=region, name=name,
+                                           phase=phase, **{"class": cls}, sha256=sha256, release=release,
+                                           deployment_id=deployment_id, applied_at=iso(utcnow())))
+
+    def applied_migrations(self, environment: str) -> dict[str, list[dict[str, Any]]]:
+        """region → the migrations Conveyor applied there, in the order they were applied."""
+        m = t.migrations
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(m).where(m.c.app == self.app, m.c.environment == environment)
+                                .order_by(m.c.applied_at, m.c.name)).mappings().all()
+        out: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            out.setdefault(row["region"], []).append(dict(row))
+        return out
+
+    def forget_hosts(self, environment: str, hosts: list[str]) -> None:
+        """Hosts that are gone (scaled in) run nothing any more."""
+        with self._tx() as conn:
+            conn.execute(t.host_state.delete().where(
+                t.host_state.c.app == self.app, t.host_state.c.environment == environment,
+                t.host_state.c.host.in_(hosts)))
+
     def host_releases(self, environment: str) -> dict[str, str | None]:
         """host name → release, as last recorded."""
         with self._tx() as conn:

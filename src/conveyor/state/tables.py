@@ -156,3 +156,19 @@ approvals = Table(
     Column("approved_at", String(40)),
     Column("used_by", Integer),                       # the deployment that used it
 )
+
+# Schema migrations Conveyor applied, per region (each region has its own database): what a rollback must
+# not go back across.
+migrations = Table(
+    "migrations", metadata,
+    Column("app", String(64), primary_key=True),
+    Column("environment", String(64), primary_key=True),
+    Column("region", String(64), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("phase", String(16), nullable=False),       # expand | contract
+    Column("class", String(16), nullable=False),       # safe | needs-window | breaking
+    Column("sha256", String(64), nullable=False),
+    Column("release", String(64), nullable=False),     # the release that carried it when it was applied
+    Column("deployment_id", Integer),
+    Column("applied_at", String(40), nullable=False),
+)
