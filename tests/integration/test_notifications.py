@@ -372,3 +372,28 @@ def test_a_target_that_never_answers_costs_the_deployment_its_timeout_and_no_mor
     assert reported.startswith(f"conveyor: warning: notify json://127.0.0.1:{port}/…: ")
     # Two messages of at most 1s each, the first while hosts moved: far below what waiting would cost.
     assert took < 20, f"the deployment took {took:.1f}s"
+
+
+def test_a_message_lists_every_commit_that_went_out_and_names_all_their_authors(
+        make_fleet: MakeFleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI_JOB_URL", raising=False)
+    with recording_server() as web:
+        fleet = make_fleet(settings(notify=[{"url": f"json://127.0.0.1:{web.port}/deploys", "events": ["succeeded"],
+                                             "environments": ["production"]}],
+                                    authors={"alice@example.com": "@alice", "bob@example.com": "@bob"}))
+        first, _ = build(fleet, "1", "First cut")
+        fleet.deploy("staging", first)
+        fleet.deploy("production", first)
+        fleet.write_artifact("2")
+        commit(fleet, "Refunds in one click", name="Bob Builder", email="bob@example.com")
+        second, _ = build(fleet, "3", "Faster checkout", name="Alice Example", email="alice@example.com")
+        fleet.deploy("staging", second)
+        fleet.deploy("production", second)
+        messages = posted(web, "/deploys")
+
+    assert len(messages) == 2
+    body = messages[1]["message"]
+    assert "Faster checkout" in body
+    assert "Refunds in one click" in body   # not only the head commit: everything since what production ran
+    assert "First cut" not in body          # that one was already live
+    assert body.splitlines()[-1] == "Live now for @alice, @bob"

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from conveyor.artifact.release import is_release_id
@@ -54,9 +55,10 @@ def subscribers(ws: Workspace, request: Request, kind: str) -> list[Subscriber]:
         recipients = [Recipient(target, AppriseTarget(target.url, target.timeout),
                                 Courier(label, target.timeout, failures))
                       for target, label in zip(wanted, labels, strict=True)]
+        previous = _pointers(ws, environment)
         context = Context(
-            app=config.app, environment=environment, kind=kind, user=ws.user, previous=_pointers(ws, environment),
-            commits=_commits(ws), authors=config.authors,
+            app=config.app, environment=environment, kind=kind, user=ws.user, previous=previous,
+            commits=_commits(ws, previous), authors=config.authors,
             live_here=environment in end_of_the_path(config), job_url=job_url(os.environ),
         )
         out.append(Notifier(context, recipients, failures))
@@ -98,20 +100,36 @@ def _pointers(ws: Workspace, environment: str) -> dict[str, str | None]:
     return {region: entry.get("release") for region, entry in pointers.items()}
 
 
-def _commits(ws: Workspace) -> Callable[[str | None], Sequence[Commit]]:
-    """What went out with a release, from its manifest in the artifact store (no network: a remote store's
-    manifest is in its local cache once the release was deployed from here)."""
+def _commits(ws: Workspace, previous: Mapping[str, str | None]) -> Callable[[str | None], Sequence[Commit]]:
+    """What went out with a release: the commits between what the regions ran before (the most common
+    previous release) and it, from git; the release's own head commit when git cannot say (no work tree, a
+    shallow clone, a release built elsewhere)."""
 
     def commits(release: str | None) -> Sequence[Commit]:
         if not release or not is_release_id(release):
             return ()
+        before = Counter(r for r in previous.values() if r and r != release).most_common(1)
         try:
-            manifest = json.loads(ws.artifacts.manifest_path(release).read_text(encoding="utf-8"))
-        except (OSError, ValueError, ConveyorError):
-            return ()
-        git = manifest.get("git") if isinstance(manifest, dict) else None
-        if not isinstance(git, dict) or not git.get("sha"):
-            return ()
-        return (Commit.from_git(git),)
+            from conveyor.vcs.changes import Comparer
+
+            changes = Comparer(ws).compare(release, before[0][0] if before else None)
+        except ConveyorError:
+            changes = None
+        if changes is not None and changes.commits:
+            return tuple(Commit(c.sha, c.author, c.email, c.subject) for c in changes.commits)
+        return head_commit(ws, release)
 
     return commits
+
+
+def head_commit(ws: Workspace, release: str) -> Sequence[Commit]:
+    """The head commit a release's manifest records (no network: a remote store's manifest is in its local
+    cache once the release was deployed from here)."""
+    try:
+        manifest = json.loads(ws.artifacts.manifest_path(release).read_text(encoding="utf-8"))
+    except (OSError, ValueError, ConveyorError):
+        return ()
+    git = manifest.get("git") if isinstance(manifest, dict) else None
+    if not isinstance(git, dict) or not git.get("sha"):
+        return ()
+    return (Commit.from_git(git),)
