@@ -298,7 +298,9 @@ def deploy(ws: Workspace, request: Request, *, subscribers: Sequence[Subscriber]
     ws.environment(request.environment)
     plan = plan_for(ws, request)
     release = build() if request.release is None and build is not None else resolve_release(ws, request.release)
-    ws.store.record_release(release.manifest())
+    from conveyor.operations.release import record_release
+
+    record_release(ws, release)
     targets: dict[str, str | None] = {r.region: release.id for r in plan.regions}
     shipments = {release.id: Shipment(release.id, release.sha256, release.path, release.compression)}
     schema = None

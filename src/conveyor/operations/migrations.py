@@ -112,8 +112,20 @@ def _carried(ws: Workspace, release_id: str, directory: str) -> list[Migration]:
         try:
             cached[key] = migrations_of(ws.artifacts.get(release_id), directory)
         except ArtifactError:
-            cached[key] = []
+            cached[key] = _recorded(ws, release_id)
     return cached[key]
+
+
+def _recorded(ws: Workspace, release_id: str) -> list[Migration]:
+    """The migrations the state store recorded for a release whose tarball is gone (names and phases: enough
+    to know what a rollback to it would undo)."""
+    manifest = ws.store.release_manifest(release_id) or {}
+    out = []
+    for item in manifest.get("migrations") or []:
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and item.get("phase") in ("expand",
+                                                                                                  "contract"):
+            out.append(Migration(item["name"], item["phase"], str(item.get("sha256", "")), ""))
+    return out
 
 
 def plan_migrations(ws: Workspace, env: str, regions: list[str], target: Release) -> dict[str, RegionMigrations]:

@@ -25,5 +25,16 @@ def build(ws: Workspace, *, ref: str | None = None) -> tuple[Release, bool]:
         git = {**git, "ref": ref}
     release, created = build_release(source, ws.artifacts, user=ws.user, now=datetime.now(UTC), git=git,
                                      compression=ws.config.artifact.compression)
-    ws.store.record_release(release.manifest())
+    record_release(ws, release)
     return release, created
+
+
+def record_release(ws: Workspace, release: Release) -> None:
+    """Remember a release in the state store, with the migrations it carries (when the config has them), so
+    a rollback can tell what the schema needs even once the tarball has left the store."""
+    manifest = release.manifest()
+    if ws.config.migrations is not None:
+        from conveyor.migrations.catalog import migrations_of
+
+        manifest["migrations"] = [m.to_json() for m in migrations_of(release, ws.config.migrations.dir)]
+    ws.store.record_release(manifest)

@@ -109,6 +109,13 @@ class Store:
             if not exists:
                 conn.execute(t.releases.insert().values(**row))
 
+    def release_manifest(self, release_id: str) -> dict[str, Any] | None:
+        """The manifest recorded for a release (None if this store never saw it)."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(t.releases.c.manifest).where(
+                t.releases.c.app == self.app, t.releases.c.id == release_id)).first()
+        return dict(row.manifest) if row is not None and isinstance(row.manifest, dict) else None
+
     # -- deployments ------------------------------------------------------------------------
     def start_deployment(self, *, environment: str, regions: list[str], release: str | None,
                          previous_by_region: dict[str, str | None], kind: str, user: str,
