@@ -639,3 +639,10 @@ def test_db_lint_reads_the_migrations_section_of_the_config(tmp_path: Path) -> N
     doc = json.loads(done.stdout)
     assert [f["path"] for f in doc["files"]] == ["db/0001.sql", "db/0002.sql"]
     assert "pg.create-index-blocking" in doc["statements"][1]["rules"]
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql", "mariadb"])
+def test_identifiers_with_letters_beyond_ascii_are_read_not_crashed_on(dialect: str) -> None:
+    verdict = judge_sql("ALTER TABLE naïve ADD COLUMN größe int;\nSELECT é FROM naïve;\n", dialect, None, "expand",
+                        squawk=False)
+    assert [(s.line, s.cls) for s in verdict.statements] == [(1, "safe"), (2, "safe")]

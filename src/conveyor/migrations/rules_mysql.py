@@ -21,22 +21,20 @@ parsed by sqlglot whole. What neither can read is `unparsed`: needs-window, neve
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from conveyor.migrations.findings import Issue, worst_algorithm
-from conveyor.migrations.sqlschema import (
-    Column,
-    Schema,
-    Table,
-    bytes_per_char,
-    compare_types,
-    is_command,
-    parse_column,
-    parse_statement,
-    selects_a_whole_table,
-    table_from_create,
+from conveyor.migrations.findings import Cls, Issue, worst_algorithm
+from conveyor.migrations.rules_common import (
+    UNKNOWN_COLUMN_HINT,
+    AlterTable,
+    Judgement,
+    Rules,
+    renamed,
+    server_label,
+    unparsed_issue,
 )
+from conveyor.migrations.sqlschema import Column, Schema, Table, bytes_per_char, compare_types
 from conveyor.migrations.statements import Statement, Words, lex
 
 INSTANT, INPLACE, LOCKED, COPY = "instant", "inplace", "inplace-locked", "copy"
@@ -90,10 +88,7 @@ class Server:
     @property
     def label(self) -> str:
         """`MariaDB 10.11.6`, or `MySQL (version not given: a current release assumed)`."""
-        name = "MariaDB" if self.flavor == "mariadb" else "MySQL"
-        if self.version is None:
-            return f"{name} (version not given: a current release assumed)"
-        return f"{name} {'.'.join(str(p) for p in self.version)}"
+        return server_label("MariaDB" if self.flavor == "mariadb" else "MySQL", self.version)
 
 
 def parse_version(text: str | None) -> tuple[int, ...] | None:
@@ -108,29 +103,18 @@ def parse_version(text: str | None) -> tuple[int, ...] | None:
 
 def unparsed(why: str) -> Issue:
     """The verdict on what cannot be read: needs the window, never silently safe."""
-    return Issue("unparsed", "needs-window",
-                 f"Conveyor cannot read this statement ({why}), so it cannot tell that it is online and "
-                 "compatible", _UNPARSED_HINT)
-
-
-def new_table(prefix: str, table: str) -> Issue:
-    """The verdict on a change to a table the same migration created."""
-    return Issue(f"{prefix}.new-table", "safe",
-                 f"{table} is created by this same migration: the running release does not use it yet")
+    return unparsed_issue(why, _UNPARSED_HINT)
 
 
 @dataclass
-class _Judgement:
-    issues: list[Issue] = field(default_factory=list)
+class _Judgement(Judgement):
+    """A MySQL judgement also collects the algorithm each finding claims: the statement's is the heaviest."""
+
     algorithms: list[str | None] = field(default_factory=list)
-    updates: list[Callable[[], None]] = field(default_factory=list)
 
-    def add(self, rule: str, cls: str, message: str, hint: str = "", algorithm: str | None = None) -> None:
-        self.issues.append(Issue(f"mysql.{rule}", cls, message, hint))  # type: ignore[arg-type]
+    def add(self, rule: str, cls: Cls, message: str, hint: str = "", algorithm: str | None = None) -> None:
+        super().add(rule, cls, message, hint)
         self.algorithms.append(algorithm)
-
-    def unparsed(self, why: str) -> None:
-        self.issues.append(unparsed(why))
 
 
 def judge(statement: Statement, schema: Schema, server: Server) -> tuple[list[Issue], str | None]:
@@ -138,14 +122,8 @@ def judge(statement: Statement, schema: Schema, server: Server) -> tuple[list[Is
 
     The schema is updated with what the statement creates or changes.
     """
-    judgement = _Judgement()
-    if statement.problem:
-        judgement.unparsed(statement.problem)
-        return judgement.issues, None
-    words = Words(lex(statement.text, server.flavor), statement.text)
-    _Rules(statement, words, schema, server, judgement).run()
-    for update in judgement.updates:
-        update()
+    judgement = _Judgement("mysql", _UNPARSED_HINT)
+    _Rules(statement, schema, server, judgement).judge()
     return judgement.issues, worst_algorithm(judgement.algorithms)
 
 
@@ -158,65 +136,47 @@ _ALTER_HARMLESS = {"VIEW", "PROCEDURE", "FUNCTION", "EVENT", "DATABASE", "SCHEMA
                    "TABLESPACE", "LOGFILE", "SEQUENCE", "INSTANCE", "RESOURCE", "ALGORITHM", "DEFINER", "SQL"}
 _DROP_BREAKING = {"VIEW", "PROCEDURE", "FUNCTION", "DATABASE", "SCHEMA", "EVENT", "SEQUENCE"}
 _DROP_HARMLESS = {"TRIGGER", "USER", "ROLE", "SERVER", "TABLESPACE", "LOGFILE", "RESOURCE"}
+# Statements that always need the migration window, by first word.
+_WINDOW_STATEMENTS = {
+    "OPTIMIZE": ("optimize-table", "OPTIMIZE TABLE rebuilds the whole table (InnoDB maps it to ALTER TABLE ... FORCE): "
+                 "heavy I/O for its whole length, and replicas lag behind by as long",
+                 "run it inside the migration window, or leave it to a maintenance job"),
+    "REPAIR": ("repair-table", "REPAIR TABLE locks the table while it runs", "run it inside the migration window"),
+    "LOCK": ("lock-tables", "LOCK TABLES stops the running release's reads or writes on those tables",
+             "remove it: an online ALTER TABLE does not need it; else run inside the migration window"),
+    "LOAD": ("load-data", "LOAD DATA writes rows in bulk: a long transaction that holds locks and makes replicas lag",
+             "load in batches, or inside the migration window"),
+}
 
 
-class _Rules:
-    def __init__(self, statement: Statement, words: Words, schema: Schema, server: Server,
-                 judgement: _Judgement) -> None:
-        self.statement = statement
-        self.words = words
-        self.schema = schema
-        self.server = server
-        self.j = judgement
+class _Rules(Rules[Server]):
+    j: _Judgement
+    dml = ("INSERT", "REPLACE", "UPDATE", "DELETE", "WITH")
+    harmless = _HARMLESS
+    window_statements = _WINDOW_STATEMENTS
+    drop_breaking = _DROP_BREAKING
+    drop_harmless = _DROP_HARMLESS
+    insert_select_cost = ": it holds locks on the rows it reads and makes replicas lag"
+    update_cost = " while it runs and makes replicas lag"
+    update_hint = ("backfill in batches (WHERE id BETWEEN ... or LIMIT, repeated), or run it inside the migration "
+                   "window")
 
-    # -- dispatch ---------------------------------------------------------------------------------------
+    @property
+    def dialect(self) -> str:
+        return self.server.flavor
 
-    def run(self) -> None:
-        w = self.words
-        head = w.peek()
-        if head is None:
-            return
-        if head.kind != "word":
-            self.j.unparsed("it does not start with a keyword")
-            return
-        verb = head.value
-        if verb == "ALTER":
-            self._alter()
-        elif verb == "CREATE":
-            self._create()
-        elif verb == "DROP":
-            self._drop()
-        elif verb == "RENAME":
+    def _other(self, verb: str) -> bool:
+        if verb == "RENAME":
             self._rename_tables()
-        elif verb == "TRUNCATE":
-            self._truncate()
-        elif verb == "OPTIMIZE":
-            self.j.add("optimize-table", "needs-window",
-                       "OPTIMIZE TABLE rebuilds the whole table (InnoDB maps it to ALTER TABLE ... FORCE): heavy "
-                       "I/O for its whole length, and replicas lag behind by as long",
-                       "run it inside the migration window, or leave it to a maintenance job")
-        elif verb == "REPAIR":
-            self.j.add("repair-table", "needs-window", "REPAIR TABLE locks the table while it runs",
-                       "run it inside the migration window")
-        elif verb == "LOCK":
-            self.j.add("lock-tables", "needs-window",
-                       "LOCK TABLES stops the running release's reads or writes on those tables",
-                       "remove it: an online ALTER TABLE does not need it; else run inside the migration window")
-        elif verb == "LOAD":
-            self.j.add("load-data", "needs-window", "LOAD DATA writes rows in bulk: a long transaction that "
-                       "holds locks and makes replicas lag", "load in batches, or inside the migration window")
-        elif verb in ("INSERT", "REPLACE", "UPDATE", "DELETE", "WITH"):
-            self._dml()
         elif verb == "SET":
             self._set()
-        elif verb in _HARMLESS:
-            return
         else:
-            tree = parse_statement(self.statement.text, self.server.flavor)
-            if tree is None or is_command(tree):
-                self.j.unparsed(f"{verb} is not a statement sqlglot can parse")
-            else:
-                self.j.unparsed(f"Conveyor has no rule for {verb} statements")
+            return False
+        return True
+
+    def _bounded(self, tree: Any) -> bool:
+        # MySQL's UPDATE and DELETE take a LIMIT: repeated, that is a batched backfill.
+        return super()._bounded(tree) or bool(tree.args.get("limit"))
 
     # -- whole statements -------------------------------------------------------------------------------
 
@@ -226,37 +186,6 @@ class _Rules:
         if match:
             off = match.group(1).lower() in ("0", "off", "false")
             self.j.updates.append(lambda: setattr(self.schema, "foreign_key_checks", not off))
-
-    def _dml(self) -> None:
-        from sqlglot import exp
-
-        tree = parse_statement(self.statement.text, self.server.flavor)
-        if tree is None or is_command(tree):
-            self.j.unparsed("sqlglot cannot parse it")
-            return
-        target = tree.find(exp.Table)
-        name = target.name if target is not None else None
-        if self.schema.is_new(name):
-            return
-        what = type(tree).__name__.upper()
-        if isinstance(tree, exp.Insert):
-            source = tree.args.get("expression")
-            if selects_a_whole_table(source):
-                self.j.add("unbounded-dml", "needs-window",
-                           f"INSERT ... SELECT without WHERE copies a whole table into {name} in one transaction: "
-                           "it holds locks on the rows it reads and makes replicas lag",
-                           "backfill in batches (WHERE id BETWEEN ...), or run it inside the migration window")
-            return
-        if isinstance(tree, exp.Update | exp.Delete):
-            if not tree.args.get("where") and not tree.args.get("limit"):
-                self.j.add("unbounded-dml", "needs-window",
-                           f"{what} without WHERE touches every row of {name} in one transaction: it locks "
-                           "them all while it runs and makes replicas lag",
-                           "backfill in batches (WHERE id BETWEEN ... or LIMIT, repeated), or run it inside the "
-                           "migration window")
-            return
-        if not isinstance(tree, exp.Select):
-            self.j.unparsed(f"Conveyor has no rule for {what}")
 
     def _create(self) -> None:
         w = self.words
@@ -283,9 +212,7 @@ class _Rules:
             self._create_table(temporary="TEMPORARY" in kinds)
 
     def _create_table(self, *, temporary: bool) -> None:
-        text = self.statement.text
-        upper = [w.value for w in self.words.words if w.kind == "word"]
-        if "SELECT" in upper:
+        if "SELECT" in self.keywords:
             self.j.add("create-table-select", "needs-window",
                        "CREATE TABLE ... SELECT copies rows while holding shared locks on the rows it reads",
                        "create the table, then backfill it in batches, or run it inside the migration window")
@@ -300,30 +227,17 @@ class _Rules:
                 copy = Table(name, dict(source.columns) if source else {}, source.charset if source else None)
                 self.j.updates.append(lambda: self.schema.create(copy))
             return
-        tree = parse_statement(text, self.server.flavor)
-        if tree is None or is_command(tree):
-            self.j.unparsed("sqlglot cannot parse this CREATE TABLE")
-            return
-        table = table_from_create(tree, self.server.flavor, text)
-        if table is None or temporary:
-            return
-        if "EXISTS" in upper[:6] and self.schema.table(table.name) is not None:
-            return  # CREATE TABLE IF NOT EXISTS of a table that exists: nothing changes
-        self.j.updates.append(lambda: self.schema.create(table))
+        self._remember_table(temporary=temporary)
 
     def _create_index(self, kinds: list[str]) -> None:
         w = self.words
         w.take("IF", "NOT", "EXISTS")
         kind = "fulltext" if "FULLTEXT" in kinds else "spatial" if "SPATIAL" in kinds else \
             "unique" if "UNIQUE" in kinds else "index"
-        while not w.done() and not w.at("ON"):
-            w.next()
-        if not w.take("ON"):
-            self.j.unparsed("CREATE INDEX without ON table")
+        if not self._index_on():
             return
-        table = w.name()
-        if self.schema.is_new(table):
-            self.j.issues.append(new_table("mysql", table or "?"))
+        table = self._table_name()
+        if self._on_new_table(table):
             return
         rest = Words(w.remaining(), self.statement.text)
         algorithm, lock = _explicit_options(rest)
@@ -339,18 +253,7 @@ class _Rules:
             self.j.unparsed("an incomplete DROP")
             return
         if kind.value in ("TABLE", "TABLES"):
-            w.take("IF", "EXISTS")
-            names = [n for part in w.split(",") if (n := part.name())]
-            if temporary:
-                return
-            for name in names:
-                if self.schema.is_new(name):
-                    self.j.issues.append(new_table("mysql", name))
-                else:
-                    self.j.add("drop-table", "breaking",
-                               f"DROP TABLE {name}: the running release still reads and writes it",
-                               "stop using the table in a release first; drop it in a contract migration")
-                self.j.updates.append(lambda name=name: self.schema.drop(name))  # type: ignore[misc]
+            self._drop_tables(temporary=temporary)
         elif kind.value == "INDEX":
             index = w.next()
             w.take("ON")
@@ -360,14 +263,8 @@ class _Rules:
             else:
                 self.j.add("drop-index", "safe", f"DROP INDEX runs in place ({_WORDS[INPLACE]}): {_KEEP_WRITING}",
                            algorithm=INPLACE)
-        elif kind.value in _DROP_BREAKING:
-            self.j.add("drop-object", "breaking",
-                       f"DROP {kind.value}: the running release may still use it",
-                       "stop using it in a release first; drop it in a contract migration")
-        elif kind.value in _DROP_HARMLESS:
-            return
         else:
-            self.j.unparsed(f"DROP {kind.value} is not something Conveyor has a rule for")
+            self._drop_object(kind.value)
 
     def _rename_tables(self) -> None:
         w = self.words
@@ -378,32 +275,19 @@ class _Rules:
             self.j.unparsed("RENAME of something other than a table")
             return
         for part in w.split(","):
-            old = part.name()
-            part.take("TO")
-            new = part.name()
-            if not old or not new:
-                self.j.unparsed("a RENAME TABLE Conveyor cannot read")
-                continue
-            self._rename_table(old, new)
+            names = renamed(part, self.j, "RENAME TABLE")
+            if names is not None:
+                self._rename_table(*names)
 
     def _rename_table(self, old: str, new: str) -> None:
-        if self.schema.is_new(old):
-            self.j.issues.append(new_table("mysql", old))
-        else:
+        if not self._on_new_table(old):
             self.j.add("rename-table", "breaking",
                        f"renaming {old} to {new}: the running release still uses the old name",
                        "create the new table (or a view) beside the old one and move the code first; rename or drop "
                        "in a contract migration", INPLACE)
         self.j.updates.append(lambda: self.schema.rename(old, new))
 
-    def _truncate(self) -> None:
-        w = self.words
-        w.take("TRUNCATE")
-        w.take("TABLE")
-        name = w.name()
-        if self.schema.is_new(name):
-            self.j.issues.append(new_table("mysql", name or "?"))
-            return
+    def _truncated(self, name: str | None) -> None:
         self.j.add("truncate-table", "breaking",
                    f"TRUNCATE {name} deletes every row the running release reads (and takes an exclusive lock)",
                    "delete in a contract migration once no release needs the data")
@@ -523,23 +407,20 @@ def _enum_bytes(family: str, count: int) -> int:
     return next(size for limit, size in ((8, 1), (16, 2), (24, 3), (32, 4), (64, 8)) if count <= limit)
 
 
-class _Alter:
+class _Alter(AlterTable[Server]):
     """One ALTER TABLE: its actions judged one by one, then as a whole."""
 
+    rules: _Rules
+    j: _Judgement
+
     def __init__(self, rules: _Rules, table: str) -> None:
-        self.rules = rules
-        self.j = rules.j
-        self.server = rules.server
-        self.schema = rules.schema
-        self.name = table
-        self.table = rules.schema.table(table)
+        super().__init__(rules, table)
         self.algorithm: str | None = None
         self.lock: str | None = None
         self.drops_primary_key = False
         self.adds_primary_key = False
-        self.first_issue = len(self.j.issues)
 
-    def add(self, rule: str, cls: str, message: str, hint: str = "", algorithm: str | None = None) -> None:
+    def add(self, rule: str, cls: Cls, message: str, hint: str = "", algorithm: str | None = None) -> None:
         self.j.add(rule, cls, message, hint, algorithm)
 
     # -- one action -------------------------------------------------------------------------------------
@@ -612,9 +493,8 @@ class _Alter:
         self._add_column(a.rest())
 
     def _add_column(self, text: str) -> None:
-        parsed = parse_column(text, self.server.flavor)
+        parsed = self._parse_column(text)
         if parsed is None:
-            self.j.unparsed("a column definition sqlglot cannot parse")
             return
         column = parsed.column
         if column.generated == "stored":
@@ -651,9 +531,7 @@ class _Alter:
             self.rules._index("primary", self.name)
         if "unique" in parsed.inline:
             self.rules._index("unique", self.name)
-        if self.table is not None:
-            table = self.table
-            self.j.updates.append(lambda: table.put(column))
+        self._put_later(column)
 
     def _add_column_algorithm(self, position: str | None) -> str:
         if not self.server.has("online-ddl"):
@@ -690,29 +568,20 @@ class _Alter:
             self.add("drop-partition", "breaking", "DROP PARTITION deletes the rows it holds",
                      "drop partitions in a contract migration once no release reads those rows")
         else:
-            a.take("COLUMN")
-            a.take("IF", "EXISTS")
-            name = a.name()
+            name = self._drop_column(a)
             if name is None:
-                self.j.unparsed("DROP of something Conveyor cannot read")
                 return
             algorithm = INSTANT if self.server.has("instant-drop-column") else INPLACE
             self.add("drop-column", "breaking",
                      f"DROP COLUMN {name}: the running release still reads and writes it",
                      "stop using the column in a release first (make it NULL or give it a DEFAULT now); drop it in a "
                      "contract migration", algorithm)
-            if self.table is not None:
-                self.j.updates.append(_forget(self.table, name))
 
     def _rename(self, a: Words) -> None:
         if a.take("COLUMN"):
-            old = a.name()
-            a.take("TO")
-            new = a.name()
-            if not old or not new:
-                self.j.unparsed("a RENAME COLUMN Conveyor cannot read")
-                return
-            self._rename_column(old, new)
+            names = renamed(a, self.j, "RENAME COLUMN")
+            if names is not None:
+                self._rename_column(*names)
             return
         if a.at_any("INDEX", "KEY"):
             self.add("rename-index", "safe", f"RENAME INDEX changes only metadata, in place ({_WORDS[INPLACE]})",
@@ -732,14 +601,7 @@ class _Alter:
                  f"renaming column {old} to {new}: the running release still uses the old name",
                  "add the new column, write both from the code, backfill, move reads; drop the old one in a contract "
                  "migration", algorithm)
-        table = self.table
-        if table is not None:
-            def follow() -> None:
-                column = table.columns.pop(old.lower(), None)
-                if column is not None:
-                    column.name = new
-                    table.put(column)
-            self.j.updates.append(follow)
+        self._rename_later(old, new)
 
     def _alter_column(self, a: Words) -> None:
         a.take("ALTER")
@@ -758,8 +620,7 @@ class _Alter:
         if a.take("SET", "DEFAULT"):
             self.add("set-default", "safe", f"setting the default of {name} changes only metadata "
                      f"({_WORDS[algorithm]})", algorithm=algorithm)
-            if existing is not None:
-                self.j.updates.append(lambda: setattr(existing, "has_default", True))
+            self._set_later(existing, "has_default", True)
         elif a.take("DROP", "DEFAULT"):
             if existing is not None and existing.not_null:
                 self.add("drop-default-not-null", "breaking",
@@ -769,8 +630,7 @@ class _Alter:
             else:
                 self.add("set-default", "safe", f"dropping the default of {name} changes only metadata",
                          algorithm=algorithm)
-            if existing is not None:
-                self.j.updates.append(lambda: setattr(existing, "has_default", False))
+            self._set_later(existing, "has_default", False)
         elif (a.take("SET") and a.at_any("VISIBLE", "INVISIBLE")) or a.at_any("VISIBLE", "INVISIBLE"):
             self.add("column-visibility", "safe", "changing a column's visibility changes only metadata",
                      algorithm=algorithm)
@@ -867,9 +727,8 @@ class _Alter:
     # -- a column definition compared with the one it replaces ------------------------------------------
 
     def _modify(self, old_name: str | None, text: str) -> None:
-        parsed = parse_column(text, self.server.flavor)
+        parsed = self._parse_column(text)
         if parsed is None:
-            self.j.unparsed("a column definition sqlglot cannot parse")
             return
         new = parsed.column
         old_name = old_name or new.name
@@ -891,9 +750,7 @@ class _Alter:
             self.add("modify-column-unknown", "needs-window",
                      f"the current definition of {new.name} is not known from the earlier migrations, so Conveyor "
                      "cannot tell whether this changes its type (a type change copies the table, and may break the "
-                     "running release)",
-                     "keep the migration that created the column in the linted directory, or run it inside the "
-                     "migration window")
+                     "running release)", UNKNOWN_COLUMN_HINT)
             return
         old_type, new_type = existing.type, new.type
         old_charset = existing.charset or (self.table.charset if self.table else None)
@@ -913,12 +770,7 @@ class _Alter:
             self.add("change-column-type", "needs-window",
                      f"changing {new.name} from {old_type.sql} to {new_type.sql} copies the table "
                      "(ALGORITHM=COPY): writes wait", "run it inside the migration window", COPY)
-            what = "narrows" if relation == "narrow" else "changes the kind of"
-            self.add("narrow-column-type", "breaking",
-                     f"{old_type.sql} to {new_type.sql} {what} the values of {new.name}: the running release may "
-                     "write values that no longer fit, or read values it does not expect",
-                     "add a new column of the new type, write both, backfill, switch reads; drop the old one in a "
-                     "contract migration")
+            self._narrowed(new.name, old_type, new_type, relation)
         self._nullability(existing, new, report_relaxing=False)
 
     def _same_type(self, existing: Column, new: Column, position: str | None) -> None:
@@ -1000,19 +852,8 @@ class _Alter:
                      "run it inside the migration window", COPY)
         if self.drops_primary_key:
             self.rules._drop_primary_key(replaced=self.adds_primary_key)
-        if self.schema.is_new(self.name):
-            # Nothing uses a table this same migration created: only what cannot be read still matters.
-            kept = [i for i in self.j.issues[self.first_issue:] if i.rule == "unparsed"]
-            del self.j.issues[self.first_issue:]
-            self.j.issues.extend([*kept, new_table("mysql", self.name)])
+        super().finish()
         self.rules._check_explicit(self.algorithm, self.lock)
-
-
-def _forget(table: Table, column: str) -> Callable[[], None]:
-    """An update that removes a dropped column from what the schema history knows."""
-    def forget() -> None:
-        table.columns.pop(column.lower(), None)
-    return forget
 
 
 __all__ = ["FEATURES", "Server", "judge", "parse_version", "unparsed"]

@@ -15,24 +15,21 @@ binary coercible (varchar(n) to a longer varchar or to text, numeric to a wider 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from conveyor.migrations.findings import Issue
-from conveyor.migrations.sqlschema import (
-    Column,
-    ColumnType,
-    Schema,
-    Table,
-    compare_types,
-    is_command,
-    parse_column,
-    parse_statement,
-    selects_a_whole_table,
-    table_from_create,
+from conveyor.migrations.rules_common import (
+    UNKNOWN_COLUMN_HINT,
+    AlterTable,
+    Judgement,
+    Rules,
+    renamed,
+    server_label,
+    unparsed_issue,
 )
-from conveyor.migrations.statements import Statement, Words, lex
+from conveyor.migrations.sqlschema import Column, ColumnType, Schema, compare_types, parse_column
+from conveyor.migrations.statements import Statement, Words
 
 FEATURES: dict[str, tuple[int, ...]] = {
     "fast-default": (11,),              # ADD COLUMN ... DEFAULT <non-volatile> without a rewrite
@@ -70,6 +67,22 @@ _ALTER_OBJECTS = {"SEQUENCE", "VIEW", "MATERIALIZED", "TYPE", "FUNCTION", "PROCE
 _UNPARSED_HINT = "write it as plain statements Conveyor can read, or run it inside the migration window"
 _WINDOW = "run it inside the migration window"
 
+# Statements that need the migration window, by first word (`_Rules._online` names the forms that do not).
+_WINDOW_STATEMENTS = {
+    "VACUUM": ("vacuum-full", "VACUUM FULL rewrites the table under an ACCESS EXCLUSIVE lock: reads and writes wait",
+               "use plain VACUUM (or pg_repack), or run it inside the migration window"),
+    "CLUSTER": ("cluster", "CLUSTER rewrites the table under an ACCESS EXCLUSIVE lock",
+                "use pg_repack, or run it inside the migration window"),
+    "REINDEX": ("reindex-blocking", "REINDEX without CONCURRENTLY blocks writes to the table while it rebuilds",
+                "REINDEX CONCURRENTLY (PostgreSQL 12+)"),
+    "REFRESH": ("refresh-materialized-view",
+                "REFRESH MATERIALIZED VIEW without CONCURRENTLY blocks reads of the view while it runs",
+                "REFRESH MATERIALIZED VIEW CONCURRENTLY (it needs a unique index on the view)"),
+    "LOCK": ("lock-table", "LOCK TABLE stops the running release's reads or writes",
+             "remove it, or run it inside the migration window"),
+    "COPY": ("copy", "COPY loads rows in bulk in one transaction", "load in batches, or inside the migration window"),
+}
+
 
 @dataclass(frozen=True)
 class Postgres:
@@ -84,40 +97,18 @@ class Postgres:
     @property
     def label(self) -> str:
         """`PostgreSQL 16`, or `PostgreSQL (version not given: a current release assumed)`."""
-        if self.version is None:
-            return "PostgreSQL (version not given: a current release assumed)"
-        return f"PostgreSQL {'.'.join(str(p) for p in self.version)}"
+        return server_label("PostgreSQL", self.version)
 
 
 def unparsed(why: str) -> Issue:
     """The verdict on what cannot be read: needs the window, never silently safe."""
-    return Issue("unparsed", "needs-window",
-                 f"Conveyor cannot read this statement ({why}), so it cannot tell that it is online and "
-                 "compatible", _UNPARSED_HINT)
-
-
-@dataclass
-class _Judgement:
-    issues: list[Issue] = field(default_factory=list)
-    updates: list[Callable[[], None]] = field(default_factory=list)
-
-    def add(self, rule: str, cls: str, message: str, hint: str = "") -> None:
-        self.issues.append(Issue(f"pg.{rule}", cls, message, hint))  # type: ignore[arg-type]
-
-    def unparsed(self, why: str) -> None:
-        self.issues.append(unparsed(why))
+    return unparsed_issue(why, _UNPARSED_HINT)
 
 
 def judge(statement: Statement, schema: Schema, server: Postgres) -> list[Issue]:
     """The issues of one statement; the schema is updated with what it creates or changes."""
-    judgement = _Judgement()
-    if statement.problem:
-        judgement.unparsed(statement.problem)
-        return judgement.issues
-    words = Words(lex(statement.text, "postgresql"), statement.text)
-    _Rules(statement, words, schema, server, judgement).run()
-    for update in judgement.updates:
-        update()
+    judgement = Judgement("pg", _UNPARSED_HINT)
+    _Rules(statement, schema, server, judgement).judge()
     return judgement.issues
 
 
@@ -149,98 +140,35 @@ def _binary_coercible(old: ColumnType, new: ColumnType) -> bool:
     return False
 
 
-class _Rules:
-    def __init__(self, statement: Statement, words: Words, schema: Schema, server: Postgres,
-                 judgement: _Judgement) -> None:
-        self.statement = statement
-        self.words = words
-        self.schema = schema
-        self.server = server
-        self.j = judgement
+class _Rules(Rules[Postgres]):
+    dml = ("INSERT", "UPDATE", "DELETE", "MERGE", "WITH")
+    harmless = _HARMLESS
+    window_statements = _WINDOW_STATEMENTS
+    drop_breaking = _DROP_BREAKING
+    drop_harmless = _DROP_HARMLESS
+    insert_select_cost = ""
+    update_cost = ", and bloats the table"
 
-    def run(self) -> None:
-        head = self.words.peek()
-        if head is None:
-            return
-        if head.kind != "word":
-            self.j.unparsed("it does not start with a keyword")
-            return
-        verb = head.value
-        upper = [w.value for w in self.words.words if w.kind == "word"]
-        if verb == "ALTER":
-            self._alter()
-        elif verb == "CREATE":
-            self._create()
-        elif verb == "DROP":
-            self._drop()
-        elif verb == "TRUNCATE":
-            self._truncate()
-        elif verb == "VACUUM":
-            if "FULL" in upper:
-                self.j.add("vacuum-full", "needs-window",
-                           "VACUUM FULL rewrites the table under an ACCESS EXCLUSIVE lock: reads and writes wait",
-                           "use plain VACUUM (or pg_repack), or run it inside the migration window")
-        elif verb == "CLUSTER":
-            self.j.add("cluster", "needs-window", "CLUSTER rewrites the table under an ACCESS EXCLUSIVE lock",
-                       "use pg_repack, or run it inside the migration window")
-        elif verb == "REINDEX":
-            if "CONCURRENTLY" not in upper or not self.server.has("reindex-concurrently"):
-                self.j.add("reindex-blocking", "needs-window", "REINDEX without CONCURRENTLY blocks writes to the "
-                           "table while it rebuilds", "REINDEX CONCURRENTLY (PostgreSQL 12+)")
-        elif verb == "REFRESH":
-            if "CONCURRENTLY" not in upper:
-                self.j.add("refresh-materialized-view", "needs-window",
-                           "REFRESH MATERIALIZED VIEW without CONCURRENTLY blocks reads of the view while it runs",
-                           "REFRESH MATERIALIZED VIEW CONCURRENTLY (it needs a unique index on the view)")
-        elif verb == "LOCK":
-            self.j.add("lock-table", "needs-window", "LOCK TABLE stops the running release's reads or writes",
-                       "remove it, or run it inside the migration window")
-        elif verb in ("INSERT", "UPDATE", "DELETE", "MERGE", "WITH"):
-            self._dml()
-        elif verb == "COPY":
-            self.j.add("copy", "needs-window", "COPY loads rows in bulk in one transaction",
-                       "load in batches, or inside the migration window")
-        elif verb in ("DO", "CALL"):
+    @property
+    def dialect(self) -> str:
+        return "postgresql"
+
+    def _online(self, verb: str) -> bool:
+        if verb == "VACUUM":
+            return "FULL" not in self.keywords
+        if verb == "REINDEX":
+            return "CONCURRENTLY" in self.keywords and self.server.has("reindex-concurrently")
+        if verb == "REFRESH":
+            return "CONCURRENTLY" in self.keywords
+        return False
+
+    def _other(self, verb: str) -> bool:
+        if verb in ("DO", "CALL"):
             self.j.unparsed(f"{verb} runs procedural code Conveyor cannot judge")
-        elif verb in _HARMLESS:
-            return
-        else:
-            tree = parse_statement(self.statement.text, "postgresql")
-            if tree is None or is_command(tree):
-                self.j.unparsed(f"{verb} is not a statement sqlglot can parse")
-            else:
-                self.j.unparsed(f"Conveyor has no rule for {verb} statements")
+            return True
+        return False
 
     # -- whole statements -------------------------------------------------------------------------------
-
-    def _dml(self) -> None:
-        from sqlglot import exp
-
-        tree = parse_statement(self.statement.text, "postgresql")
-        if tree is None or is_command(tree):
-            self.j.unparsed("sqlglot cannot parse it")
-            return
-        target = tree.find(exp.Table)
-        name = target.name if target is not None else None
-        if self.schema.is_new(name):
-            return
-        if isinstance(tree, exp.Insert):
-            source = tree.args.get("expression")
-            if selects_a_whole_table(source):
-                self.j.add("unbounded-dml", "needs-window",
-                           f"INSERT ... SELECT without WHERE copies a whole table into {name} in one transaction",
-                           "backfill in batches (WHERE id BETWEEN ...), or run it inside the migration window")
-            return
-        if isinstance(tree, exp.Update | exp.Delete):
-            if not tree.args.get("where"):
-                what = "UPDATE" if isinstance(tree, exp.Update) else "DELETE"
-                self.j.add("unbounded-dml", "needs-window",
-                           f"{what} without WHERE touches every row of {name} in one transaction: it locks them "
-                           "all, and bloats the table", "backfill in batches (WHERE id BETWEEN ...), or run it "
-                           "inside the migration window")
-            return
-        if not isinstance(tree, exp.Select):
-            self.j.unparsed(f"Conveyor has no rule for {type(tree).__name__.upper()}")
 
     def _create(self) -> None:
         w = self.words
@@ -263,34 +191,18 @@ class _Rules:
         self.j.unparsed(f"CREATE {word.value if word else ''} is not something Conveyor has a rule for")
 
     def _create_table(self) -> None:
-        text = self.statement.text
-        upper = [w.value for w in self.words.words if w.kind == "word"]
+        upper = self.keywords
         if ("AS" in upper and "SELECT" in upper) or ("PARTITION" in upper[:8] and "OF" in upper[:8]):
             return  # CREATE TABLE AS, CREATE TABLE ... PARTITION OF: new tables nothing uses yet
-        tree = parse_statement(text, "postgresql")
-        if tree is None or is_command(tree):
-            self.j.unparsed("sqlglot cannot parse this CREATE TABLE")
-            return
-        table = table_from_create(tree, "postgresql", text)
-        if table is None:
-            return
-        if "EXISTS" in upper[:6] and self.schema.table(table.name) is not None:
-            return
-        self.j.updates.append(lambda: self.schema.create(table))
+        self._remember_table()
 
     def _create_index(self, *, unique: bool) -> None:
         w = self.words
         concurrently = w.take("CONCURRENTLY")
-        while not w.done() and not w.at("ON"):
-            w.next()
-        if not w.take("ON"):
-            self.j.unparsed("CREATE INDEX without ON table")
+        if not self._index_on():
             return
-        w.take("ONLY")
-        table = w.name()
-        if self.schema.is_new(table):
-            self.j.add("new-table", "safe", f"{table} is created by this same migration: the running release does "
-                       "not use it yet")
+        table = self._table_name()
+        if self._on_new_table(table):
             return
         if concurrently:
             note = (": if a duplicate exists or is written meanwhile, it fails and leaves an INVALID index to drop"
@@ -311,47 +223,24 @@ class _Rules:
             self.j.unparsed("an incomplete DROP")
             return
         if kind.value == "TABLE":
-            w.take("IF", "EXISTS")
-            for part in w.split(","):
-                name = part.name()
-                if not name:
-                    continue
-                if self.schema.is_new(name):
-                    self._new_table(name)
-                else:
-                    self.j.add("drop-table", "breaking",
-                               f"DROP TABLE {name}: the running release still reads and writes it",
-                               "stop using the table in a release first; drop it in a contract migration")
-                self.j.updates.append(lambda name=name: self.schema.drop(name))  # type: ignore[misc]
+            self._drop_tables()
         elif kind.value == "INDEX":
             if not w.take("CONCURRENTLY"):
                 self.j.add("drop-index-blocking", "needs-window",
                            "DROP INDEX without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on its table: reads and "
                            "writes wait behind it", "DROP INDEX CONCURRENTLY (outside a transaction block)")
-        elif kind.value in _DROP_BREAKING:
-            self.j.add("drop-object", "breaking", f"DROP {kind.value}: the running release may still use it",
-                       "stop using it in a release first; drop it in a contract migration")
-        elif kind.value in _DROP_HARMLESS:
-            return
         else:
-            self.j.unparsed(f"DROP {kind.value} is not something Conveyor has a rule for")
+            self._drop_object(kind.value)
 
-    def _truncate(self) -> None:
-        w = self.words
-        w.take("TRUNCATE")
-        w.take("TABLE")
-        w.take("ONLY")
-        name = w.name()
-        if self.schema.is_new(name):
-            self._new_table(name or "?")
-            return
+    def _table_name(self) -> str | None:
+        # ONLY leaves out the tables that inherit from this one: the verdict is about this one either way.
+        self.words.take("ONLY")
+        return self.words.name()
+
+    def _truncated(self, name: str | None) -> None:
         self.j.add("truncate", "breaking",
                    f"TRUNCATE {name} deletes every row the running release reads, under an ACCESS EXCLUSIVE lock",
                    "delete in a contract migration once no release needs the data")
-
-    def _new_table(self, name: str) -> None:
-        self.j.add("new-table", "safe", f"{name} is created by this same migration: the running release does not "
-                   "use it yet")
 
     # -- ALTER ------------------------------------------------------------------------------------------
 
@@ -362,7 +251,7 @@ class _Rules:
             self._alter_table()
             return
         if w.take("INDEX"):
-            if "TABLESPACE" in [x.value for x in w.remaining() if x.kind == "word"]:
+            if "TABLESPACE" in w.keywords():
                 self.j.add("rewrite-table", "needs-window", "SET TABLESPACE moves the index under an ACCESS "
                            "EXCLUSIVE lock", _WINDOW)
             return
@@ -370,7 +259,7 @@ class _Rules:
         if kind is None or kind.value not in _ALTER_OBJECTS:
             self.j.unparsed(f"ALTER {kind.value if kind else ''} is not something Conveyor has a rule for")
             return
-        upper = [x.value for x in w.remaining() if x.kind == "word"]
+        upper = w.keywords()
         if kind.value == "TYPE" and "ADD" in upper and "VALUE" in upper:
             if self.server.has("enum-value-in-transaction"):
                 self.j.add("add-enum-value", "safe", "adding a value to an enum type changes only the catalog")
@@ -390,8 +279,7 @@ class _Rules:
     def _alter_table(self) -> None:
         w = self.words
         w.take("IF", "EXISTS")
-        w.take("ONLY")
-        table = w.name()
+        table = self._table_name()
         if table is None:
             if w.at_any("ALL"):
                 self.j.add("rewrite-table", "needs-window", "ALTER TABLE ALL IN TABLESPACE moves every table",
@@ -415,27 +303,8 @@ class _Rules:
         alter.finish()
 
 
-class _AlterTable:
+class _AlterTable(AlterTable[Postgres]):
     """One PostgreSQL ALTER TABLE: its actions judged one by one."""
-
-    def __init__(self, rules: _Rules, table: str) -> None:
-        self.rules = rules
-        self.j = rules.j
-        self.schema = rules.schema
-        self.server = rules.server
-        self.name = table
-        self.table = rules.schema.table(table)
-        self.first_issue = len(self.j.issues)
-
-    def add(self, rule: str, cls: str, message: str, hint: str = "") -> None:
-        self.j.add(rule, cls, message, hint)
-
-    def finish(self) -> None:
-        if self.schema.is_new(self.name):
-            kept = [i for i in self.j.issues[self.first_issue:] if i.rule == "unparsed"]
-            del self.j.issues[self.first_issue:]
-            self.j.issues.extend(kept)
-            self.rules._new_table(self.name)
 
     def rename(self, w: Words) -> None:
         if w.take("CONSTRAINT"):
@@ -452,24 +321,15 @@ class _AlterTable:
             self.j.updates.append(lambda: self.schema.rename(old, new))
             return
         w.take("COLUMN")
-        old_column = w.name()
-        w.take("TO")
-        new_column = w.name()
-        if not old_column or not new_column:
-            self.j.unparsed("a RENAME COLUMN Conveyor cannot read")
+        names = renamed(w, self.j, "RENAME COLUMN")
+        if names is None:
             return
+        old_column, new_column = names
         self.add("rename-column", "breaking",
                  f"renaming column {old_column} to {new_column}: the running release still uses the old name",
                  "add the new column, write both from the code, backfill, move reads; drop the old one in a contract "
                  "migration")
-        table = self.table
-        if table is not None:
-            def follow() -> None:
-                column = table.columns.pop(old_column.lower(), None)
-                if column is not None:
-                    column.name = new_column
-                    table.put(column)
-            self.j.updates.append(follow)
+        self._rename_later(old_column, new_column)
 
     def partition(self, w: Words) -> None:
         if w.take("ATTACH"):
@@ -477,7 +337,7 @@ class _AlterTable:
                      "bounds unless a matching CHECK constraint proves them", "add a CHECK constraint matching the "
                      "bounds (NOT VALID, then VALIDATE) first, or run it inside the migration window")
             return
-        upper = [x.value for x in w.remaining() if x.kind == "word"]
+        upper = w.keywords()
         if "CONCURRENTLY" in upper and self.server.has("detach-concurrently"):
             return
         self.add("detach-partition", "needs-window", "DETACH PARTITION takes an ACCESS EXCLUSIVE lock on the parent",
@@ -498,17 +358,11 @@ class _AlterTable:
                 if name:
                     self.schema.not_null_checks.pop(name.lower(), None)
                 return
-            a.take("COLUMN")
-            a.take("IF", "EXISTS")
-            name = a.name()
-            if name is None:
-                self.j.unparsed("DROP of something Conveyor cannot read")
-                return
-            self.add("drop-column", "breaking", f"DROP COLUMN {name}: the running release still reads and writes it",
-                     "stop using the column in a release first (make it NULL-able or give it a DEFAULT now); drop it "
-                     "in a contract migration")
-            if self.table is not None:
-                self.j.updates.append(_forget(self.table, name))
+            name = self._drop_column(a)
+            if name is not None:
+                self.add("drop-column", "breaking", f"DROP COLUMN {name}: the running release still reads and "
+                         "writes it", "stop using the column in a release first (make it NULL-able or give it a "
+                         "DEFAULT now); drop it in a contract migration")
         elif a.take("ALTER"):
             a.take("COLUMN")
             name = a.name()
@@ -535,9 +389,8 @@ class _AlterTable:
             self.j.unparsed(f"the ALTER TABLE action {a.rest()[:40]!r}")
 
     def _add_column(self, text: str) -> None:
-        parsed = parse_column(text, "postgresql")
+        parsed = self._parse_column(text)
         if parsed is None:
-            self.j.unparsed("a column definition sqlglot cannot parse")
             return
         column = parsed.column
         serial = column.type is not None and column.type.name in ("SERIAL", "BIGSERIAL", "SMALLSERIAL")
@@ -581,15 +434,13 @@ class _AlterTable:
             self.add("add-check-constraint", "needs-window", f"the inline CHECK of {column.name} is validated against "
                      "every row under an ACCESS EXCLUSIVE lock",
                      "add the column, then ADD CONSTRAINT ... CHECK ... NOT VALID and VALIDATE CONSTRAINT")
-        table = self.table
-        if table is not None:
-            self.j.updates.append(lambda: table.put(column))
+        self._put_later(column)
 
     def _constraint(self, a: Words) -> None:
         name = None
         if a.take("CONSTRAINT"):
             name = a.name()
-        upper = [x.value for x in a.remaining() if x.kind == "word"]
+        upper = a.keywords()
         not_valid = upper[-2:] == ["NOT", "VALID"]
         if a.take("FOREIGN", "KEY"):
             if not_valid:
@@ -637,8 +488,7 @@ class _AlterTable:
             self._change_type(name, existing, a)
         elif a.take("SET", "DEFAULT"):
             self.add("set-default", "safe", f"setting the default of {name} changes only the catalog")
-            if existing is not None:
-                self.j.updates.append(lambda: setattr(existing, "has_default", True))
+            self._set_later(existing, "has_default", True)
         elif a.take("DROP", "DEFAULT"):
             if existing is not None and existing.not_null:
                 self.add("drop-default-not-null", "breaking", f"{name} is NOT NULL: without its default the running "
@@ -646,15 +496,13 @@ class _AlterTable:
                          "every release writes the column")
             else:
                 self.add("set-default", "safe", f"dropping the default of {name} changes only the catalog")
-            if existing is not None:
-                self.j.updates.append(lambda: setattr(existing, "has_default", False))
+            self._set_later(existing, "has_default", False)
         elif a.take("SET", "NOT", "NULL"):
             self._set_not_null(name, existing)
         elif a.take("DROP", "NOT", "NULL"):
             self.add("drop-not-null", "safe", f"making {name} NULL-able changes only the catalog (the running "
                      "release keeps writing values; check it copes with reading NULLs the new release may write)")
-            if existing is not None:
-                self.j.updates.append(lambda: setattr(existing, "not_null", False))
+            self._set_later(existing, "not_null", False)
         elif a.at_any("ADD", "SET", "DROP", "RESTART", "OPTIONS"):
             return  # identity, statistics, storage, compression, expression: catalog changes
         else:
@@ -670,8 +518,7 @@ class _AlterTable:
                      "SET NOT NULL scans the whole table for NULLs under an ACCESS EXCLUSIVE lock: reads and writes "
                      "wait", f"ADD CONSTRAINT {name}_not_null CHECK ({name} IS NOT NULL) NOT VALID; VALIDATE it in "
                      "the next migration; then SET NOT NULL (PostgreSQL 12+ skips the scan) and drop the check")
-        if existing is not None:
-            self.j.updates.append(lambda: setattr(existing, "not_null", True))
+        self._set_later(existing, "not_null", True)
 
     def _change_type(self, name: str, existing: Column | None, a: Words) -> None:
         start = a.i
@@ -695,18 +542,12 @@ class _AlterTable:
             self.add("change-column-type", "needs-window",
                      f"the current type of {name} is not known from the earlier migrations: changing it to "
                      f"{new_type.sql} is assumed to rewrite the table under an ACCESS EXCLUSIVE lock",
-                     "keep the migration that created the column in the linted directory, or run it inside the "
-                     "migration window")
+                     UNKNOWN_COLUMN_HINT)
         else:
             old_type = existing.type
             relation = compare_types(old_type, new_type)
             if relation in ("narrow", "change"):
-                what = "narrows" if relation == "narrow" else "changes the kind of"
-                self.add("narrow-column-type", "breaking",
-                         f"{old_type.sql} to {new_type.sql} {what} the values of {name}: the running release may "
-                         "write values that no longer fit, or read values it does not expect",
-                         "add a new column of the new type, write both, backfill, switch reads; drop the old one in a "
-                         "contract migration")
+                self._narrowed(name, old_type, new_type, relation)
             if relation == "same":
                 pass
             elif not using and _binary_coercible(old_type, new_type):
@@ -717,15 +558,7 @@ class _AlterTable:
                          f"changing {name} from {old_type.sql} to {new_type.sql} rewrites the table and its indexes "
                          "under an ACCESS EXCLUSIVE lock: reads and writes wait", "add a new column, backfill in "
                          "batches and switch over; or run it inside the migration window")
-        if existing is not None:
-            self.j.updates.append(lambda: setattr(existing, "type", new_type))
-
-
-def _forget(table: Table, column: str) -> Callable[[], None]:
-    """An update that removes a dropped column from what the schema history knows."""
-    def forget() -> None:
-        table.columns.pop(column.lower(), None)
-    return forget
+        self._set_later(existing, "type", new_type)
 
 
 __all__ = ["FEATURES", "Postgres", "judge", "unparsed", "volatile"]

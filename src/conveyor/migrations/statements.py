@@ -16,7 +16,8 @@ from dataclasses import dataclass
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\uffff][A-Za-z0-9_\x80-\uffff]*)?\$")
 _DELIMITER_END = re.compile(r"^[ \t]*DELIMITER[ \t]+;[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 _DELIMITER_RESET = re.compile(r"DELIMITER[ \t]+;[ \t]*\r?(?:\n|$)", re.IGNORECASE)
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+# Identifiers may hold letters beyond ASCII (PostgreSQL and MySQL both allow them unquoted).
+_WORD = re.compile(r"[^\W\d][\w$]*")
 _ATOMIC = re.compile(r"\s+ATOMIC\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:\.\d*)?(?:[eE][+-]?\d+)?")
 
@@ -94,6 +95,13 @@ def _comment_end(text: str, i: int, mysql: bool) -> int | None:
     return None
 
 
+def _blank_end(text: str, i: int, mysql: bool, *, space: bool = True) -> int | None:
+    """If white space (when `space`) or a comment starts at `i`, the offset just past it; else None."""
+    if space and text[i].isspace():
+        return i + 1
+    return _comment_end(text, i, mysql)
+
+
 def _quoted_end(text: str, i: int, mysql: bool) -> int | None:
     """If a quoted string or identifier starts at `i`, the offset just past its closing quote (-1 when it
     is never closed); else None."""
@@ -147,12 +155,10 @@ def split_statements(text: str, dialect: str) -> list[Statement]:
 
     while i < n:
         c = text[i]
-        if start is None and c.isspace():
-            i += 1
-            continue
-        comment = _comment_end(text, i, mysql)
-        if comment is not None:
-            i = comment
+        # Between statements white space is skipped; inside one it is part of the statement.
+        blank = _blank_end(text, i, mysql, space=start is None)
+        if blank is not None:
+            i = blank
             continue
         if start is None:
             if mysql and (reset := _DELIMITER_RESET.match(text, i)):
@@ -237,12 +243,9 @@ def lex(text: str, dialect: str) -> list[Word]:
     i, n = 0, len(text)
     while i < n:
         c = text[i]
-        if c.isspace():
-            i += 1
-            continue
-        comment = _comment_end(text, i, mysql)
-        if comment is not None:
-            i = comment
+        blank = _blank_end(text, i, mysql)
+        if blank is not None:
+            i = blank
             continue
         quoted = _quoted_end(text, i, mysql)
         if quoted is not None:
@@ -344,6 +347,10 @@ class Words:
     def remaining(self) -> list[Word]:
         """The words not read yet."""
         return self.words[self.i:]
+
+    def keywords(self) -> list[str]:
+        """The words not read yet, upper-cased, without names in quotes, strings, numbers or punctuation."""
+        return [word.value for word in self.remaining() if word.kind == "word"]
 
     def skip_group(self) -> bool:
         """Step over a parenthesised group if one comes next."""
