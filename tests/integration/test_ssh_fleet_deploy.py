@@ -876,3 +876,19 @@ def test_ssh_hosts_pull_the_release_from_s3_themselves(make_site: Callable[..., 
     assert canary["step"] == "verify", canary
     assert "checksum mismatch" in canary["error"], canary
     assert site.currents(names) == dict.fromkeys(names, r1)
+
+
+def test_a_command_that_times_out_is_stopped_on_the_host(make_site: Callable[..., Site]) -> None:
+    # The restart of h03 hangs; after its 1 s command timeout nothing of it may keep running on the host.
+    site = make_site({"za": ["h03"]},
+                     restart=RESTART + '\necho $$ >> "$CONVEYOR_DEPLOY_TO/hung.pids"; exec sleep 300\n')
+    site.settings["ssh"]["command_timeout"] = "1s"
+    site.write_config()
+    release = site.build("v1")
+    result = site.deploy(release, expect=1)
+    h03 = site.detail(result["id"])["by_host"]["h03"]
+    assert h03["step"] == "restart", h03
+    assert "asked the host to stop it" in h03["output_tail"], h03
+    pids = [int(p) for p in (site.host_dir("h03") / "hung.pids").read_text().split()]
+    assert pids  # the deploy's restart, and the switch back's
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), 10, "the hung restarts to be stopped")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from conveyor.errors import TransportError
 from conveyor.inventory import Host
 from conveyor.transport.base import Completed
 
+# The process ids a host script prints first (common.sh), for stopping it after a timeout.
+_PID = re.compile(r"^@@conveyor pid=(\d+) (\d+)$", re.MULTILINE)
+STOP_TIMEOUT = 5.0
 _CHUNK = 256 * 1024
 # Fast and secure: curve25519 and AES-GCM are what OpenSSH itself prefers on most hardware, and they cost
 # far less CPU per connection than the post-quantum hybrid that OpenSSH 9 negotiates by default.
@@ -77,6 +81,26 @@ class SSHConnection:
     def __init__(self, host: Host, conn: asyncssh.SSHClientConnection) -> None:
         self.host = host
         self.conn = conn
+        self._stopping: list[asyncio.Future[None]] = []  # stops sent to timed-out commands
+
+    def _stop(self, said: str) -> str:
+        """Stop what a timed-out host script left running (closing the channel does not: OpenSSH ignores
+        signal requests), over a new channel, without waiting for it (a hung host must not hold the
+        deployment up): its process group, which is the script's own shell when the session's shell exec'd
+        it, else the session's shell. A few words for the message."""
+        found = _PID.search(said)
+        if found is None:
+            return ""
+        pid, ppid = found.group(1), found.group(2)
+        stop = (f"if kill -0 -- -{pid} 2>/dev/null; then g={pid}; else g={ppid}; fi; "
+                'kill -TERM -- "-$g" 2>/dev/null || exit 0; sleep 1; kill -KILL -- "-$g" 2>/dev/null; exit 0')
+
+        async def send() -> None:
+            with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
+                await asyncio.wait_for(self.conn.run(stop, check=False), STOP_TIMEOUT)
+
+        self._stopping.append(asyncio.ensure_future(send()))
+        return "; asked the host to stop it"
 
     async def run(self, command: str, *, stdin: Path | None = None, timeout: float | None = None) -> Completed:
         """Run a command line; stream a file into it. The whole of it, opening the channel included, is bounded
@@ -131,7 +155,8 @@ class SSHConnection:
             status = await asyncio.wait_for(communicate(), left)
         except TimeoutError:
             process.close()
-            return Completed(exit_code=124, output=said(f"{self.host.name}: timed out after {timeout:g}s"),
+            stopped = self._stop(output.decode("utf-8", "replace"))
+            return Completed(exit_code=124, output=said(f"{self.host.name}: timed out after {timeout:g}s{stopped}"),
                              timed_out=True)
         except (asyncssh.Error, OSError) as exc:
             process.close()
@@ -184,7 +209,9 @@ class SSHConnection:
         return int(status_line[1]), body.decode("utf-8", "replace")
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Close the connection, once the stops sent to timed-out commands got there (or gave up)."""
+        if self._stopping:
+            await asyncio.wait(self._stopping, timeout=STOP_TIMEOUT)
         self.conn.close()
         with contextlib.suppress(Exception):
             await self.conn.wait_closed()

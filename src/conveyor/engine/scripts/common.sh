@@ -1,6 +1,9 @@
 # Shared by every Conveyor host script. POSIX sh; needs tar, gzip (or zstd), sha256sum, mkdir, ln, mv, rm, tee.
 set -eu
 exec 2>&1
+# Who to stop if the controller gives up on this command (a timeout): this shell and its parent, the
+# session's shell; the one that leads a process group is the group to stop (see the transport).
+printf '@@conveyor pid=%s %s\n' "$$" "$PPID"
 step() { printf '@@conveyor step=%s\n' "$1"; }
 fail() { code=$1; shift; printf 'conveyor: %s\n' "$*"; exit "$code"; }
 # prune_releases DEPLOY_TO KEEP [PROTECTED...]: keep the KEEP newest releases and every protected one, and
