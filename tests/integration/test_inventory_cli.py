@@ -134,3 +134,11 @@ def test_plan_and_deploy_with_an_aws_inventory(make_fleet: Any, moto_endpoint: s
     autoscaling.delete_auto_scaling_group(AutoScalingGroupName=group, ForceDelete=True)
     done = fleet.run("plan", "production", "--json", expect=1)
     assert json.loads(done.stdout)["error"].endswith(f"no Auto Scaling group named {group!r}")
+
+
+def test_validate_counts_listed_hosts_and_names_the_regions_an_inventory_fills(fleet: Any) -> None:
+    # validate never runs the inventory (it may be slow or need credentials): it says which regions use one.
+    (fleet.root / "inventory.fail").touch()
+    assert "1 region(s) whose hosts an inventory finds" in fleet.run("validate").stdout
+    summary = fleet.json("validate")["environments"]["production"]
+    assert (summary["hosts"], summary["inventories"]) == (2, ["ca"])

@@ -125,12 +125,12 @@ def test_init_writes_a_config_that_validates(tmp_path: Path, capsys: pytest.Capt
     assert config.read_text(encoding="utf-8").startswith("# conveyor.yml")
     code, out, err = run(["validate", "-c", str(config)], capsys)
     assert code == 0, err
-    assert f"{config}: valid (2 environment(s), 9 host(s))" in out
+    assert f"{config}: valid (2 environment(s), 9 host(s) listed)" in out
     code, out, _ = run(["validate", "--json", "-c", str(config)], capsys)
     assert code == 0
     summary = json.loads(out)
     assert summary["valid"] is True
-    assert summary["environments"]["production"] == {"regions": ["za", "uk"], "hosts": 6}
+    assert summary["environments"]["production"] == {"regions": ["za", "uk"], "hosts": 6, "inventories": []}
 
 
 def test_init_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -38,15 +38,19 @@ def register(app: typer.Typer) -> None:
         summary: dict[str, Any] = {
             "valid": True, "file": str(ws.loaded.path), "app": ws.config.app,
             "environments": {name: {"regions": list(env.regions),
-                                    "hosts": sum(len(h) for r in env.regions.values() for h in r.hosts.values())}
+                                    "hosts": sum(len(h) for r in env.regions.values() for h in r.hosts.values()),
+                                    # regions whose hosts an inventory finds when a deployment starts
+                                    "inventories": [n for n, r in env.regions.items() if r.inventory is not None]}
                              for name, env in ws.config.environments.items()},
         }
         if as_json:
             print_json(summary)
         else:
             hosts = sum(e["hosts"] for e in summary["environments"].values())
+            found = sum(len(e["inventories"]) for e in summary["environments"].values())
+            more = f", and {found} region(s) whose hosts an inventory finds" if found else ""
             stdout().print(f"{ws.loaded.path}: valid ({len(summary['environments'])} environment(s), "
-                           f"{hosts} host(s))")
+                           f"{hosts} host(s) listed{more})")
 
     @app.command()
     def schema() -> None:
