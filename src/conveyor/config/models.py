@@ -16,8 +16,16 @@ HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 ADDRESS_RE = re.compile(r"^[A-Za-z0-9\[:][A-Za-z0-9._:%\[\]-]{0,252}$")
 # A login name: no spaces, no shell or ssh option syntax; `@` and `\` allow directory (domain) accounts.
 USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._@\\-]{0,63}$")
+_HTTP_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 # An AWS region: eu-west-2, us-gov-west-1, ap-southeast-3.
 AWS_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
+
+
+def http_url(value: str, message: str) -> str:
+    """`value` if it is an http:// or https:// URL with a host (and no whitespace), else ValueError(message)."""
+    if not _HTTP_URL.match(value):
+        raise ValueError(message)
+    return value
 
 
 class Strict(BaseModel):
@@ -123,9 +131,7 @@ class HttpCheck(Repeat):
     @field_validator("http")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return value
+        return http_url(value, f"expected an http:// or https:// URL, got {value!r}")
 
     @field_validator("matches")
     @classmethod
@@ -185,9 +191,7 @@ class PrometheusCheck(Repeat):
     @field_validator("prometheus")
     @classmethod
     def _server(cls, value: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError(f"expected the Prometheus server's http:// or https:// URL, got {value!r}")
-        return value.rstrip("/")
+        return http_url(value, f"expected the Prometheus server's http:// or https:// URL, got {value!r}").rstrip("/")
 
     @field_validator("condition")
     @classmethod
@@ -210,9 +214,7 @@ class AlertsCheck(Repeat):
     @field_validator("alerts")
     @classmethod
     def _server(cls, value: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError(f"expected the Alertmanager's http:// or https:// URL, got {value!r}")
-        return value.rstrip("/")
+        return http_url(value, f"expected the Alertmanager's http:// or https:// URL, got {value!r}").rstrip("/")
 
     def describe(self) -> str:
         """One line for plans and reports."""
@@ -342,9 +344,7 @@ class AwsInventory(Strict):
     @field_validator("endpoint_url")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return value
+        return None if value is None else http_url(value, f"expected an http:// or https:// URL, got {value!r}")
 
     @model_validator(mode="after")
     def _something_to_find(self) -> AwsInventory:
@@ -464,9 +464,8 @@ class Artifact(Strict):
     @field_validator("endpoint_url")
     @classmethod
     def _endpoint_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"https?://[^\s/]+/?", value):
-            raise ValueError(f"expected an http:// or https:// URL like http://127.0.0.1:9000, got {value!r}")
-        return value
+        return None if value is None else http_url(
+            value, f"expected an http:// or https:// URL like http://127.0.0.1:9000, got {value!r}")
 
     @model_validator(mode="after")
     def _s3_settings(self) -> Artifact:
@@ -553,9 +552,8 @@ class Grafana(Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
-            raise ValueError("expected Grafana's http:// or https:// URL, like https://grafana.example.com")
-        return value.rstrip("/")
+        # The URL may hold a secret: the message does not repeat it.
+        return http_url(value, "expected Grafana's http:// or https:// URL, like https://grafana.example.com").rstrip("/")
 
     @field_validator("token_env")
     @classmethod
@@ -625,10 +623,10 @@ class MetricsSettings(Strict):
     @field_validator("pushgateway")
     @classmethod
     def _pushgateway(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
-            raise ValueError(f"expected the Pushgateway's http:// or https:// URL, like http://127.0.0.1:9091, "
-                             f"got {value!r}")
-        return value.rstrip("/") if value else value
+        if value is None:
+            return None
+        return http_url(value, "expected the Pushgateway's http:// or https:// URL, like http://127.0.0.1:9091, "
+                               f"got {value!r}").rstrip("/")
 
     @field_validator("textfile")
     @classmethod
