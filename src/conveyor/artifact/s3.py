@@ -273,18 +273,7 @@ class S3Store(LocalStore):
     def read_pointer(self, environment: str, region: str) -> dict[str, Any] | None:
         """The pointer of (environment, region) in the region's store; None if none was written."""
         target = self.region_store(region)
-        key = target.pointer_key(environment, region)
-        body = target._call(key, "read", lambda s3: s3.get_object(Bucket=target.bucket, Key=key)["Body"].read(),
-                            missing_ok=True)
-        if body is None:
-            return None
-        try:
-            document = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"s3://{target.bucket}/{key}: not a JSON pointer: {exc}") from exc
-        if not isinstance(document, dict):
-            raise ArtifactError(f"s3://{target.bucket}/{key}: not a JSON object")
-        return document
+        return target._get_json(target.pointer_key(environment, region), "pointer")
 
     # -- S3 ---------------------------------------------------------------------------------------------
     def _release_key(self, name: str) -> str:
@@ -378,18 +367,21 @@ class S3Store(LocalStore):
         return self._manifests[release_id]
 
     def _read_manifest(self, release_id: str) -> dict[str, Any] | None:
-        key = self._release_key(release_id + MANIFEST_SUFFIX)
+        return self._get_json(self._release_key(release_id + MANIFEST_SUFFIX), "manifest")
+
+    def _get_json(self, key: str, what: str) -> dict[str, Any] | None:
+        """The JSON object at `key` (None if there is none); ArtifactError if it is not one."""
         body = self._call(key, "read", lambda s3: s3.get_object(Bucket=self.bucket, Key=key)["Body"].read(),
                           missing_ok=True)
         if body is None:
             return None
         try:
-            manifest = json.loads(body)
+            document = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"s3://{self.bucket}/{key}: not a JSON manifest: {exc}") from exc
-        if not isinstance(manifest, dict):
+            raise ArtifactError(f"s3://{self.bucket}/{key}: not a JSON {what}: {exc}") from exc
+        if not isinstance(document, dict):
             raise ArtifactError(f"s3://{self.bucket}/{key}: not a JSON object")
-        return manifest
+        return document
 
     def _read_manifests(self, ids: builtins.list[str]) -> dict[str, dict[str, Any]]:
         """Manifests of these releases, unreadable ones left out: known or cached ones without a request,
