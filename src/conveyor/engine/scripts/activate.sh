@@ -6,7 +6,7 @@ d=$1 rel=$2 line=$3 ready=$4 restart=$5
 shift 5
 journal="$d/.conveyor/journal.jsonl"
 step switch
-mkdir -p -- "$d/.conveyor"
+[ -d "$d/.conveyor" ] || mkdir -p -- "$d/.conveyor"
 # With CONVEYOR_EXPECT_CURRENT (a rollback planned from the state store), switch only a host that runs that
 # release, has RELEASE, and whose journal says RELEASE is what that release replaced; otherwise change
 # nothing and exit 15, and the controller reads the host first.
@@ -15,8 +15,9 @@ if [ -n "${CONVEYOR_EXPECT_CURRENT-}" ]; then
   if [ -L "$d/current" ]; then cur=$(readlink -- "$d/current"); cur=${cur##*/}; fi
   [ "$cur" = "$CONVEYOR_EXPECT_CURRENT" ] || fail 15 "runs ${cur:-nothing}, not $CONVEYOR_EXPECT_CURRENT"
   [ -n "$rel" ] && [ -d "$d/releases/$rel" ] || fail 15 "release ${rel:-(none)} is not on this host"
-  last=$(grep -F "\"release\": \"$cur\"" "$journal" 2>/dev/null | grep -F '"event": "activate"' \
-    | grep -F '"kind": "deploy"' | tail -n 1) || true
+  # The last deploy of it (journal lines have sorted keys; ids are plain words): one process, not four.
+  last=$(sed -n "/\"event\": \"activate\".*\"kind\": \"deploy\".*\"release\": \"$cur\"/h; \${x;p;}" \
+    "$journal" 2>/dev/null) || true
   case $last in
     *"\"previous\": \"$rel\""*) ;;
     *) fail 15 "its journal does not say $cur replaced $rel" ;;
