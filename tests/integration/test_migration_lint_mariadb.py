@@ -35,6 +35,8 @@ CREATE TABLE orders (
 CREATE TABLE customers (id BIGINT NOT NULL PRIMARY KEY, email VARCHAR(255) NOT NULL)
   ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 CREATE TABLE events (id BIGINT NOT NULL, kind VARCHAR(10) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=latin1;
+CREATE TABLE docs (id BIGINT NOT NULL PRIMARY KEY, body TEXT, FULLTEXT KEY ft_body (body))
+  ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 """
 
 ROWS = """
@@ -88,6 +90,10 @@ STATEMENTS = [
     "ALTER TABLE events CONVERT TO CHARACTER SET utf8mb4",
     "ALTER TABLE orders ADD CONSTRAINT chk_qty CHECK (qty >= 0)",
     "ALTER TABLE orders ORDER BY amount",
+    # a table with a FULLTEXT index is rebuilt in place only while writes wait
+    "ALTER TABLE docs ADD COLUMN title VARCHAR(50) NULL",
+    # without CHARACTER SET, a latin1 column of a utf8mb4 table becomes utf8mb4: re-encoded, copied
+    "ALTER TABLE orders MODIFY code VARCHAR(60) NULL",
 ]
 
 

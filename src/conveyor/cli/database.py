@@ -25,15 +25,21 @@ def lint(
     files: list[str] | None = typer.Argument(None, help="SQL files or directories of them (default: the "
                                              "config's migrations.dir).", metavar="FILES"),
     dialect: str | None = typer.Option(None, "--dialect", help="mysql, mariadb or postgresql (default: the "
-                                       "config's migrations.dialect, else mysql)."),
+                                       "config's migrations.dialect, else the --database server's, else mysql)."),
     version: str | None = typer.Option(None, "--version", help="The server's version, like 8.0.35 or 10.11 "
-                                       "(default: the config's migrations.version)."),
+                                       "(default: the config's migrations.version, else the --database server's)."),
     phase: str | None = typer.Option(None, "--phase", help="Judge every file as expand or contract (default: "
                                      "as each file is marked)."),
+    database: str | None = typer.Option(None, "--database", envvar="CONVEYOR_DATABASE_URL", metavar="URL",
+                                        help="Also read the live schema (read-only) from this database: "
+                                        "postgresql://, mysql:// or mariadb:// user:password@host:port/db "
+                                        "(PostgreSQL: ?schema=NAME; MySQL, MariaDB: ?unix_socket=PATH)."),
     config: str | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Judge migrations: safe, needs-window (only inside the migration window) or breaking (contract only).
+
+    With --database, a column the files did not create is judged by what the live database says it is.
 
     Exit 0: nothing blocks. 1: something would (breaking in expand, or needs-window). 2: usage error.
     """
@@ -42,7 +48,9 @@ def lint(
 
     # The config is read for what the command line leaves out: FILES, or the dialect.
     settings = _migrations_settings(ctx, config, required=not files) if not files or dialect is None else None
-    chosen = check_dialect(dialect or (settings.dialect if settings else "mysql"))
+    requested = dialect or (settings.dialect if settings else None)
+    if requested:
+        requested = check_dialect(requested)
     version = version if version is not None else (settings.version if settings else None)
     forced = check_phase(phase) if phase else None
     targets: list[tuple[Path, str]] = []
@@ -58,12 +66,30 @@ def lint(
             targets.append((path, arg))
         else:
             raise UsageError(f"{arg}: no such file or directory")
-    schema = Schema()
+    live = None
+    if database:
+        from conveyor.migrations.live import read_database
+
+        # The live schema first, then the files in order; the server's dialect and version fill in what
+        # neither the command line nor the config says.
+        live = read_database(database, requested)
+    chosen = check_dialect(requested or (live.dialect if live else "mysql"))
+    if version is None and live is not None and live.dialect == chosen:
+        version = live.version
+    schema = live.schema if live is not None else Schema()
     verdicts = [judge_file(path, chosen, version, forced, name=name, schema=schema) for path, name in targets]
     blocking = [(v, f) for v in verdicts for f in v.blocking()]
     if as_json:
-        print_json(document(verdicts))
+        doc = document(verdicts)
+        if live is not None:
+            doc["database"] = live.to_json()
+        print_json(doc)
     else:
+        if live is not None:
+            tables = len(live.schema.tables)
+            server = f"{live.dialect} {live.version}" if live.version else live.dialect
+            print(f"{live.url}: live schema of {live.location} read: {tables} table{'' if tables == 1 else 's'} "
+                  f"({server})")
         _render(verdicts, blocking)
     if blocking:
         raise typer.Exit(1)

@@ -127,9 +127,11 @@ def judge_file(path: str | Path, dialect: str, version: str | None = None, phase
 
 
 def judge_files(paths: Iterable[str | Path], dialect: str, version: str | None = None,
-                phase: Phase | None = None, *, squawk: bool | str | None = True) -> list[FileVerdict]:
-    """Judge migration files in the order given, each knowing the schema the ones before it made."""
-    schema = Schema()
+                phase: Phase | None = None, *, squawk: bool | str | None = True,
+                schema: Schema | None = None) -> list[FileVerdict]:
+    """Judge migration files in the order given, each knowing the schema the ones before it made (and
+    `schema`, when given: what a live database holds, from `conveyor.migrations.live`)."""
+    schema = schema if schema is not None else Schema()
     return [judge_file(path, dialect, version, phase, schema=schema, squawk=squawk) for path in paths]
 
 

@@ -30,8 +30,8 @@ from conveyor.migrations.statements import Statement, Words, lex
 
 ServerT = TypeVar("ServerT")
 
-UNKNOWN_COLUMN_HINT = ("keep the migration that created the column in the linted directory, or run it inside the "
-                       "migration window")
+UNKNOWN_COLUMN_HINT = ("lint with --database URL (the live schema), keep the migration that created the column in "
+                       "the linted directory, or run it inside the migration window")
 _BATCH_HINT = "backfill in batches (WHERE id BETWEEN ...), or run it inside the migration window"
 
 

@@ -512,6 +512,7 @@ class _Alter(AlterTable[Server]):
                      "numbers the rows (LOCK=SHARED)", "add it inside the migration window", LOCKED)
         else:
             algorithm = self._add_column_algorithm(parsed.position)
+            fulltext = self.table is not None and self.table.fulltext
             how = ("changes only metadata: instant" if algorithm == INSTANT else
                    "copies the table" if algorithm == COPY else
                    "runs in place with reads and writes continuing, but InnoDB rebuilds the table: replicas lag "
@@ -522,6 +523,12 @@ class _Alter(AlterTable[Server]):
                          "name it, and fail",
                          "give it a DEFAULT, or add it NULL now and make it NOT NULL in a contract migration once "
                          "every release writes it", algorithm)
+            elif fulltext and algorithm != COPY:
+                # A table with a FULLTEXT index is rebuilt in place, but the server refuses LOCK=NONE for it.
+                self.add("add-column-fulltext-table", "needs-window",
+                         f"ADD COLUMN {column.name} rebuilds a table that has a FULLTEXT index, which the server does "
+                         "in place only while blocking writes (LOCK=SHARED)", "add it inside the migration window",
+                         LOCKED)
             else:
                 self.add("add-column", "safe",
                          f"ADD COLUMN {column.name} {how} ({_WORDS[algorithm]} on {self.server.label})",
@@ -740,9 +747,7 @@ class _Alter(AlterTable[Server]):
         if table is not None:
             def follow() -> None:
                 table.columns.pop(old_name.lower(), None)
-                if existing is not None and new.charset is None and existing.charset:
-                    new.charset = existing.charset
-                table.put(new)
+                table.put(new)  # without its own CHARACTER SET it now has the table's default
             self.j.updates.append(follow)
 
     def _compare(self, existing: Column | None, new: Column, position: str | None) -> None:
@@ -753,11 +758,18 @@ class _Alter(AlterTable[Server]):
                      "running release)", UNKNOWN_COLUMN_HINT)
             return
         old_type, new_type = existing.type, new.type
-        old_charset = existing.charset or (self.table.charset if self.table else None)
-        if new.charset and old_charset and new.charset != old_charset and new_type.family == "text":
+        table_charset = self.table.charset if self.table else None
+        old_charset = existing.charset or table_charset
+        # MODIFY/CHANGE without CHARACTER SET gives the column the table's default character set, not the one
+        # it had: a column with its own character set is re-encoded then.
+        new_charset = new.charset or table_charset
+        if new_charset and old_charset and new_charset != old_charset and new_type.family == "text":
+            implicit = "" if new.charset else " (no CHARACTER SET given: the table's default applies)"
             self.add("change-column-charset", "needs-window",
-                     f"changing the character set of {new.name} from {old_charset} to {new.charset} re-encodes it, "
-                     "copying the table (ALGORITHM=COPY): writes wait", "run it inside the migration window", COPY)
+                     f"changing the character set of {new.name} from {old_charset} to {new_charset}{implicit} "
+                     "re-encodes it, copying the table (ALGORITHM=COPY): writes wait",
+                     "say the column's CHARACTER SET in the MODIFY to keep it, or run it inside the migration window",
+                     COPY)
             return
         bpc = bytes_per_char(new if new.charset else existing, self.table)
         relation = compare_types(old_type, new_type, bpc or 4)

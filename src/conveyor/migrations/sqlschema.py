@@ -130,6 +130,12 @@ class Schema:
         self.tables[table.name.lower()] = table
         self.new_tables.add(table.name.lower())
 
+    def add(self, table: Table) -> None:
+        """Record a table that exists before the files are judged (read from a live database): known, and
+        new to none of them, because the running release may use it."""
+        self.tables[table.name.lower()] = table
+        self.new_tables.discard(table.name.lower())
+
     def drop(self, name: str) -> None:
         """Forget a dropped table."""
         self.tables.pop(name.lower(), None)
