@@ -2,6 +2,7 @@
 
 ConveyorError                 exit 1 unless a subclass says otherwise
 ├── UsageError                exit 2  bad arguments on the command line
+│   └── MigrationRefused      a release's migration (or a rollback across one) the schema cannot take
 ├── ConfigError               exit 2  conveyor.yml is missing or invalid (carries every problem found)
 ├── ArtifactError             exit 2  the artifact cannot be built, read or is unsafe to ship
 ├── HeldError                 exit 3  a gate or a lock holds the deployment; nothing was changed
@@ -47,6 +48,10 @@ class ConfigProblem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class MigrationRefused(UsageError):
+    """A release's migrations, or a rollback across them, are refused before anything changes."""
 
 
 class ConfigError(ConveyorError):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.artifact.compression import open_tar, read_errors
 from conveyor.engine import commands
 from conveyor.engine.probe import tail
-from conveyor.errors import ArtifactError, ConveyorError, HeldError, UsageError
+from conveyor.errors import ArtifactError, ConveyorError, HeldError, MigrationRefused, UsageError
 from conveyor.migrations.catalog import Migration, migrations_of
 from conveyor.transport.base import Completed
 from conveyor.transport.local import LocalConnection
@@ -34,10 +34,6 @@ if TYPE_CHECKING:
     from conveyor.operations.workspace import Workspace
 
 CLASSES = ("safe", "needs-window", "breaking")
-
-
-class MigrationRefused(UsageError):
-    """A release's migrations (or a rollback across them) are refused: nothing was changed (exit 2)."""
 
 
 @dataclass(frozen=True)
