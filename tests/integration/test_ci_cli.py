@@ -63,7 +63,16 @@ def test_ci_gitlab_prints_the_pipeline_and_writes_it_with_o(make_fleet) -> None:
     fleet.run("ci", "github", "-o", ".github/workflows/conveyor.yml")
     workflow = yaml.safe_load((fleet.root / ".github" / "workflows" / "conveyor.yml").read_text(encoding="utf-8"))
     assert set(workflow["jobs"]) == {"check_pipeline_file", "build", "deploy_staging", "plan_production",
-                                     "deploy_production"}
+                                     "deploy_production", "report"}
+    # "Run workflow" with action report answers the read-only questions and deploys nothing.
+    triggers = workflow["on"] if "on" in workflow else workflow[True]  # YAML 1.1 readers take a bare on for true
+    assert triggers["workflow_dispatch"]["inputs"]["action"]["options"] == ["deploy", "report"]
+    report = workflow["jobs"]["report"]["steps"][-1]["run"]
+    assert "conveyor diff staging production || failed=1" in report
+    assert "conveyor status || failed=1" in report
+    assert "inputs.action == 'report'" in workflow["jobs"]["report"]["if"]
+    for job in ("build", "deploy_staging", "plan_production"):
+        assert "inputs.action == 'deploy'" in workflow["jobs"][job]["if"], job
 
 
 def test_ci_check_exits_0_when_the_files_match_the_config(make_fleet) -> None:

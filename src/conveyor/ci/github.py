@@ -5,6 +5,8 @@
     plan_<env>            for a production-like environment: plan, window, (pending migrations), read-only
     deploy_<env>          with `environment: <env>` (GitHub's protection rules and approvals apply) and one
                           concurrency group per environment, never cancelled
+    report                "Run workflow" with action `report`: what is going out between each environment and the
+                          next, the status of every region, and (with migrations) each environment's database
 
 "Run workflow" (workflow_dispatch) takes an environment, a region or "everywhere" (the waves), and
 optionally a release. A push to the default branch deploys the `auto: true` environments, in promotion
@@ -25,7 +27,8 @@ RUNNER = "${{ vars.CONVEYOR_RUNNER || 'ubuntu-latest' }}"
 PYTHON = "3.11"
 ON_DEFAULT_BRANCH = ("github.event_name == 'push' && "
                      "github.ref == format('refs/heads/{0}', github.event.repository.default_branch)")
-DISPATCHED = "github.event_name == 'workflow_dispatch'"
+DISPATCHED = "(github.event_name == 'workflow_dispatch' && inputs.action == 'deploy')"
+REPORTING = "github.event_name == 'workflow_dispatch' && inputs.action == 'report'"
 RELEASES_ARTIFACT = "conveyor-releases"
 
 _BUILD_SCRIPT = """\
@@ -87,6 +90,7 @@ def _blocks(pipeline: Pipeline) -> list[YamlBlock]:
         if stage.per_region:
             jobs[f"plan_{stage.slug}"] = _plan_job(pipeline, stage)
         jobs[f"deploy_{stage.slug}"] = _deploy_job(pipeline, stage)
+    jobs["report"] = _report_job(pipeline)
     return [
         YamlBlock({"name": "conveyor"}),
         YamlBlock({"on": _triggers(pipeline)}),
@@ -102,6 +106,13 @@ def _triggers(pipeline: Pipeline) -> dict[str, Any]:
         # Every push: the drift check runs on every branch; deploys on the default branch only (jobs' `if`).
         "push": None,
         "workflow_dispatch": {"inputs": {
+            "action": {
+                "description": "deploy, or report: what is going out, status, databases (changes nothing)",
+                "type": "choice",
+                "required": True,
+                "default": "deploy",
+                "options": ["deploy", "report"],
+            },
             "environment": {
                 "description": "The environment to deploy to",
                 "type": "choice",
@@ -266,3 +277,18 @@ def _deploy_job(pipeline: Pipeline, stage: Stage) -> dict[str, Any]:
         "run": script,
     }]
     return job
+
+
+def _report_job(pipeline: Pipeline) -> dict[str, Any]:
+    """The read-only questions, in one job: every command runs, and the job fails if any of them did."""
+    commands = [f"conveyor diff {stage.promote_from} {stage.name}" for stage in pipeline.stages if stage.promote_from]
+    commands.append("conveyor status")
+    if "db status" in pipeline.commands:
+        commands += [f"conveyor db status {stage.name}" for stage in pipeline.stages]
+    lines = ["set +e", "failed=0", *(f"{command} || failed=1" for command in commands), 'exit "$failed"']
+    script = "\n".join(lines) + "\n"
+    return {
+        "if": _expression(REPORTING),
+        "runs-on": RUNNER,
+        "steps": [*_setup(pipeline, history=True), {"name": "what runs where, and what is going out", "run": script}],
+    }
