@@ -156,3 +156,7 @@ class Display:
         if result.message:
             text += f" — {result.message}"
         self.line(text, style)
+        if result.status == "held" and result.kind == "deploy" and result.id is not None:
+            # The one command a person needs, with the id filled in.
+            self.line(f"to carry on once you have looked: conveyor deploy {result.environment} --resume {result.id}",
+                      "yellow")
