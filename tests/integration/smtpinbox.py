@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from promstack import free_port
 
 
 @dataclass(frozen=True)
@@ -82,17 +82,11 @@ class Inbox:
             return list(self.mails)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def smtp_server(user: str, password: str) -> Iterator[Inbox]:
     """An SMTP server on a free loopback port until the block ends."""
     inbox = Inbox(user, password)
-    inbox.port = _free_port()
+    inbox.port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port, authenticator=inbox.authenticate,
                             auth_require_tls=False, ready_timeout=10)
     controller.start()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -26,6 +25,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 from mariadbserver import MariaDB, running
+from promstack import free_port
 
 from conveyor.migrations.lint import judge_files, judge_sql
 from conveyor.migrations.live import (
@@ -56,12 +56,6 @@ def lint_json(sql: str, tmp_path: Path, *args: str, env: dict[str, str] | None =
     assert done.returncode in (0, 1), done
     assert done.stderr == "", done.stderr
     return done.returncode, json.loads(done.stdout)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def with_database(url: str, database: str, *, password: str | None = None, query: str | None = None) -> str:

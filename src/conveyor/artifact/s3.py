@@ -25,13 +25,13 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from conveyor.artifact.pointers import pointer_document, pointer_name
 from conveyor.artifact.release import Release, is_release_id
-from conveyor.artifact.store import LocalStore
+from conveyor.artifact.store import LocalStore, newest_first
 from conveyor.errors import ArtifactError
 
 INSTALL_HINT = "pip install 'conveyor-deploy[aws]'"
@@ -180,8 +180,7 @@ class S3Store(LocalStore):
                 with contextlib.suppress(ArtifactError):
                     release = dataclasses.replace(release, path=self.cache.get(release_id).path)
             releases.append(release)
-        releases.sort(key=lambda release: (_created(release), release.id), reverse=True)
-        return releases
+        return newest_first(releases)
 
     def add(self, tarball: Path, manifest: dict[str, Any]) -> Release:
         """Put `tarball` in the cache, then upload it, then its manifest: only a whole release is listed."""
@@ -547,11 +546,3 @@ def _tarball_name(release_id: str, manifest: Mapping[str, Any], objects: Mapping
         return name if name in objects else None
     candidates = sorted(found for found in objects if _is_tarball_name(release_id, found))
     return candidates[0] if len(candidates) == 1 else None
-
-
-def _created(release: Release) -> datetime:
-    """When a release was created, comparable across time zones (its id's second when no zone is given)."""
-    created = datetime.fromisoformat(release.created_at)
-    if created.tzinfo is None:
-        return datetime.strptime(release.id[:16] + "+0000", "%Y%m%dT%H%M%SZ%z")
-    return created.astimezone(UTC)

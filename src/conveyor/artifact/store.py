@@ -91,8 +91,7 @@ class LocalStore:
                 continue
             if release.path.is_file() and release.id == manifest.name.removesuffix(MANIFEST_SUFFIX):
                 releases.append(release)
-        releases.sort(key=lambda release: (_sort_time(release), release.id), reverse=True)
-        return releases
+        return newest_first(releases)
 
     def add(self, tarball: Path, manifest: dict[str, Any]) -> Release:
         """Move `tarball` into the store under the manifest's id, then write the manifest, both atomically."""
@@ -132,6 +131,11 @@ class LocalStore:
     def _placed(self, release: Release) -> Release:
         """The release with the path its compression gives it in this store."""
         return dataclasses.replace(release, path=self.tarball_path(release.id, release.compression))
+
+
+def newest_first(releases: builtins.list[Release]) -> builtins.list[Release]:
+    """Releases in the order stores list them: the newest first, by when they were created."""
+    return sorted(releases, key=lambda release: (_sort_time(release), release.id), reverse=True)
 
 
 def _sort_time(release: Release) -> datetime:

@@ -36,6 +36,7 @@ from conveyor.gates.windows import evaluate, now
 from conveyor.inventory import Host
 from conveyor.operations.integrations import integrations
 from conveyor.operations.recording import StoreRecorder
+from conveyor.operations.release import record_release
 from conveyor.operations.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -298,8 +299,6 @@ def deploy(ws: Workspace, request: Request, *, subscribers: Sequence[Subscriber]
     ws.environment(request.environment)
     plan = plan_for(ws, request)
     release = build() if request.release is None and build is not None else resolve_release(ws, request.release)
-    from conveyor.operations.release import record_release
-
     record_release(ws, release)
     targets: dict[str, str | None] = {r.region: release.id for r in plan.regions}
     shipments = {release.id: Shipment(release.id, release.sha256, release.path, release.compression)}

@@ -75,9 +75,10 @@ class RegionMigrations:
                 "waiting": [j.to_json() for j in self.waiting]}
 
 
-def judge_all(ws: Workspace, migrations: list[Migration]) -> dict[str, Judged]:
+def judge_all(ws: Workspace, migrations: list[Migration], pending: set[str]) -> dict[str, Judged]:
     """The verdict on each of a release's migrations, judged in the order they run, each knowing the schema
-    the ones before it made (a table created by an earlier migration of the history is known, for one)."""
+    the ones before it made (a table created by an earlier migration of the history is known, for one).
+    squawk (a process per file) looks only at the `pending` ones: the others only build up the schema."""
     from conveyor.migrations.lint import Schema, judge_sql
 
     settings = ws.config.migrations
@@ -86,7 +87,7 @@ def judge_all(ws: Workspace, migrations: list[Migration]) -> dict[str, Judged]:
     out: dict[str, Judged] = {}
     for migration in migrations:
         verdict = judge_sql(migration.text, settings.dialect, settings.version, migration.phase,
-                            path=migration.name, schema=schema)
+                            path=migration.name, schema=schema, squawk=migration.name in pending)
         findings = tuple({"line": finding.line, "rule": finding.rule, "class": finding.cls,
                           "message": finding.message, "hint": finding.hint} for finding in verdict.findings)
         out[migration.name] = Judged(migration, verdict.cls, findings)
@@ -105,19 +106,26 @@ def _carried(ws: Workspace, release_id: str, directory: str) -> list[Migration]:
     cached: dict[tuple[str, str], list[Migration]] = ws.__dict__.setdefault("_migrations_carried", {})
     key = (release_id, directory)
     if key not in cached:
-        try:
-            cached[key] = migrations_of(ws.artifacts.get(release_id), directory)
-        except ArtifactError:
-            cached[key] = _recorded(ws, release_id)
+        # What the state store recorded when the release was built or deployed; the tarball (which a remote
+        # store may have to download) only for releases recorded before migrations were configured.
+        recorded = _recorded(ws, release_id)
+        if recorded is None:
+            try:
+                recorded = migrations_of(ws.artifacts.get(release_id), directory)
+            except ArtifactError:
+                recorded = []
+        cached[key] = recorded
     return cached[key]
 
 
-def _recorded(ws: Workspace, release_id: str) -> list[Migration]:
-    """The migrations the state store recorded for a release whose tarball is gone (names and phases: enough
-    to know what a rollback to it would undo)."""
+def _recorded(ws: Workspace, release_id: str) -> list[Migration] | None:
+    """The migrations the state store recorded for a release (names and phases: what callers of `carried`
+    need), or None when it recorded none."""
     manifest = ws.store.release_manifest(release_id) or {}
+    if not isinstance(manifest.get("migrations"), list):
+        return None
     out = []
-    for item in manifest.get("migrations") or []:
+    for item in manifest["migrations"]:
         if isinstance(item, dict) and isinstance(item.get("name"), str) and item.get("phase") in ("expand",
                                                                                                   "contract"):
             out.append(Migration(item["name"], item["phase"], str(item.get("sha256", "")), ""))
@@ -131,8 +139,11 @@ def plan_migrations(ws: Workspace, env: str, regions: list[str], target: Release
     settings = ws.config.migrations
     if settings is None:
         return {}
-    judged = judge_all(ws, migrations_of(target, settings.dir))
+    carried_now = migrations_of(target, settings.dir)
     applied = ws.store.applied_migrations(env)
+    done_in = {region: {row["name"] for row in applied.get(region, [])} for region in regions}
+    judged = judge_all(ws, carried_now, {m.name for m in carried_now
+                                         if any(m.name not in done for done in done_in.values())})
     pointers = ws.store.pointers(env)
     everywhere: set[str] | None = None
     for region in ws.config.environments[env].regions:
@@ -140,7 +151,7 @@ def plan_migrations(ws: Workspace, env: str, regions: list[str], target: Release
         everywhere = names if everywhere is None else everywhere & names
     plans: dict[str, RegionMigrations] = {}
     for region in regions:
-        done = {row["name"] for row in applied.get(region, [])}
+        done = done_in[region]
         plan = RegionMigrations(region)
         for name, verdict in judged.items():
             if name in done:
