@@ -17,6 +17,7 @@ from typing import Any
 
 from conveyor.artifact.pointers import read_pointer
 from conveyor.artifact.store import LocalStore
+from conveyor.config.models import check_host_name
 from conveyor.engine.events import EventBus, Subscriber
 from conveyor.engine.plan import make_plan
 from conveyor.engine.results import HostOutcome, HostStatus
@@ -53,12 +54,13 @@ class ConvergeResult:
 
 
 def host_name(given: str | None) -> str:
-    """This host's name: given, else the machine's, made safe as a directory and journal name."""
-    name = given or socket.gethostname() or "localhost"
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "localhost"
-    if given is not None and safe != given:
-        raise UsageError(f"--host {given!r}: use letters, digits, '.', '_' and '-' only")
-    return safe
+    """This host's name: given (checked like a host name in conveyor.yml), else the machine's, made safe."""
+    if given is not None:
+        try:
+            return check_host_name(given)
+        except ValueError as exc:
+            raise UsageError(f"--host {given!r}: {exc}") from None
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", socket.gethostname()).strip("-.") or "localhost"
 
 
 def _region_store(ws: Workspace, region: str) -> LocalStore:
