@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncssh
-
 from conveyor.config.models import SSHSettings
 from conveyor.errors import TransportError
 from conveyor.inventory import Host
+from conveyor.transport._asyncssh import asyncssh
 from conveyor.transport.base import Completed
 
 # The process ids a host script prints first (common.sh), for stopping it after a timeout.
