@@ -113,6 +113,29 @@ def test_ci_check_exits_1_naming_what_drifted(make_fleet) -> None:
     fleet.run("ci", "check")
 
 
+def test_a_pipeline_asks_for_db_status_only_when_the_config_has_migrations(make_fleet) -> None:
+    fleet = make_fleet(settings())
+    assert "db status" not in fleet.run("ci", "gitlab").stdout
+    assert "db status" not in fleet.run("ci", "github").stdout
+    fleet.settings["migrations"] = {"dir": "db/migrations", "dialect": "postgresql", "apply": "true",
+                                    "status": "true"}
+    fleet.write_config()
+    doc = yaml.safe_load(fleet.run("ci", "gitlab").stdout)
+    assert doc["pre_deploy_production_a"]["script"][-1] == "conveyor db status production"
+    assert "conveyor db status production" in fleet.run("ci", "github").stdout
+
+
+def test_db_status_without_migrations_says_so_and_exits_0(make_fleet) -> None:
+    fleet = make_fleet(settings())
+    done = fleet.run("db", "status", "production")
+    assert done.stdout.strip() == "production: no migrations configured (the config has no migrations: section)"
+    assert fleet.json("db", "status", "production") == {
+        "environment": "production", "configured": False, "release": None, "regions": {},
+        "message": "no migrations configured"}
+    # Before any release is built too, and an unknown environment is still bad input.
+    assert "unknown environment" in fleet.run("db", "status", "nowhere", expect=2).stderr
+
+
 def test_ci_check_exits_2_for_a_missing_or_unreadable_file(make_fleet) -> None:
     fleet = make_fleet(settings())
     nothing = fleet.run("ci", "check", expect=2)

@@ -28,7 +28,11 @@ from conveyor.errors import ConfigError
 
 GOLDEN = Path(__file__).parent / "golden" / "ci"
 VERSION = "0.1.0"  # pinned here so that a version bump does not rewrite the golden files
-COMMANDS = ["build", "deploy", "diff", "plan", "status", "windows"]
+COMMANDS = ["build", "converge", "db", "db lint", "db status", "deploy", "diff", "plan", "rollback", "status",
+            "windows"]
+BEFORE_DB_STATUS = [c for c in COMMANDS if not c.startswith("db")]  # a Conveyor from before `db status`
+MIGRATIONS = {"dir": "db/migrations", "dialect": "mysql", "apply": "./bin/migrate up", "status": "./bin/migrate list"}
+
 REGIONS = ["ca", "za", "uk", "us"]  # production's wave order
 
 # Keywords the GitLab CI YAML reference documents (docs.gitlab.com/ci/yaml), and GitHub's workflow syntax.
@@ -198,21 +202,56 @@ def test_gitlab_tracks_each_region_as_an_environment_and_never_deploys_one_twice
     assert groups == {"conveyor-www-production"}
 
 
-def test_gitlab_checks_each_region_before_its_deploy_and_leaves_a_hook_for_db_status() -> None:
+def test_gitlab_checks_each_region_before_its_deploy() -> None:
     doc = gitlab_doc(golden_pipeline())
     job = doc["pre_deploy_production_za"]
     assert job["stage"] == "pre_deploy"
     assert job["needs"] == ["build_release", "deploy_staging"]  # after staging moved in this pipeline
-    assert job["script"][:2] == ['conveyor plan production --region za --release "$CONVEYOR_RELEASE"',
-                                 "conveyor windows production"]
-    assert job["script"][2].startswith("# hook: pending migrations")  # a shell comment, not a broken command
+    assert job["script"] == ['conveyor plan production --region za --release "$CONVEYOR_RELEASE"',
+                             "conveyor windows production"]
     assert doc["deploy_production_za"]["needs"] == ["build_release", "pre_deploy_production_za"]
+
+
+def test_without_migrations_no_job_asks_for_db_status_so_the_deploy_buttons_can_run() -> None:
+    # `db status` exits 2 on older Conveyors for a config without migrations: the check jobs then failed and the
+    # manual deploy jobs that need them could never run.
+    pipeline = golden_pipeline()
+    assert not pipeline.migrations
+    gitlab_text, github_text = gitlab.generate(pipeline), github.generate(pipeline)
+    assert "db status" not in gitlab_text
+    assert "db status" not in github_text
+    assert not [name for name in gitlab_doc(pipeline) if name.startswith("db_status")]
+
+
+def test_with_migrations_every_check_job_asks_for_the_pending_ones() -> None:
+    settings = golden_settings()
+    settings["migrations"] = MIGRATIONS
+    pipeline = pipeline_of(settings)
+    assert pipeline.migrations
+    doc = gitlab_doc(pipeline)
+    for region in REGIONS:
+        assert doc[f"pre_deploy_production_{region}"]["script"][2] == "conveyor db status production"
+    assert doc["db_status_staging"]["script"] == ["conveyor db status staging"]
+    assert doc["db_status_production"]["script"] == ["conveyor db status production"]
+    assert doc["db_status_production"]["rules"][-1]["when"] == "manual"
+    jobs = github_doc(pipeline)["jobs"]
+    assert "conveyor db status production\n" in jobs["plan_production"]["steps"][-1]["run"]
+    report = jobs["report"]["steps"][-1]["run"]
+    assert "conveyor db status staging || failed=1" in report
+    assert "conveyor db status production || failed=1" in report
+
+
+def test_a_conveyor_without_db_status_leaves_a_hook_only_where_there_are_migrations() -> None:
+    settings = golden_settings()
+    settings["migrations"] = MIGRATIONS
+    doc = gitlab_doc(pipeline_of(settings, BEFORE_DB_STATUS))
+    line = doc["pre_deploy_production_za"]["script"][2]
+    assert line.startswith("# hook: pending migrations")  # a shell comment, not a broken command
     assert not any("db status" in line and not line.startswith("#")
                    for j in jobs_of(doc).values() for line in j["script"])
-
-    with_db = gitlab_doc(golden_pipeline([*COMMANDS, "db", "db status"]))
-    assert with_db["pre_deploy_production_za"]["script"][2] == "conveyor db status production"
-    assert with_db["db_status_production"]["script"] == ["conveyor db status production"]
+    assert "# hook: pending migrations" in github_doc(pipeline_of(settings, BEFORE_DB_STATUS))["jobs"][
+        "plan_production"]["steps"][-1]["run"]
+    assert "hook" not in gitlab.generate(pipeline_of(golden_settings(), BEFORE_DB_STATUS))
 
 
 def test_gitlab_information_jobs_are_manual_and_never_block_the_pipeline() -> None:
@@ -364,7 +403,6 @@ def test_github_deploy_jobs_use_environments_and_one_uncancelled_concurrency_gro
     plan = jobs["plan_production"]["steps"][-1]["run"]
     assert 'conveyor plan production "$@" --release "$RELEASE"' in plan
     assert "conveyor windows production" in plan
-    assert "# hook: pending migrations" in plan
 
 
 def test_github_deploys_automatically_on_push_to_the_default_branch_only_where_auto_is_true() -> None:

@@ -2,7 +2,8 @@
 
     check_pipeline_file   on every push: fails while the workflow and the config disagree
     build                 builds the release once (or takes the one given to "Run workflow"): output `release`
-    plan_<env>            for a production-like environment: plan, window, (pending migrations), read-only
+    plan_<env>            for a production-like environment: plan, window, pending migrations (with
+                          `migrations:`), read-only
     deploy_<env>          with `environment: <env>` (GitHub's protection rules and approvals apply) and one
                           concurrency group per environment, never cancelled
     report                "Run workflow" with action `report`: what is going out between each environment and the
@@ -225,9 +226,9 @@ def _plan_job(pipeline: Pipeline, stage: Stage) -> dict[str, Any]:
     upstream = _upstream(stage)
     script = _REGION_ARGS + (f'conveyor plan {stage.name} "$@" --release "$RELEASE"\n'
                              f"conveyor windows {stage.name}\n")
-    if "db status" in pipeline.commands:
+    if pipeline.asks_databases:
         script += f"conveyor db status {stage.name}\n"
-    else:
+    elif pipeline.awaits_db_status:
         script += f"# hook: pending migrations: add `conveyor db status {stage.name}` here once conveyor has it\n"
     return {
         "needs": ["build", *([upstream] if upstream else [])],
@@ -283,7 +284,7 @@ def _report_job(pipeline: Pipeline) -> dict[str, Any]:
     """The read-only questions, in one job: every command runs, and the job fails if any of them did."""
     commands = [f"conveyor diff {stage.promote_from} {stage.name}" for stage in pipeline.stages if stage.promote_from]
     commands.append("conveyor status")
-    if "db status" in pipeline.commands:
+    if pipeline.asks_databases:
         commands += [f"conveyor db status {stage.name}" for stage in pipeline.stages]
     lines = ["set +e", "failed=0", *(f"{command} || failed=1" for command in commands), 'exit "$failed"']
     script = "\n".join(lines) + "\n"

@@ -3,9 +3,9 @@ everywhere.
 
     build         check_pipeline_file, build_release (the release id goes on as CONVEYOR_RELEASE)
     staging       deploy_<env> for each environment that only feeds others (automatic with `auto: true`)
-    pre_deploy    pre_deploy_<env>_<region>: plan, window, (pending migrations): read-only, automatic
+    pre_deploy    pre_deploy_<env>_<region>: plan, window, pending migrations (with `migrations:`): read-only
     deploy        deploy_<env>_<region> and deploy_<env>_everywhere (the waves): manual unless `auto: true`
-    info          diff, status: manual, read-only
+    info          diff, status, db status (with `migrations:`): manual, read-only
 
 Deploy jobs share a resource_group per environment (never two at once), give GitLab an environment to
 track, disappear during a deploy freeze ($CI_DEPLOY_FREEZE), run on the default branch only, and may fail
@@ -195,9 +195,9 @@ def _per_region(pipeline: Pipeline, stage: Stage) -> list[YamlBlock]:
             f"conveyor plan {stage.name} --region {region} --release {RELEASE}",
             f"conveyor windows {stage.name}",
         ]
-        if "db status" in pipeline.commands:
+        if pipeline.asks_databases:
             script.append(f"conveyor db status {stage.name}")
-        else:
+        elif pipeline.awaits_db_status:
             script.append(f"# hook: pending migrations: add `conveyor db status {stage.name}` here once conveyor "
                           "has it")
         blocks.append(YamlBlock({check: {
@@ -239,10 +239,10 @@ def _info(pipeline: Pipeline) -> list[YamlBlock]:
                     [f"conveyor diff {stage.promote_from} {stage.name}"], variables={"GIT_DEPTH": "0"})},
                 (f"The commits {stage.promote_from} runs that {stage.name} does not yet.",)))
     comment = ["What runs where."]
-    if "db status" not in pipeline.commands:
+    if pipeline.awaits_db_status:
         comment.append("db status: a job per environment runs `conveyor db status ENV` here once conveyor has it.")
     blocks.append(YamlBlock({"fleet_status": _info_job(["conveyor status"])}, tuple(comment)))
-    if "db status" in pipeline.commands:
+    if pipeline.asks_databases:
         for stage in pipeline.stages:
             blocks.append(YamlBlock({f"db_status_{stage.name}": _info_job([f"conveyor db status {stage.name}"])},
                                     (f"{stage.name}: migrations applied and pending.",)))

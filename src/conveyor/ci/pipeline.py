@@ -72,10 +72,22 @@ class Pipeline:
     variables: tuple[str, ...]      # the ${NAME}s conveyor.yml reads from the environment
     push_tags: bool                 # git.push: deploy jobs push release tags
     commands: frozenset[str]        # the commands this Conveyor has, like "deploy" or "db status"
+    migrations: bool = False        # the config has a `migrations:` section
 
     def stage(self, name: str) -> Stage:
         """The stage of an environment."""
         return next(s for s in self.stages if s.name == name)
+
+    @property
+    def asks_databases(self) -> bool:
+        """Whether jobs run `conveyor db status`: only for a config with migrations (without, it has nothing
+        to ask), and only once this Conveyor has the command."""
+        return self.migrations and "db status" in self.commands
+
+    @property
+    def awaits_db_status(self) -> bool:
+        """The config has migrations but this Conveyor has no `db status` yet: jobs leave a hook for it."""
+        return self.migrations and "db status" not in self.commands
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -135,6 +147,7 @@ def build_pipeline(config: Config, *, config_name: str = "conveyor.yml", variabl
         variables=tuple(sorted(set(variables))),
         push_tags=bool(config.git.push),
         commands=frozenset(commands),
+        migrations=config.migrations is not None,
     )
 
 

@@ -149,6 +149,13 @@ def _migrations_dir(ctx: typer.Context, config: str | None, settings: Any) -> Pa
     return config_path(explicit).resolve().parent / directory
 
 
+def _not_configured(environment: str) -> dict[str, Any]:
+    """`db status --json` for a config without migrations: the configured document's keys, empty, and
+    `configured: false` to tell it apart."""
+    return {"environment": environment, "configured": False, "release": None, "regions": {},
+            "message": "no migrations configured"}
+
+
 @db.command("status")
 def status(
     ctx: typer.Context,
@@ -158,16 +165,30 @@ def status(
     config: str | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Per region: the migrations its database says are applied, and those the release would run, judged."""
+    """Per region: the migrations its database says are applied, and those the release would run, judged.
+
+    A config without `migrations:` has nothing to ask: it says so and exits 0, so a script or a pipeline may
+    ask it of any app.
+    """
     from conveyor.operations.deploy import resolve_release
     from conveyor.operations.migrations import schema_status
 
     ws = workspace(ctx, config)
     try:
         ws.environment(environment)
-        document = schema_status(ws, environment, resolve_release(ws, release))
+        if ws.config.migrations is None:
+            document = None
+        else:
+            document = schema_status(ws, environment, resolve_release(ws, release))
     finally:
         ws.close()
+    if document is None:
+        if as_json:
+            print_json(_not_configured(environment))
+        else:
+            stdout().print(f"{environment}: no migrations configured (the config has no migrations: section)",
+                           markup=False)
+        return
     if as_json:
         print_json(document)
     else:
