@@ -113,6 +113,27 @@ def test_ci_check_exits_1_naming_what_drifted(make_fleet) -> None:
     fleet.run("ci", "check")
 
 
+def test_ci_check_names_each_command_that_would_be_refused_without_yes(make_fleet) -> None:
+    # A pipeline written before deploy jobs passed --yes: without a terminal conveyor refuses them (exit 2).
+    fleet = make_fleet(settings())
+    fleet.run("ci", "gitlab", "-o", ".gitlab-ci.yml")
+    path = fleet.root / ".gitlab-ci.yml"
+    path.write_text(path.read_text(encoding="utf-8").replace(" --yes", ""), encoding="utf-8")
+
+    done = fleet.run("ci", "check", expect=1)
+    assert ("deploy_production_b.script[0]: `conveyor deploy production --region b --release \"$CONVEYOR_RELEASE\"` "
+            "changes hosts without --yes") in done.stdout
+    assert "deploy_staging.script[0]: `conveyor deploy staging" in done.stdout
+    (checked,) = fleet.json("ci", "check", expect=1)["files"]
+    assert [u["path"] for u in checked["unconfirmed"]] == [
+        "deploy_staging.script[0]", "deploy_production_a.script[0]", "deploy_production_b.script[0]",
+        "deploy_production_everywhere.script[0]"]
+
+    fleet.run("ci", "gitlab", "-o", ".gitlab-ci.yml")
+    (clean,) = fleet.json("ci", "check")["files"]
+    assert clean["unconfirmed"] == []
+
+
 def test_a_pipeline_asks_for_db_status_only_when_the_config_has_migrations(make_fleet) -> None:
     fleet = make_fleet(settings())
     assert "db status" not in fleet.run("ci", "gitlab").stdout

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from conveyor.ci import github, gitlab
-from conveyor.ci.check import MISSING, Difference, compare
+from conveyor.ci.check import MISSING, Difference, Unconfirmed, compare, unconfirmed_commands
 from conveyor.ci.environment import CIEnvironment, detect
 from conveyor.ci.pipeline import Pipeline, build_pipeline, load_yaml, promotion_order, read_config
 from conveyor.ci.sections import Sections, github_end, github_start, gitlab_end, gitlab_start
@@ -32,7 +32,8 @@ COMMANDS = ["build", "converge", "db", "db lint", "db status", "deploy", "diff",
             "windows"]
 BEFORE_DB_STATUS = [c for c in COMMANDS if not c.startswith("db")]  # a Conveyor from before `db status`
 MIGRATIONS = {"dir": "db/migrations", "dialect": "mysql", "apply": "./bin/migrate up", "status": "./bin/migrate list"}
-
+# A shell command that changes hosts: a CI job has no terminal, so each must carry --yes.
+HOST_CHANGING = re.compile(r"\bconveyor\s+(deploy|rollback|converge)\b")
 REGIONS = ["ca", "za", "uk", "us"]  # production's wave order
 
 # Keywords the GitLab CI YAML reference documents (docs.gitlab.com/ci/yaml), and GitHub's workflow syntax.
@@ -431,6 +432,82 @@ def test_github_asks_for_write_access_only_when_deployments_push_release_tags() 
     settings = golden_settings()
     settings["git"] = {"tags": True, "push": "origin"}
     assert github_doc(pipeline_of(settings))["jobs"]["deploy_production"]["permissions"] == {"contents": "write"}
+
+
+# -- commands that change hosts ---------------------------------------------------------------------------
+
+
+def host_changing_lines(doc: Any) -> list[str]:
+    """Every script line of a generated document that runs a command changing hosts."""
+    found = []
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack += list(node.values())
+        elif isinstance(node, list):
+            stack += node
+        elif isinstance(node, str):
+            found += [line for line in node.splitlines() if HOST_CHANGING.search(line)]
+    return found
+
+
+@pytest.mark.parametrize("auto_production", [False, True])
+@pytest.mark.parametrize("migrations", [False, True])
+def test_every_command_that_changes_hosts_passes_yes(auto_production: bool, migrations: bool) -> None:
+    # Without a terminal, conveyor refuses (exit 2) to change hosts unless --yes is given: a CI job has none.
+    settings = golden_settings()
+    settings["environments"]["production"]["auto"] = auto_production
+    if migrations:
+        settings["migrations"] = MIGRATIONS
+    pipeline = pipeline_of(settings)
+    gitlab_lines = host_changing_lines(gitlab_doc(pipeline))
+    github_lines = host_changing_lines(github_doc(pipeline))
+    assert len(gitlab_lines) == 1 + len(REGIONS) + 1  # staging, each region, everywhere
+    assert len(github_lines) == 2  # staging, production
+    for line in gitlab_lines + github_lines:
+        assert re.search(r"\s--yes(\s|$)", line), line
+    assert unconfirmed_commands(gitlab_doc(pipeline)) == []
+    assert unconfirmed_commands(github_doc(pipeline)) == []
+
+
+def test_the_drift_check_names_each_command_that_would_be_refused_without_yes() -> None:
+    committed = load_yaml(gitlab.generate(golden_pipeline()).replace(" --yes", ""))
+    found = unconfirmed_commands(committed)
+    assert [u.path for u in found] == ["deploy_staging.script[0]",
+                                       *[f"deploy_production_{r}.script[0]" for r in REGIONS],
+                                       "deploy_production_everywhere.script[0]"]
+    assert found[0] == Unconfirmed("deploy_staging.script[0]",
+                                   'conveyor deploy staging --release "$CONVEYOR_RELEASE" --auto')
+    assert "without --yes" in found[0].describe()
+    assert "exit 2" in found[0].describe()
+    workflow = load_yaml(github.generate(golden_pipeline()).replace(" --yes", ""))
+    assert [u.path for u in unconfirmed_commands(workflow)] == [
+        "jobs.deploy_staging.steps[4].run", "jobs.deploy_production.steps[4].run"]
+
+
+@pytest.mark.parametrize(("line", "refused"), [
+    ('conveyor deploy production --release "$R" --yes', False),
+    ("conveyor rollback production -y", False),
+    ("conveyor -c deploy/conveyor.yml rollback production --region za", True),
+    ("conveyor --config=ci.yml converge --env production --region za --role web", True),
+    ('CONVEYOR_USER=ci .venv/bin/conveyor deploy staging || code=$?', True),
+    ("if conveyor deploy staging; then echo done; fi", True),
+    ("conveyor deploy staging; conveyor rollback staging --yes", True),  # each command needs its own
+    ("conveyor plan production --region za", False),
+    ("conveyor db status production", False),
+    ('echo "conveyor deploy is what the next job runs"', False),
+    ("conveyor deployments", False),
+])
+def test_which_shell_lines_would_be_refused_without_a_terminal(line: str, refused: bool) -> None:
+    assert bool(unconfirmed_commands({"job": {"script": [line]}})) is refused
+
+
+def test_a_command_continued_over_lines_is_read_whole() -> None:
+    script = "conveyor deploy production \\\n  --release \"$R\" \\\n  --yes\n"
+    assert unconfirmed_commands({"job": {"script": [script]}}) == []
+    assert unconfirmed_commands({"job": {"script": script.replace("--yes", "--auto")}}) == [
+        Unconfirmed("job.script", 'conveyor deploy production    --release "$R"    --auto')]
 
 
 # -- reading the config ---------------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 
 Comments (the header) and formatting do not count: two files are the same when they hold the same data.
 A difference is named by its path in the document (`deploy_production_ca.rules[1].when`), with both values.
+A command that changes hosts without `--yes` is named too: a CI job has no terminal to confirm on, so
+Conveyor refuses it (exit 2) and that job can never deploy.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +17,18 @@ from typing import Any, Literal
 from conveyor.ci.pipeline import load_yaml
 from conveyor.errors import UsageError
 
-__all__ = ["MISSING", "Difference", "FileCheck", "check_file", "compare", "read_pipeline_file"]
+__all__ = ["HOST_CHANGING", "MISSING", "Difference", "FileCheck", "Unconfirmed", "check_file", "compare",
+           "read_pipeline_file", "unconfirmed_commands"]
+
+HOST_CHANGING = ("deploy", "rollback", "converge")  # the commands that ask for confirmation unless --yes
+# `[NAME=VALUE ...] [PATH/]conveyor [-c FILE | --config FILE | --config=FILE] COMMAND` where a shell command
+# starts (a line is split at ;, &&, || and | first).
+_COMMAND = re.compile(r"(?:^|[(!]|\b(?:then|do|else|exec|if|time)\b)\s*(?:[A-Za-z_]\w*=\S*\s+)*(?:\S*/)?conveyor"
+                      r"(?:\s+(?:-c\s*|--config[=\s])\s*(?:\"[^\"]*\"|'[^']*'|\S+))*"
+                      rf"\s+(?P<command>{'|'.join(HOST_CHANGING)})(?=\s|$|;)")
+_SEPARATORS = re.compile(r"\s*(?:;|&&|\|\||\|)\s*")
+_CONFIRMED = re.compile(r"(?:^|\s)(?:--yes|-y)(?=\s|$|;)")
+_SCRIPT_KEYS = frozenset({"script", "before_script", "after_script", "run"})
 
 
 class _Missing:
@@ -67,12 +81,71 @@ class Difference:
 
 
 @dataclass(frozen=True)
+class Unconfirmed:
+    """A command in a committed file that changes hosts without `--yes`: refused in CI (no terminal)."""
+
+    path: str         # where the script is, like `deploy_production_ca.script[0]`
+    command: str      # the shell line, as the file has it
+
+    def describe(self) -> str:
+        """One line for a person."""
+        return (f"{self.path}: `{self.command}` changes hosts without --yes: with no terminal to confirm on, "
+                "conveyor refuses it (exit 2), so this job can never deploy")
+
+    def to_json(self) -> dict[str, str]:
+        """The finding as a JSON-ready mapping."""
+        return {"path": self.path, "command": self.command}
+
+
+def _shell_lines(script: str) -> list[str]:
+    """A script's lines, continuation lines (a trailing backslash) joined."""
+    lines: list[str] = []
+    pending = ""
+    for line in script.splitlines():
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        lines.append((pending + line).strip())
+        pending = ""
+    if pending:
+        lines.append(pending.strip())
+    return lines
+
+
+def _unconfirmed(line: str) -> bool:
+    """Whether one of a shell line's commands (split at ;, &&, ||, |) changes hosts without --yes."""
+    return any(_COMMAND.search(part) and not _CONFIRMED.search(part) for part in _SEPARATORS.split(line))
+
+
+def unconfirmed_commands(document: Any, path: str = "") -> list[Unconfirmed]:
+    """Every script line of a pipeline document that runs `conveyor deploy|rollback|converge` without --yes."""
+    found: list[Unconfirmed] = []
+    if isinstance(document, dict):
+        for key, value in document.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key in _SCRIPT_KEYS:
+                items = value if isinstance(value, list) else [value]
+                for index, item in enumerate(items):
+                    if not isinstance(item, str):
+                        continue
+                    spot = f"{where}[{index}]" if isinstance(value, list) else where
+                    found += [Unconfirmed(spot, line) for line in _shell_lines(item) if _unconfirmed(line)]
+            else:
+                found += unconfirmed_commands(value, where)
+    elif isinstance(document, list):
+        for index, item in enumerate(document):
+            found += unconfirmed_commands(item, f"{path}[{index}]")
+    return found
+
+
+@dataclass(frozen=True)
 class FileCheck:
     """The verdict on one file."""
 
     file: str
     kind: Literal["gitlab", "github"]
     differences: tuple[Difference, ...]
+    unconfirmed: tuple[Unconfirmed, ...] = ()   # host-changing commands without --yes (part of the drift)
 
     @property
     def equal(self) -> bool:
@@ -82,7 +155,8 @@ class FileCheck:
     def to_json(self) -> dict[str, Any]:
         """The verdict as a JSON-ready mapping."""
         return {"file": self.file, "kind": self.kind, "equal": self.equal,
-                "differences": [d.to_json() for d in self.differences]}
+                "differences": [d.to_json() for d in self.differences],
+                "unconfirmed": [u.to_json() for u in self.unconfirmed]}
 
 
 def _show(value: Any, limit: int = 100) -> str:
@@ -158,4 +232,5 @@ def read_pipeline_file(path: Path, shown: str) -> Any:
 def check_file(path: Path, shown: str, kind: Literal["gitlab", "github"], generated_text: str) -> FileCheck:
     """Compare the file at `path` with the text the generator gives now."""
     committed = read_pipeline_file(path, shown)
-    return FileCheck(shown, kind, tuple(compare(committed, load_yaml(generated_text))))
+    return FileCheck(shown, kind, tuple(compare(committed, load_yaml(generated_text))),
+                     tuple(unconfirmed_commands(committed)))

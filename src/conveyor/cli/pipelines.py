@@ -102,6 +102,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compare committed pipeline files with what conveyor.yml gives now (exit 1 and what differs if not).
 
+        A job that would change hosts without --yes (refused with no terminal to confirm on) is named too.
         Default: .gitlab-ci.yml and .github/workflows/conveyor.yml beside the config, whichever exist. Exit 2
         if a file is missing or not YAML.
         """
@@ -138,6 +139,8 @@ def register(app: typer.Typer) -> None:
                           f"{pipeline.config_name} ({count} difference{'' if count == 1 else 's'}):", markup=False)
                 for difference in result.differences:
                     out.print(f"  {difference.describe()}", markup=False)
+                for unconfirmed in result.unconfirmed:
+                    out.print(f"  {unconfirmed.describe()}", markup=False)
                 out.print(f"regenerate it: conveyor ci {result.kind} -o {result.file}", markup=False)
         if not all(r.equal for r in results):
             raise typer.Exit(1)
