@@ -1,8 +1,11 @@
 """The SSH transport (asyncssh): one connection per host, reused for every phase; bastions shared.
 
 Host keys are checked against a known_hosts file: `strict` refuses unknown and changed keys, `accept-new`
-records an unknown host's key and still refuses a changed one. Every failure becomes a TransportError
-naming the host and the reason (refused, timed out, authentication, host key).
+records an unknown host's key and still refuses a changed one. A host is known when any line speaks of it
+by the name it is reached by or by the address it was reached at (`[host]:port` for a port other than 22,
+hashed or not), through a host key or a `@cert-authority`; a `@revoked` key is refused wherever it is also
+listed. Every failure becomes a TransportError naming the host and the reason (refused, timed out,
+authentication, host key).
 """
 
 from __future__ import annotations
@@ -59,16 +62,72 @@ def parse_endpoint(text: str, default_port: int = 22) -> Endpoint:
     return Endpoint(host, port, user or None)
 
 
-class _Client(asyncssh.SSHClient):
-    """Accepts an unknown host's key under accept-new, remembering it to record."""
+class KnownHosts(asyncssh.SSHKnownHosts):
+    """A known_hosts file, matched as asyncssh matches it, except that a `@revoked` key stays revoked.
 
-    def __init__(self, accept_new: bool, known: bool) -> None:
+    asyncssh looks a host up as `[host]:port` (name and address alike) and, when nothing trusts a key
+    there, again without the port; the second lookup forgets the revoked keys of the first. Here a key
+    revoked under either form is revoked, and never trusted: neither asyncssh nor accept-new may take it.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        lines = (line.strip() for line in text.splitlines())
+        self._revoked = asyncssh.SSHKnownHosts("\n".join(
+            line.split(None, 1)[1] for line in lines if line.startswith("@revoked") and len(line.split()) > 1))
+
+    def match(self, host: str, addr: str, port: int | None) -> Any:
+        """The host keys, CA keys and revoked keys (and X.509 entries) for a host's name and address."""
+        port = None if port == 22 else port
+        found = super().match(host, addr, port)
+        revoked = [*self._revoked.match(host, addr, port)[0], *self._revoked.match(host, addr, None)[0]]
+        revoked += [key for key in found[2] if key not in revoked]
+        return ([key for key in found[0] if key not in revoked], [key for key in found[1] if key not in revoked],
+                revoked, *found[3:])
+
+
+def host_key_verdict(known: KnownHosts | None, host: str, addr: str, port: int | None,
+                     key: asyncssh.SSHKey | None) -> str:
+    """What known_hosts says of a host showing `key` (None: no key seen yet): `trusted`, `revoked`,
+    `changed` (other keys are known for it), `certified` (a certificate authority vouches for it, so a bare
+    key is not enough) or `unknown` (nothing speaks of it, by name or by address)."""
+    if known is None:
+        return "unknown"
+    trusted, authorities, revoked = known.match(host, addr, port)[:3]
+    if key is not None and key in revoked:
+        return "revoked"
+    if key is not None and key in trusted:
+        return "trusted"
+    if trusted:
+        return "changed"
+    if authorities:
+        return "certified"
+    return "unknown"
+
+
+class _Client(asyncssh.SSHClient):
+    """Accepts an unknown host's key under accept-new, remembering it to record; says why a key was refused.
+
+    asyncssh asks only about a key that known_hosts does not trust; the answer looks the host up by its name
+    and by the address the connection reached, as asyncssh itself did, so a key known for the address (or
+    vouched for by a certificate authority) is never taken for an unknown host's."""
+
+    def __init__(self, accept_new: bool, known: KnownHosts | None) -> None:
         self.accept_new = accept_new
         self.known = known
+        self.connected = False
+        self.addr = ""
+        self.verdict: str | None = None
         self.accepted: asyncssh.SSHKey | None = None
 
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        self.connected = True
+        peer = conn.get_extra_info("peername")
+        self.addr = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
-        if self.accept_new and not self.known:
+        self.verdict = host_key_verdict(self.known, host, addr, port, key)
+        if self.accept_new and self.verdict == "unknown":
             self.accepted = key
             return True
         return False
@@ -224,20 +283,21 @@ class SSHTransport:
         self.fast_crypto = fast_crypto
         self._bastions: dict[tuple[str, int, str | None], asyncssh.SSHClientConnection] = {}
         self._bastion_lock = asyncio.Lock()
-        self._known: dict[Path, tuple[float, asyncssh.SSHKnownHosts]] = {}
+        self._known: dict[Path, tuple[tuple[int, int], KnownHosts]] = {}
 
-    def _known_hosts(self, path: Path) -> asyncssh.SSHKnownHosts | None:
+    def _known_hosts(self, path: Path) -> KnownHosts | None:
         """The parsed known_hosts file, read again only when it changes (accept-new appends to it)."""
         try:
-            mtime = path.stat().st_mtime
+            stat = path.stat()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise TransportError(f"known_hosts file {path}: {exc.strerror}") from exc
+        version = (stat.st_mtime_ns, stat.st_size)
         cached = self._known.get(path)
-        if cached is None or cached[0] != mtime:
+        if cached is None or cached[0] != version:
             try:
-                cached = (mtime, asyncssh.read_known_hosts(str(path)))
+                cached = (version, KnownHosts(path.read_text(encoding="utf-8", errors="replace")))
             except (ValueError, OSError) as exc:
                 raise TransportError(f"known_hosts file {path}: {exc}") from exc
             self._known[path] = cached
@@ -247,7 +307,7 @@ class SSHTransport:
         """On a real host, deploy_to is where it says."""
         return deploy_to
 
-    def _options(self, settings: SSHSettings, label: str) -> tuple[dict[str, Any], Path, bool]:
+    def _options(self, settings: SSHSettings, label: str) -> tuple[dict[str, Any], Path, KnownHosts | None]:
         known_file = Path(os.path.expanduser(settings.known_hosts_file or "~/.ssh/known_hosts"))
         options: dict[str, Any] = {
             "connect_timeout": settings.connect_timeout,
@@ -265,20 +325,15 @@ class SSHTransport:
             options["encryption_algs"] = list(FAST_CIPHERS)
         known = self._known_hosts(known_file)
         options["known_hosts"] = known if known is not None else ([], [], [])
-        return options, known_file, known is not None
+        return options, known_file, known
 
     async def _open(self, endpoint: Endpoint, settings: SSHSettings, label: str,
                     tunnel: asyncssh.SSHClientConnection | None,
                     timeout: float | None = None) -> asyncssh.SSHClientConnection:
-        options, known_file, has_file = self._options(settings, label)
+        options, known_file, known = self._options(settings, label)
         if timeout is not None:
             options["connect_timeout"] = options["login_timeout"] = max(timeout, 0.001)
-        known_keys = False
-        known = options["known_hosts"]
-        if has_file and isinstance(known, asyncssh.SSHKnownHosts):
-            trusted = known.match(endpoint.host, "", endpoint.port)
-            known_keys = bool(trusted[0] or trusted[1])
-        client = _Client(settings.known_hosts == "accept-new", known_keys)
+        client = _Client(settings.known_hosts == "accept-new", known)
         kwargs: dict[str, Any] = {"port": endpoint.port, "client_factory": lambda: client, **options}
         if endpoint.user or settings.user:
             kwargs["username"] = endpoint.user or settings.user
@@ -287,10 +342,9 @@ class SSHTransport:
         try:
             conn = await asyncssh.connect(endpoint.host, **kwargs)
         except asyncssh.HostKeyNotVerifiable as exc:
-            why = ("its host key has CHANGED since it was recorded in " if known_keys
-                   else "its host key is not in ") + str(known_file)
-            hint = "" if known_keys else " (add it, or set ssh.known_hosts: accept-new)"
-            raise TransportError(f"{label}: refused: {why}{hint}") from exc
+            verdict = client.verdict or ("revoked" if "revoked" in str(exc) else
+                                         host_key_verdict(known, endpoint.host, client.addr, endpoint.port, None))
+            raise TransportError(f"{label}: refused: {_refusal(verdict, known_file, exc)}") from exc
         except asyncssh.PermissionDenied as exc:
             raise TransportError(f"{label}: authentication failed for user "
                                  f"{kwargs.get('username') or 'default'}") from exc
@@ -302,6 +356,11 @@ class SSHTransport:
         except socket.gaierror as exc:
             raise TransportError(f"{label}: cannot resolve {endpoint.host}: {exc.strerror}") from exc
         except (asyncssh.Error, OSError) as exc:
+            if client.connected and client.verdict is None and host_key_verdict(
+                    known, endpoint.host, client.addr, endpoint.port, None) == "certified":
+                # Only certificates are asked for from a host a certificate authority vouches for: one that has
+                # none to show ends the key exchange (the server drops the connection) before any key is seen.
+                raise TransportError(f"{label}: refused: {_refusal('certified', known_file, exc)}") from exc
             raise TransportError(f"{label}: cannot connect to {endpoint.host}:{endpoint.port}: "
                                  f"{_reason(exc)}") from exc
         if client.accepted is not None:
@@ -354,6 +413,20 @@ def _record_host_key(known_file: Path, endpoint: Endpoint, key: asyncssh.SSHKey)
     known_file.parent.mkdir(parents=True, exist_ok=True)
     with open(known_file, "a", encoding="utf-8") as out:
         out.write(line)
+
+
+def _refusal(verdict: str, known_file: Path, exc: BaseException) -> str:
+    """Why a host's key was refused, in a user's words."""
+    if verdict == "changed":
+        return f"its host key has CHANGED since it was recorded in {known_file}"
+    if verdict == "revoked":
+        return f"its host key is marked @revoked in {known_file}"
+    if verdict == "certified":
+        return (f"{known_file} trusts a certificate authority for it (@cert-authority), and it showed no host "
+                "certificate that authority signed")
+    if verdict == "unknown":
+        return f"its host key is not in {known_file} (add it, or set ssh.known_hosts: accept-new)"
+    return f"its host key was not accepted: {_reason(exc)}"
 
 
 def _reason(exc: BaseException) -> str:
