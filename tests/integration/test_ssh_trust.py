@@ -9,8 +9,11 @@ address it connected to, and so must every decision Conveyor takes about the hos
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,3 +170,46 @@ def test_accept_new_records_a_host_nothing_is_known_about_by_the_name_it_is_reac
     assert connect(host, settings(fleet, known)) == ""
     assert known.read_text() == unrelated + f"[{NAME}]:{host.port} {host_key(host)}\n"
     assert connect(host, settings(fleet, known, "strict"), command="echo ok") == "ok\n"
+
+
+# ------------------------------------------------------------------------------------------- agent
+
+
+@pytest.fixture
+def agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A running ssh-agent (SSH_AUTH_SOCK), and a ~/.ssh/config (HOME) that asks to forward it to every host."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text("Host *\n    ForwardAgent yes\n")
+    socket_path = tmp_path / "agent.sock"
+    process = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket_path)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not socket_path.exists():
+            assert process.poll() is None, "ssh-agent exited"
+            assert time.monotonic() < deadline, "ssh-agent did not listen within 10s"
+            time.sleep(0.02)
+        monkeypatch.setenv("HOME", str(home))
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket_path))
+        yield socket_path
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+def test_the_agent_is_not_forwarded_unless_the_config_asks_for_it(fleet: Fleet, agent: Path) -> None:
+    (host,) = fleet.hosts
+    settled = subprocess.run(["/usr/sbin/sshd", "-T", "-f", str(host.sshd_config)], capture_output=True, text=True,
+                             timeout=30, check=True).stdout
+    assert "allowagentforwarding yes" in settled.splitlines()  # the host would take a forwarded agent
+    show = 'printf "%s\\n" "${SSH_AUTH_SOCK-none}"'
+    chosen = settings(fleet, fleet.known_hosts, "strict")
+
+    # ~/.ssh/config says ForwardAgent yes: Conveyor forwards nothing all the same
+    assert connect(host, chosen, "127.0.0.1", show) == "none\n"
+    # unless conveyor.yml asks for it (which shows the host side would see it)
+    forwarding = settings(fleet, fleet.known_hosts, "strict", agent_forwarding=True)
+    seen = connect(host, forwarding, "127.0.0.1", show).strip()
+    assert seen not in {"none", ""}
+    assert seen != str(agent)  # the host's own socket, relaying to our agent

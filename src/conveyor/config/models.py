@@ -77,6 +77,8 @@ class SSHSettings(Strict):
     connect_timeout: Duration | None = None
     command_timeout: Duration | None = None
     max_concurrency: Int | None = Field(default=None, ge=1, le=4096)
+    agent_forwarding: bool | None = Field(default=None, description="forward the local SSH agent to hosts "
+                                          "(default false, whatever ~/.ssh/config says)")
 
     @field_validator("user")
     @classmethod
@@ -100,7 +102,8 @@ class SSHSettings(Strict):
 
 
 SSH_DEFAULTS = SSHSettings(
-    port=22, known_hosts="strict", connect_timeout=10.0, command_timeout=600.0, max_concurrency=64
+    port=22, known_hosts="strict", connect_timeout=10.0, command_timeout=600.0, max_concurrency=64,
+    agent_forwarding=False,
 )
 
 

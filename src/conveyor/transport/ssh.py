@@ -314,6 +314,8 @@ class SSHTransport:
             "keepalive_interval": 5,
             "keepalive_count_max": 3,
             "login_timeout": settings.connect_timeout,
+            # ~/.ssh/config's ForwardAgent must not hand the runner's agent to every host.
+            "agent_forwarding": bool(settings.agent_forwarding),
         }
         if settings.identity_file:
             key = Path(os.path.expanduser(settings.identity_file))
