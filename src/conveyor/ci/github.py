@@ -224,8 +224,17 @@ def _starts(stage: Stage) -> str:
 
 def _plan_job(pipeline: Pipeline, stage: Stage) -> dict[str, Any]:
     upstream = _upstream(stage)
-    script = _REGION_ARGS + (f'conveyor plan {stage.name} "$@" --release "$RELEASE"\n'
-                             f"conveyor windows {stage.name}\n")
+    # A gate that would hold a deploy now (plan exits 3) is a warning: the deploy job checks every gate again.
+    script = _REGION_ARGS + (
+        "code=0\n"
+        f'conveyor plan {stage.name} "$@" --release "$RELEASE" || code=$?\n'
+        'if [ "$code" -eq 3 ]; then\n'
+        f'  echo "::warning title=conveyor would hold {stage.name}::a gate or a lock would hold a deploy now; the '
+        'deploy job checks again when it runs"\n'
+        'elif [ "$code" -ne 0 ]; then\n'
+        '  exit "$code"\n'
+        "fi\n"
+        f"conveyor windows {stage.name}\n")
     if pipeline.asks_databases:
         script += f"conveyor db status {stage.name}\n"
     elif pipeline.awaits_db_status:

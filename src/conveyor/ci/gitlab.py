@@ -9,7 +9,8 @@ everywhere.
 
 Deploy jobs share a resource_group per environment (never two at once), give GitLab an environment to
 track, disappear during a deploy freeze ($CI_DEPLOY_FREEZE), run on the default branch only, and may fail
-with exit 3 (held by a gate: nothing changed), which GitLab shows as a warning rather than a failure.
+with exit 3 (held by a gate: nothing changed), which GitLab shows as a warning rather than a failure. So may
+the pre_deploy checks: a window closed when the pipeline ran must not take away the button for later.
 """
 
 from __future__ import annotations
@@ -207,6 +208,9 @@ def _per_region(pipeline: Pipeline, stage: Stage) -> list[YamlBlock]:
             "script": script,
             "environment": _environment(stage, region, prepare=True),
             "rules": _rules("on_success"),
+            # A gate that would hold a deploy now (window closed, locked: plan exits 3) is a warning, not a
+            # failure: the deploy button needs this job, and checks every gate again when it is pressed.
+            "allow_failure": dict(HELD),
         }}, (f"{stage.name}/{region}: what a deploy would do, and whether the window is open.",)))
         blocks.append(YamlBlock(
             {f"deploy_{stage.name}_{region}": _deploy_job(pipeline, stage, region, needs=[BUILD_JOB, check])},
