@@ -112,3 +112,101 @@ def test_a_delta_with_a_wrong_checksum_leaves_nothing_and_a_missing_base_asks_fo
     missing = run(commands.receive_delta(str(host), target.id, "20200101T000000Z-00000000", delta.sha256, [], []),
                   delta.path)
     assert missing.returncode == 12  # the engine then sends the whole release
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared paths belong to the host: a delta never writes, replaces or removes anything there.
+
+SHARED_BASE = BASE | {"storage/settings.cfg": "shipped 1\n", "storage/cache/a.txt": "cache a\n"}
+SHARED_TARGET = {k: v for k, v in BASE.items() if not k.startswith("old/")} | {"storage/settings.cfg": "shipped 2\n"}
+USER_FILES = {"storage/cache/upload-123.bin": b"\x00user upload\xff" * 100, "storage/settings.cfg": b"user's own\n"}
+
+
+def shared_files(host: Path) -> dict[str, bytes]:
+    """Every file under a host's shared/, byte for byte."""
+    shared = host / "shared"
+    return {str(p.relative_to(shared)): p.read_bytes() for p in shared.rglob("*") if p.is_file()}
+
+
+def test_a_delta_leaves_out_entries_at_or_under_a_shared_path(tmp_path: Path, store: LocalStore) -> None:
+    base = release(store, tree(tmp_path / "a", SHARED_BASE), 1)
+    target = release(store, tree(tmp_path / "b", SHARED_TARGET), 2)
+    unfiltered = build_delta(base, target, store.root / "deltas")
+    assert unfiltered is not None
+    assert "storage/cache" in unfiltered.deletions
+    delta = build_delta(base, target, store.root / "deltas", shared=["storage"])
+    assert delta is not None
+    assert delta.deletions == ("old",)
+    import tarfile
+
+    with tarfile.open(delta.path) as archive:
+        assert [m.name for m in archive] == []  # settings.cfg changed, but under storage/: not the delta's
+    assert build_delta(base, target, store.root / "deltas", shared=["storage"]) == delta  # reused
+    again = build_delta(base, target, store.root / "deltas")
+    assert again is not None
+    assert "storage/cache" in again.deletions  # another shared list is another delta
+
+
+def test_a_delta_never_reaches_through_the_base_releases_links_into_shared(tmp_path: Path,
+                                                                         store: LocalStore) -> None:
+    # The review's case: R1 ships storage/settings.cfg and storage/cache/; the host's users write into
+    # shared/storage; R2 drops storage/cache/ and changes settings.cfg. Even a delta that carries those
+    # changes (a controller that does not filter them) must not touch shared/.
+    base = release(store, tree(tmp_path / "a", SHARED_BASE), 1)
+    target = release(store, tree(tmp_path / "b", SHARED_TARGET), 2)
+    delta = build_delta(base, target, store.root / "deltas")
+    assert delta is not None
+    host = tmp_path / "host"
+    assert run(commands.receive(str(host), base.id, base.sha256, ["storage"]), base.path).returncode == 0
+    assert shared_files(host) == {"storage/settings.cfg": b"shipped 1\n", "storage/cache/a.txt": b"cache a\n"}
+    for name, data in USER_FILES.items():
+        (host / "shared" / name).write_bytes(data)
+    before = shared_files(host)
+
+    done = run(commands.receive_delta(str(host), target.id, base.id, delta.sha256, ["storage"],
+                                      list(delta.deletions)), delta.path)
+    assert done.returncode == 0, done.stdout
+    assert shared_files(host) == before
+    new = host / "releases" / target.id
+    assert os.readlink(new / "storage") == f"{host}/shared/storage"
+    assert (new / "storage" / "cache" / "upload-123.bin").read_bytes() == USER_FILES["storage/cache/upload-123.bin"]
+
+    # A full transfer onto a host that has the shared path does not write it either.
+    again = run(commands.receive(str(host), "R-full", target.sha256, ["storage"]), target.path)
+    assert again.returncode == 0, again.stdout
+    assert shared_files(host) == before
+
+
+def test_a_delta_for_a_shared_path_the_host_lacks_asks_for_the_whole_release(tmp_path: Path,
+                                                                            store: LocalStore) -> None:
+    base = release(store, tree(tmp_path / "a", SHARED_BASE), 1)
+    target = release(store, tree(tmp_path / "b", SHARED_TARGET), 2)
+    delta = build_delta(base, target, store.root / "deltas", shared=["storage"])
+    assert delta is not None
+    host = tmp_path / "host"
+    assert run(commands.receive(str(host), base.id, base.sha256, []), base.path).returncode == 0
+    # `storage` became a shared path after the base was deployed: only the whole release can seed it.
+    done = run(commands.receive_delta(str(host), target.id, base.id, delta.sha256, ["storage"],
+                                      list(delta.deletions)), delta.path)
+    assert done.returncode == 12, done.stdout
+    assert b"shared path storage is not on this host yet" in done.stdout
+    assert not (host / "releases" / target.id).exists()
+
+
+@pytest.mark.parametrize(("shared", "why"), [
+    (["storage", "storage/cache"], b"shared paths storage and storage/cache overlap: list only storage"),
+    (["storage", "data/cache"], b"shared path data/cache lies under data, which is a link"),
+])
+def test_a_shared_path_that_would_be_reached_through_a_link_is_refused(tmp_path: Path, store: LocalStore,
+                                                                     shared: list[str], why: bytes) -> None:
+    source = tree(tmp_path / "a", {"VERSION": "1\n", "storage/cache/a.txt": "a\n"})
+    (source / "data").symlink_to("storage")
+    base = release(store, source, 1)
+    host = tmp_path / "host"
+    (host / "shared" / "storage" / "cache").mkdir(parents=True)
+    (host / "shared" / "storage" / "cache" / "upload.bin").write_bytes(b"user data")
+    done = run(commands.receive(str(host), base.id, base.sha256, shared), base.path)
+    assert done.returncode == 18, done.stdout
+    assert why in done.stdout
+    assert (host / "shared" / "storage" / "cache" / "upload.bin").read_bytes() == b"user data"
+    assert not (host / "releases" / base.id).exists()

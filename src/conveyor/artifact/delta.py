@@ -5,6 +5,9 @@ mode, type or link target) plus the list of the base's paths the target no longe
 new release by hard-linking the base (`cp -al`), removing the deleted paths and unpacking the delta over
 it (tar replaces a file by unlinking it first, so the base is never written to). The release directory is
 complete before anything points at it, exactly as with a full transfer.
+
+Given the shared paths, a delta carries no entry at or under one, nor deletes one: what lives there on a host is
+the host's (uploads, logs, settings), and a release's copy of it only ever seeds a host that lacks it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import os
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,19 +79,30 @@ def file_manifest(release: Release) -> dict[str, Entry]:
     return entries
 
 
-def build_delta(base: Release, target: Release, directory: Path) -> Delta | None:
-    """The delta from `base` to `target` (made once, then reused), or None when a full transfer is better."""
+def is_shared(name: str, shared: Sequence[str]) -> bool:
+    """Whether an entry of a release lies at or under one of the shared paths."""
+    return any(name == path or name.startswith(path + "/") for path in shared)
+
+
+def build_delta(base: Release, target: Release, directory: Path, shared: Sequence[str] = ()) -> Delta | None:
+    """The delta from `base` to `target` (made once, then reused), or None when a full transfer is better.
+
+    Entries at or under a `shared` path are left out of it, changed or gone alike."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{target.id}.from-{base.id}{SUFFIXES[target.compression]}"
     meta = path.with_suffix(".json")
+    shared = sorted(set(shared))
     try:
         data = json.loads(meta.read_text())
-        if path.exists() and data["target_sha256"] == target.sha256 and data["base_sha256"] == base.sha256:
+        if path.exists() and data["target_sha256"] == target.sha256 and data["base_sha256"] == base.sha256 \
+                and data.get("shared", []) == shared:
             return Delta(base.id, target.id, path, data["sha256"], data["size"], data["changed"],
                          tuple(data["deletions"]))
     except (OSError, ValueError, KeyError, TypeError):
         pass
     old, new = file_manifest(base), file_manifest(target)
+    old = {name: entry for name, entry in old.items() if not is_shared(name, shared)}
+    new = {name: entry for name, entry in new.items() if not is_shared(name, shared)}
     changed = sorted(name for name, entry in new.items() if old.get(name) != entry)
     deletions = sorted(name for name in old if name not in new)
     # Remove only the topmost deleted path of a deleted tree.
@@ -117,5 +132,5 @@ def build_delta(base: Release, target: Release, directory: Path) -> Delta | None
                   tuple(deletions))
     write_atomically(meta, json.dumps({
         "base_sha256": base.sha256, "target_sha256": target.sha256, "sha256": delta.sha256, "size": delta.size,
-        "changed": delta.changed, "deletions": list(delta.deletions)}))
+        "changed": delta.changed, "deletions": list(delta.deletions), "shared": shared}))
     return delta

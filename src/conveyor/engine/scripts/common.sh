@@ -58,6 +58,51 @@ unpack_verified() {
   step unpack
   [ "$ustatus" -eq 0 ] || fail 11 "cannot unpack the $uwhat"
 }
+# link_above DIR PATH: print the first directory above PATH (relative to DIR) that is a symlink, or fail if
+# none is: removing or writing PATH would go through that link, out of the release (into shared/, or anywhere).
+link_above() {
+  la=$2 lp=
+  while :; do
+    case $la in */*) ;; *) return 1 ;; esac
+    lp=${lp:+$lp/}${la%%/*}
+    la=${la#*/}
+    if [ -L "$1/$lp" ]; then printf '%s' "$lp"; return 0; fi
+  done
+}
+# unlink_shared DIR SHARED...: remove each shared path from DIR, a release being built (fail 18 if one lies
+# under a link). A release that came from a base holds the base's links into shared/: removed first, nothing
+# that follows (a deletion, a member of a delta) can reach through them.
+unlink_shared() {
+  ud=$1
+  shift
+  for p in "$@"; do
+    if above=$(link_above "$ud" "$p"); then fail 18 "shared path $p lies under $above, which is a link"; fi
+    rm -rf -- "$ud/$p"
+  done
+}
+# link_shared DEPLOY_TO DIR SHARED...: make each shared path in DIR (a release being built) a link into
+# DEPLOY_TO/shared/. Only a shared path the host does not have yet is written: it is seeded with what the
+# release ships there (a default .env, an empty log/) or made an empty directory. One that exists is never
+# written to: the release's own copy of it is dropped.
+link_shared() {
+  sd=$1 sr=$2
+  shift 2
+  for p in "$@"; do
+    for q in "$@"; do
+      case $q in "$p"/*) fail 18 "shared paths $p and $q overlap: list only $p" ;; esac
+    done
+  done
+  for p in "$@"; do
+    if above=$(link_above "$sr" "$p"); then fail 18 "shared path $p lies under $above, which is a link"; fi
+    if [ ! -e "$sd/shared/$p" ] && [ ! -L "$sd/shared/$p" ]; then
+      mkdir -p -- "$(dirname -- "$sd/shared/$p")"
+      if [ -e "$sr/$p" ]; then cp -Rp -- "$sr/$p" "$sd/shared/$p"; else mkdir -- "$sd/shared/$p"; fi
+    fi
+    rm -rf -- "$sr/$p"
+    mkdir -p -- "$(dirname -- "$sr/$p")"
+    ln -s -- "$sd/shared/$p" "$sr/$p"
+  done
+}
 # place_release DEPLOY_TO RELEASE TMP: move the complete TMP.d into releases/RELEASE (atomic rename).
 place_release() {
   step place

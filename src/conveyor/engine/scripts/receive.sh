@@ -10,14 +10,5 @@ step receive
 mkdir -p -- "$d/incoming" "$d/releases" "$d/shared" "$tmp.d"
 unpack_verified "$tmp" "$sum" release "$z"
 step link
-for p in "$@"; do
-  if [ ! -e "$d/shared/$p" ] && [ ! -L "$d/shared/$p" ]; then
-    # The first release seeds a shared path it ships (a default .env, an empty log/).
-    mkdir -p -- "$(dirname -- "$d/shared/$p")"
-    if [ -e "$tmp.d/$p" ]; then cp -Rp -- "$tmp.d/$p" "$d/shared/$p"; else mkdir -p -- "$d/shared/$p"; fi
-  fi
-  rm -rf -- "$tmp.d/$p"
-  mkdir -p -- "$(dirname -- "$tmp.d/$p")"
-  ln -s -- "$d/shared/$p" "$tmp.d/$p"
-done
+link_shared "$d" "$tmp.d" "$@"
 place_release "$d" "$rel" "$tmp"

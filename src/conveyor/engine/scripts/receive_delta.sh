@@ -6,23 +6,31 @@ tmp="$d/incoming/$rel.$$"
 trap 'rm -rf -- "$tmp.d" "$tmp.fifo" "$tmp.sum"' EXIT
 step receive
 [ -d "$d/releases/$base" ] || fail 12 "base release $base is not on this host"
+i=0
+for p in "$@"; do
+  i=$((i + 1))
+  [ "$i" -le "$nshared" ] || break
+  # A shared path the host lacks is seeded from the whole release (what it ships there), never from a delta.
+  [ -e "$d/shared/$p" ] || [ -L "$d/shared/$p" ] || fail 12 "shared path $p is not on this host yet"
+done
 mkdir -p -- "$d/incoming" "$d/releases" "$d/shared"
 # Hard links to the base: the files stay shared until the delta replaces one (tar unlinks before writing).
 cp -al -- "$d/releases/$base" "$tmp.d" || fail 13 "cannot link the base release (needs cp -al)"
+# The base's shared paths are links into shared/: they go first (the shared paths lead the arguments), so
+# neither a deletion nor a member of the delta can follow one into what the host keeps there.
 i=0
 for p in "$@"; do
   i=$((i + 1))
-  [ "$i" -le "$nshared" ] && continue
-  rm -rf -- "$tmp.d/$p"
+  if [ "$i" -le "$nshared" ]; then unlink_shared "$tmp.d" "$p"; else rm -rf -- "$tmp.d/$p"; fi
+done
+# From here on the arguments are the shared paths alone.
+i=0
+for p in "$@"; do
+  i=$((i + 1))
+  shift
+  [ "$i" -gt "$nshared" ] || set -- "$@" "$p"
 done
 unpack_verified "$tmp" "$sum" delta "$z"
 step link
-i=0
-for p in "$@"; do
-  i=$((i + 1))
-  [ "$i" -gt "$nshared" ] && break
-  rm -rf -- "$tmp.d/$p"
-  mkdir -p -- "$(dirname -- "$tmp.d/$p")"
-  ln -s -- "$d/shared/$p" "$tmp.d/$p"
-done
+link_shared "$d" "$tmp.d" "$@"
 place_release "$d" "$rel" "$tmp"

@@ -1,0 +1,194 @@
+"""What a deployment never does to a host, with the real `conveyor` CLI on local hosts and on real sshd hosts.
+
+Shared paths are the host's: deploys (whole or delta), rollbacks and prunes never write, replace or remove
+what lives there. Each test runs once with `transport: local` and once over SSH (tests/sshfleet), and reads
+the hosts' files itself, never only Conveyor's reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parents[1]
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+from sshfleet import Fleet as SshFleet  # noqa: E402
+from sshfleet import missing_requirements  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+SSH_HOSTS = ["safe-1", "safe-2"]
+RESTART = 'printf "%s\\n" "$CONVEYOR_RELEASE" > "$CONVEYOR_DEPLOY_TO/serving"'
+
+
+@pytest.fixture(scope="module")
+def ssh_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshFleet]:
+    missing = missing_requirements()
+    if missing:
+        pytest.skip(f"the sshd fleet needs {', '.join(missing)} (see tests/sshfleet)")
+    with SshFleet(tmp_path_factory.mktemp("sshfleet"), names=SSH_HOSTS) as started:
+        yield started
+
+
+@dataclass
+class Site:
+    """A config directory driven by the real CLI (tests/integration/conftest.py's Fleet), and its hosts'
+    `deploy_to` directories as seen from here."""
+
+    cli: Any
+    hosts: dict[str, Path]
+
+    def write_artifact(self, files: dict[str, bytes]) -> None:
+        """Make the build output: exactly `files` (relative name -> content)."""
+        root = self.cli.artifact
+        if root.exists():
+            for path in sorted(root.rglob("*"), reverse=True):
+                path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+        root.mkdir(exist_ok=True)
+        for name, data in files.items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+    def deploy(self, files: dict[str, bytes], *, expect: int = 0) -> Any:
+        """Write the artifact and `conveyor deploy prod --yes --json` it."""
+        self.write_artifact(files)
+        return self.cli.json("deploy", "prod", "--yes", expect=expect)
+
+    def hosts_of(self, result: Any) -> dict[str, dict[str, Any]]:
+        """The stored outcome of each host in a deployment, by host name."""
+        return {h["host"]: h for h in self.cli.json("history", "--id", str(result["id"]))["hosts"]}
+
+    def current(self, name: str) -> str | None:
+        link = self.hosts[name] / "current"
+        return os.readlink(link).removeprefix("releases/") if link.is_symlink() else None
+
+    def set(self, **settings: Any) -> None:
+        self.cli.settings.update(settings)
+        self.cli.write_config()
+
+
+def settings_for(transport: str, ssh_fleet: SshFleet | None, deploy_to: str, **extra: Any) -> dict[str, Any]:
+    """A conveyor.yml with one region `r` of web hosts: local directories, or the SSH fleet's hosts."""
+    environment: dict[str, Any]
+    if transport == "local":
+        environment = {"transport": "local", "regions": {"r": {"hosts": {"web": ["local-1", "local-2"]}}}}
+    else:
+        assert ssh_fleet is not None
+        environment = {"transport": "ssh", "regions": {"r": {"hosts": {"web": [
+            {"name": n, "address": "127.0.0.1", "port": ssh_fleet.host(n).port} for n in SSH_HOSTS]}}}}
+    settings: dict[str, Any] = {
+        "app": "shop", "artifact": {"path": "app"}, "deploy_to": deploy_to,
+        "roles": {"web": {"restart": RESTART, "canary": 1, "batch": 1}},
+        "environments": {"prod": environment},
+        **extra,
+    }
+    if transport == "ssh":
+        assert ssh_fleet is not None
+        settings["ssh"] = {"user": "root", "identity_file": str(ssh_fleet.client_key),
+                           "known_hosts_file": str(ssh_fleet.known_hosts), "connect_timeout": "5s",
+                           "command_timeout": "30s"}
+    return settings
+
+
+@pytest.fixture(params=["local", "ssh"])
+def make_site(request: pytest.FixtureRequest, make_fleet: Callable[[dict[str, Any]], Any]) -> Callable[..., Site]:
+    """A Site on local hosts or on the SSH fleet (deploy_to /srv/<test name> there)."""
+    transport = request.param
+    ssh_fleet = request.getfixturevalue("ssh_fleet") if transport == "ssh" else None
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name).strip("-")
+
+    def make(**extra: Any) -> Site:
+        deploy_to = f"/srv/{name}"
+        cli = make_fleet(settings_for(transport, ssh_fleet, deploy_to, **extra))
+        if ssh_fleet is None:
+            hosts = {h: cli.host_dir("prod", "r", h) for h in ("local-1", "local-2")}
+        else:
+            hosts = {h: ssh_fleet.host(h).srv / name for h in SSH_HOSTS}
+        return Site(cli, hosts)
+
+    return make
+
+
+def files_under(root: Path) -> dict[str, str]:
+    """Every file under `root` (not following links), as its sha256."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
+# --------------------------------------------------------------------------------------------- shared paths
+
+SHARED = ["storage", "log", "tmp/uploads"]
+LIBRARY = {f"lib/module{i}.py": f"# module {i}\n".encode() for i in range(12)}  # what does not change
+
+
+def shop(version: int, *, cache: bool = False) -> dict[str, bytes]:
+    """A release of the shop; it ships a default settings file under the shared `storage`."""
+    files = {"VERSION": f"{version}\n".encode(), "static/index.html": f"<h1>{version}</h1>\n".encode(),
+             "storage/settings.cfg": f"shipped with {version}\n".encode(), **LIBRARY}
+    if cache:
+        files["storage/cache/a.txt"] = b"a cache file the release ships\n"
+    return files
+
+
+USER_FILES = {
+    "storage/cache/upload-123.bin": bytes(range(256)) * 64,
+    "storage/settings.cfg": b"the operator's own settings\n",
+    "log/app.log": b"written at run time\n",
+    "tmp/uploads/avatar.png": b"\x89PNG user upload\n",
+}
+
+
+def test_user_files_in_every_shared_path_survive_deploys_deltas_rollbacks_and_prunes(
+        make_site: Callable[..., Site]) -> None:
+    site = make_site(shared=SHARED, keep_releases=2)
+    first = site.deploy(shop(1, cache=True))
+    assert first["status"] == "succeeded", first
+    for host in site.hosts.values():
+        # The first release seeds what the host does not have yet; then the host's users write there.
+        assert (host / "shared" / "storage" / "cache" / "a.txt").is_file()
+        for name, data in USER_FILES.items():
+            (host / "shared" / name).write_bytes(data)
+    before = {name: files_under(host / "shared") for name, host in site.hosts.items()}
+
+    def unchanged(after: str) -> None:
+        for name, host in site.hosts.items():
+            assert files_under(host / "shared") == before[name], f"{name}: shared/ changed by {after}"
+            release = site.current(name)
+            for path in SHARED:
+                target = os.readlink(host / "releases" / str(release) / path)
+                assert target.endswith(f"{site.cli.settings['deploy_to']}/shared/{path}"), (name, after, target)
+
+    # R2 drops storage/cache/ and changes storage/settings.cfg: sent as a delta.
+    second = site.deploy(shop(2))
+    assert second["status"] == "succeeded", second
+    assert all(h["transfer"].startswith("delta from") for h in site.hosts_of(second).values())
+    unchanged("a delta")
+    third = site.deploy(shop(3, cache=True))
+    assert third["status"] == "succeeded", third
+    unchanged("a delta that prunes")
+    for host in site.hosts.values():
+        assert first["release"] not in os.listdir(host / "releases")  # keep_releases 2: R1 was pruned
+
+    site.set(artifact={"path": "app", "delta": False})
+    fourth = site.deploy(shop(4))
+    assert fourth["status"] == "succeeded", fourth
+    assert {h["transfer"] for h in site.hosts_of(fourth).values()} == {"full"}
+    unchanged("a whole release")
+
+    back = site.cli.json("rollback", "prod", "--yes")
+    assert (back["status"], back["release"]) == ("succeeded", third["release"]), back
+    unchanged("a rollback")
+    forth = site.cli.json("deploy", "prod", "--release", fourth["release"], "--yes")
+    assert forth["status"] == "succeeded", forth
+    unchanged("a redeploy")
