@@ -12,6 +12,8 @@ import copy
 import io
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -345,6 +347,76 @@ def test_environments_come_in_promotion_order() -> None:
     # production's checks cannot wait for canary's deploy jobs (a later stage): conveyor's promotion gate holds.
     assert doc["pre_deploy_production_ca"]["needs"] == ["build_release"]
     assert doc["pre_deploy_canary_uk"]["needs"] == ["build_release", "deploy_staging"]
+
+
+def build_script(kind: str) -> str:
+    """The shell script of the generated build job (GitLab's build_release, GitHub's build step)."""
+    if kind == "gitlab":
+        return "\n".join(gitlab_doc(golden_pipeline())["build_release"]["script"])
+    build = github_doc(golden_pipeline())["jobs"]["build"]
+    return str(next(s for s in build["steps"] if s.get("id") == "release")["run"])
+
+
+def run_build_script(kind: str, tmp_path: Path, conveyor: str,
+                     given: str = "") -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run a generated build script in a committed checkout, as its CI system would (bash -e; GitLab also sets
+    pipefail), with `conveyor` the given shell script: (the run, the file the release id was written to)."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "conveyor").write_text("#!/bin/sh\n" + conveyor, encoding="utf-8")
+    (tools / "conveyor").chmod(0o755)
+    for name in ("python", "python3"):
+        (tools / name).symlink_to(sys.executable)
+    env = {"PATH": f"{tools}{os.pathsep}{os.environ['PATH']}", "GIT_CONFIG_GLOBAL": os.devnull,
+           "GIT_CONFIG_NOSYSTEM": "1", "GIT_CEILING_DIRECTORIES": str(tmp_path), "HOME": str(tmp_path)}
+    for args in (["init", "--quiet"], ["-c", "user.name=A", "-c", "user.email=a@example.com", "commit", "--quiet",
+                                       "--allow-empty", "-m", "first"]):
+        subprocess.run(["git", "-C", str(checkout), *args], check=True, env=env, capture_output=True, timeout=30)
+    if kind == "gitlab":
+        env.update({"CI_COMMIT_REF_NAME": "main", "CONVEYOR_RELEASE": given})
+        shell, output = ["bash", "-e", "-o", "pipefail", "-c"], checkout / "conveyor.env"
+    else:
+        output = tmp_path / "github_output"
+        env.update({"GITHUB_REF_NAME": "main", "GIVEN_RELEASE": given, "GITHUB_OUTPUT": str(output)})
+        shell = ["bash", "-e", "-c"]
+    done = subprocess.run([*shell, build_script(kind)], cwd=checkout, env=env, capture_output=True, text=True,
+                          timeout=30, check=False, stdin=subprocess.DEVNULL)
+    return done, output
+
+
+# The fake conveyor refuses to build unless the checkout is exactly the commit: what a clean build needs.
+CLEAN_BUILD = """\
+dirty=$(git status --porcelain --untracked-files=all)
+if [ -n "$dirty" ]; then echo "built from a dirty work tree: $dirty" >&2; exit 9; fi
+echo '{"id": "20260101T000000Z-abcdef12", "sha256": "00"}'
+"""
+
+
+@pytest.mark.parametrize("kind", ["gitlab", "github"])
+def test_the_build_job_writes_nothing_into_the_checkout_before_it_builds(kind: str, tmp_path: Path) -> None:
+    # A file the job writes first (even the build's own output) would make every CI release a dirty one.
+    done, output = run_build_script(kind, tmp_path, CLEAN_BUILD)
+    assert done.returncode == 0, done.stderr
+    expected = "CONVEYOR_RELEASE=20260101T000000Z-abcdef12\n" if kind == "gitlab" else \
+        "id=20260101T000000Z-abcdef12\nbuilt=true\n"
+    assert output.read_text(encoding="utf-8") == expected
+
+
+@pytest.mark.parametrize("kind", ["gitlab", "github"])
+def test_a_build_that_fails_fails_the_build_job_with_its_exit_code(kind: str, tmp_path: Path) -> None:
+    done, output = run_build_script(kind, tmp_path, 'echo "conveyor.yml:3: artifact.path: no such file" >&2; exit 2\n')
+    assert done.returncode == 2
+    assert "artifact.path: no such file" in done.stderr
+    assert not output.exists() or "20" not in output.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("kind", ["gitlab", "github"])
+def test_a_given_release_is_passed_on_without_building(kind: str, tmp_path: Path) -> None:
+    done, output = run_build_script(kind, tmp_path, "echo never >&2; exit 7\n", given="20251231T235959Z-0badcafe")
+    assert done.returncode == 0, done.stderr
+    assert "20251231T235959Z-0badcafe" in output.read_text(encoding="utf-8")
 
 
 # -- GitHub ---------------------------------------------------------------------------------------------

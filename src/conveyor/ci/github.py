@@ -32,13 +32,15 @@ DISPATCHED = "(github.event_name == 'workflow_dispatch' && inputs.action == 'dep
 REPORTING = "github.event_name == 'workflow_dispatch' && inputs.action == 'report'"
 RELEASES_ARTIFACT = "conveyor-releases"
 
+# The build sees the checkout as the commit left it: a file written into it first (even the build's own
+# output) would make the release one "built from a work tree with uncommitted changes".
 _BUILD_SCRIPT = """\
 if [ -n "$GIVEN_RELEASE" ]; then
   echo "deploying the given release $GIVEN_RELEASE (not building this commit)"
   echo "id=$GIVEN_RELEASE" >> "$GITHUB_OUTPUT"
 else
-  conveyor build --json --ref "$GITHUB_REF_NAME" > conveyor-build.json
-  python -c 'import json, sys; print("id=" + json.load(sys.stdin)["id"])' < conveyor-build.json >> "$GITHUB_OUTPUT"
+  built=$(conveyor build --json --ref "$GITHUB_REF_NAME")
+  printf '%s' "$built" | python -c 'import json, sys; print("id=" + json.load(sys.stdin)["id"])' >> "$GITHUB_OUTPUT"
   echo "built=true" >> "$GITHUB_OUTPUT"
 fi
 """

@@ -30,15 +30,17 @@ ON_DEFAULT_BRANCH = "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"
 HELD = {"exit_codes": [3]}  # held by a gate or a lock: nothing changed, shown as a warning
 RELEASE = '"$CONVEYOR_RELEASE"'
 
+# The build sees the checkout as the commit left it: a file written into it first (even the build's own
+# output) would make the release one "built from a work tree with uncommitted changes".
 _BUILD_SCRIPT = """\
 if [ -n "${CONVEYOR_RELEASE:-}" ]; then
   echo "CONVEYOR_RELEASE=$CONVEYOR_RELEASE was given: deploying it instead of building this commit"
-  printf 'CONVEYOR_RELEASE=%s\\n' "$CONVEYOR_RELEASE" > conveyor.env
+  release="$CONVEYOR_RELEASE"
 else
-  conveyor build --json --ref "$CI_COMMIT_REF_NAME" > conveyor-build.json
-  python3 -c 'import json, sys; print("CONVEYOR_RELEASE=" + json.load(sys.stdin)["id"])' \\
-    < conveyor-build.json > conveyor.env
+  built=$(conveyor build --json --ref "$CI_COMMIT_REF_NAME") || exit $?
+  release=$(printf '%s' "$built" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])') || exit $?
 fi
+printf 'CONVEYOR_RELEASE=%s\\n' "$release" > conveyor.env
 cat conveyor.env
 """
 
