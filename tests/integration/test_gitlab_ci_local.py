@@ -32,7 +32,8 @@ pytestmark = pytest.mark.integration
 
 TOOL = Path(__file__).parents[1] / "tools" / "gitlab-ci-local"
 RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
-# The summary gitlab-ci-local prints once a run ends (`--no-color`): ` PASS  build_release`, ` WARN  deploy_x ...`.
+# The summary gitlab-ci-local prints on stdout once a run ends (`--no-color`): ` PASS  build_release`,
+# ` WARN  deploy_x  pre_script` (failed, allowed to), ` FAIL  deploy_y`.
 SUMMARY = re.compile(r"^ (PASS|WARN|FAIL) +(\S+)", re.MULTILINE)
 # Each job's last line: `deploy_x   finished in 1.2 s  WARN 3`: the exit code of a job that did not pass.
 FINISHED = re.compile(r"^(\S+) +finished in [^A-Z\n]*(?:(?:WARN|FAIL) (\d+))?\s*$", re.MULTILINE)
@@ -119,8 +120,8 @@ class Project:
         done = subprocess.run([*command, *args], capture_output=True, text=True, cwd=self.checkout, env=self.env,
                               timeout=120, check=False, stdin=subprocess.DEVNULL)
         log = done.stdout + done.stderr
-        summary = log[log.rfind("\n\n"):] if "\n\n" in log else log
-        return Run(done.returncode, {job: outcome for outcome, job in SUMMARY.findall(summary)},
+        # The summary is on stdout; the jobs' own lines (theirs and their stderr's) start with the job's name.
+        return Run(done.returncode, {job: outcome for outcome, job in SUMMARY.findall(done.stdout)},
                    {job: int(code) for job, code in FINISHED.findall(log) if code}, log)
 
     def pipeline(self, *manual: str, variables: dict[str, str] | None = None) -> Run:
