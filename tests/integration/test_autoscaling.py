@@ -108,6 +108,63 @@ def test_a_host_that_fails_and_is_still_listed_is_a_failure(make_fleet: Any) -> 
     assert result["failed_hosts"] == ["za-web-2"]
 
 
+def recorded(fleet: Any, deployment_id: int) -> dict[str, tuple[str, str | None]]:
+    """host → (status, release) as the history of a deployment has them."""
+    detail = fleet.json("history", "--id", str(deployment_id))
+    return {h["host"]: (h["status"], h["release"]) for h in detail["hosts"]}
+
+
+def test_a_host_whose_restart_fails_as_it_leaves_the_inventory_is_switched_back_and_recorded_so(
+        make_fleet: Any) -> None:
+    # The autoscaler drops za-web-2 from the inventory as its restart fails; the instance is still there.
+    fleet = autoscaled(make_fleet, ["za-web-1", "za-web-2", "za-web-3"], trigger_host="za-web-2",
+                       trigger="sed -i /za-web-2/d hosts.txt && exit 1")
+    (fleet.root / "triggered").touch()  # the first deploy goes through
+    fleet.write_artifact("1")
+    r1 = fleet.json("deploy", "production", "--yes")["release"]
+    (fleet.root / "triggered").unlink()
+    fleet.write_artifact("2")
+    result = fleet.json("deploy", "production", "--yes")
+    r2 = result["release"]
+    assert result["status"] == "succeeded", result
+    # The host no longer serves the release that failed on it, and the history says what it runs.
+    assert current(fleet, "za-web-2") == r1
+    assert recorded(fleet, result["id"])["za-web-2"] == ("left", r1)
+    by_host = {h["host"]: h for h in result["regions"]["za"]["hosts"]}
+    assert (by_host["za-web-2"]["status"], by_host["za-web-2"]["release"]) == ("left", r1)
+    assert "switched back" in by_host["za-web-2"]["note"], by_host["za-web-2"]
+    assert current(fleet, "za-web-1") == current(fleet, "za-web-3") == r2
+
+
+def test_a_host_that_joins_then_fails_and_leaves_during_catch_up_is_switched_back(make_fleet: Any) -> None:
+    fleet = autoscaled(make_fleet, ["za-web-1", "za-web-2"], trigger_host="za-web-1",
+                       trigger="echo web za-web-4 >> hosts.txt")
+    restart = fleet.settings["roles"]["web"]["restart"]
+    fleet.settings["roles"]["web"]["restart"] = restart + (
+        'if [ "$CONVEYOR_HOST" = za-web-4 ]; then sed -i /za-web-4/d "$CONFIG_DIR/hosts.txt"; exit 1; fi\n')
+    fleet.write_config()
+    fleet.write_artifact("1")
+    result = fleet.json("deploy", "production", "--yes")
+    assert result["status"] == "succeeded", result
+    assert current(fleet, "za-web-4") is None  # a first deploy switched back: no release at all
+    assert recorded(fleet, result["id"])["za-web-4"] == ("left", None)
+
+
+def test_without_switching_back_a_failed_host_that_left_is_recorded_on_the_release_it_runs(make_fleet: Any) -> None:
+    fleet = autoscaled(make_fleet, ["za-web-1", "za-web-2", "za-web-3"], trigger_host="za-web-2",
+                       trigger="sed -i /za-web-2/d hosts.txt && exit 1", on_failure="halt")
+    (fleet.root / "triggered").touch()  # the first deploy goes through
+    fleet.write_artifact("1")
+    r1 = fleet.json("deploy", "production", "--yes")["release"]
+    (fleet.root / "triggered").unlink()
+    fleet.write_artifact("2")
+    result = fleet.json("deploy", "production", "--yes")
+    r2 = result["release"]
+    assert r2 != r1
+    assert current(fleet, "za-web-2") == r2  # on_failure: halt leaves it where it failed ...
+    assert recorded(fleet, result["id"])["za-web-2"] == ("left", r2)  # ... and the history says so
+
+
 # -- converge -----------------------------------------------------------------------------------------------
 def converge(fleet: Any, root: Path, host: str = "za-web-9", expect: int = 0, **env: str) -> Any:
     import subprocess

@@ -314,11 +314,12 @@ class Rollout:
                 self.bus.emit("batch_started", region=plan.region, role=role.role, batch=batch.number,
                               canary=batch.canary, hosts=[h.name for h in batch.hosts])
                 await asyncio.gather(*(self._host(o, target) for o in members))
+                if self.spec.revert_on_failure:
+                    # A failed host does not keep serving the release that failed on it, whether or not it is
+                    # still in the inventory.
+                    await asyncio.gather(*(self._revert(o) for o in members if o.failed and o.moved))
                 if self.spec.refresh_hosts is not None and any(o.failed for o in members):
                     await self._departed(outcome)  # a host scaled in mid-deployment is gone, not failed
-                if self.spec.revert_on_failure:
-                    # A failed host does not keep serving the release that failed on it.
-                    await asyncio.gather(*(self._revert(o) for o in members if o.failed and o.moved))
                 failures = sum(1 for o in role_outcomes if o.failed)
                 if batch.canary and failures <= role.max_failures:
                     verdict = await self._canary_bake(outcome, role.role, members)
@@ -396,6 +397,8 @@ class Rollout:
             await asyncio.gather(*(self._host(o, outcome.target) for o in joined))
             if self.spec.revert_on_failure:
                 await asyncio.gather(*(self._revert(o) for o in joined if o.failed and o.moved))
+            if any(o.failed for o in joined):
+                await self._departed(outcome)  # one that failed as it left is gone, not failed
             for name, role in roles.items():
                 failures = sum(1 for o in outcome.hosts if o.host.role == name and o.failed)
                 if failures > role.max_failures:
@@ -415,7 +418,8 @@ class Rollout:
         for gone in [o for o in outcome.hosts if o.failed and o.host.key not in listed]:
             gone.failed = False
             gone.status = HostStatus.LEFT
-            gone.note = f"left the inventory during the deployment (was: {gone.error})"
+            after = f"; {gone.note}" if gone.note else ""  # switched back, or why it could not be
+            gone.note = f"left the inventory during the deployment (was: {gone.error}){after}"
             self.bus.emit("host_finished", outcome=gone)
         return current
 
@@ -643,7 +647,8 @@ class Rollout:
         step = last_step(done.output) or "switch"
         if expect is not None and done.exit_code == EXPECTATION_UNMET:
             return False
-        if step in {"restart", "done"}:
+        if step in {"restart", "prune", "done"}:
+            outcome.release = release  # `current` points at it now, whatever the restart does
             outcome.moved = outcome.moved or kind == self.spec.kind
         if done.exit_code != 0:
             raise StepFailed(step, _why(step, done), done)

@@ -25,14 +25,17 @@ class LocalConnection:
 
     async def run(self, command: str, *, stdin: Path | None = None, timeout: float | None = None) -> Completed:
         """Run a command line in a new process group, so a timeout can stop everything it started."""
-        proc = await asyncio.create_subprocess_exec(
-            "sh", "-c", command,
-            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            cwd=self.root,
-            start_new_session=True,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "sh", "-c", command,
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=self.root,
+                start_new_session=True,
+            )
+        except OSError as exc:  # the host's directory is gone: like a host that no longer answers
+            raise TransportError(f"{self.root}: {exc.strerror or exc}") from exc
 
         async def feed(source_path: Path) -> None:
             assert proc.stdin is not None
