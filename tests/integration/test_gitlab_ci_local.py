@@ -126,6 +126,9 @@ class Project:
 
     def pipeline(self, *manual: str, variables: dict[str, str] | None = None) -> Run:
         """A push to the default branch: its pipeline, with the `manual` jobs' buttons pressed as it runs."""
+        # A new pipeline's jobs start from clean checkouts (GitLab's runner runs `git clean -ffdx`): gitlab-ci-local
+        # would otherwise copy the commit over the files the same job left in its directory last time.
+        shutil.rmtree(self.checkout / ".gitlab-ci-local" / "builds", ignore_errors=True)
         return self.gitlab_ci_local(*(arg for job in manual for arg in ("--manual", job)), variables=variables)
 
     def press(self, job: str) -> Run:
@@ -189,7 +192,7 @@ def project(tmp_path: Path, gitlab_ci_local: str) -> Project:
     made = Project(checkout, hosts, f"sqlite:///{state / 'conveyor.db'}", home, gitlab_ci_local, env)
     made.git("-c", "init.defaultBranch=main", "init", "--quiet")
     (checkout / "conveyor.yml").write_text(yaml.safe_dump(settings(hosts), sort_keys=False), encoding="utf-8")
-    (checkout / ".gitignore").write_text(".conveyor/\n", encoding="utf-8")
+    (checkout / ".gitignore").write_text(".conveyor/\n.gitlab-ci-local/\n", encoding="utf-8")
     made.conveyor("ci", "gitlab", "-o", ".gitlab-ci.yml")
     return made
 
