@@ -48,6 +48,7 @@ def fleet(make_fleet: Any) -> Any:
     script = made.root / "inventory.sh"
     script.write_text(INVENTORY)
     script.chmod(0o755)
+    made.write_artifact("1")  # plan builds what deploy would ship
     return made
 
 
@@ -124,6 +125,7 @@ def test_plan_and_deploy_with_an_aws_inventory(make_fleet: Any, moto_endpoint: s
 
     fleet = make_fleet(settings({"inventory": {"timeout": "10s", "aws": {
         "region": "eu-west-2", "groups": {"web": group}, "endpoint_url": moto_endpoint, "retries": 0}}}))
+    fleet.write_artifact("1.0")
     assert plan_hosts(fleet.json("plan", "production"))["ca"] == members
 
     release = fleet.build("1.0")

@@ -65,7 +65,8 @@ def commit(fleet: Any, subject: str, name: str = "Alice Example", email: str = "
 
     if not (fleet.root / ".git").exists():
         git("init", "-q")
-    git("add", "-A", "app")
+        (fleet.root / ".gitignore").write_text(".conveyor/\n", encoding="utf-8")
+    git("add", "-A")  # a clean work tree: the config is committed with the app, the state is ignored
     git("commit", "-q", "--allow-empty", "-m", subject)
     return git("rev-parse", "HEAD")
 

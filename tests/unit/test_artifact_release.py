@@ -33,6 +33,8 @@ def a_manifest(**changes: Any) -> dict[str, Any]:
             "subject": "Fix the checkout",
         },
         "compression": "gzip",
+        "dirty": False,
+        "diff_sha256": None,
     }
     manifest.update(changes)
     return manifest

@@ -56,6 +56,8 @@ def test_a_build_becomes_a_release_named_by_time_and_commit(tmp_path: Path, stor
         "user": "alice",
         "git": COMMIT,
         "compression": "gzip",
+        "dirty": False,
+        "diff_sha256": None,
     }
     assert store.get(release.id) == release
 

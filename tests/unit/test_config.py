@@ -119,7 +119,7 @@ ERROR_CASES = [
         environments:
           staging: {regions: {uk: {hosts: {web: [web-1]}}}}
         """,
-        "conveyor.yml:4: roles.web.restrat: unknown field",
+        "conveyor.yml:4: roles.web.restrat: unknown field; did you mean `restart`?",
         id="unknown-key-in-role",
     ),
     case(
@@ -133,7 +133,7 @@ ERROR_CASES = [
                 hosts: {web: [web-1]}
                 sssh: {user: deploy}
         """,
-        "conveyor.yml:8: environments.staging.regions.uk.sssh: unknown field",
+        "conveyor.yml:8: environments.staging.regions.uk.sssh: unknown field; did you mean `ssh`?",
         id="unknown-key-in-region",
     ),
     case(
@@ -148,7 +148,7 @@ ERROR_CASES = [
                   web:
                     - {name: web-1, adress: 10.0.0.1}
         """,
-        "conveyor.yml:9: environments.staging.regions.uk.hosts.web.0.adress: unknown field",
+        "conveyor.yml:9: environments.staging.regions.uk.hosts.web.0.adress: unknown field; did you mean `address`?",
         id="unknown-key-in-host-mapping",
     ),
     case(
@@ -160,7 +160,7 @@ ERROR_CASES = [
         environments:
           staging: {regions: {uk: {hosts: {web: [web-1]}}}}
         """,
-        "conveyor.yml:4: roles.web.checks.0.exepct: unknown field",
+        "conveyor.yml:4: roles.web.checks.0.exepct: unknown field; did you mean `expect`?",
         id="unknown-key-in-check",
     ),
     # Wrong types.
@@ -600,7 +600,7 @@ ERROR_CASES = [
         "write 00:00-24:00 for the whole day",
         "conveyor.yml:12: windows.office.allow.3.days: unknown day 'funday' (expected mon..sun)",
         "conveyor.yml:13: windows.office.allow.4: a rule needs at least one of days, hours, month_days, dates",
-        "conveyor.yml:14: windows.office.allw: unknown field",
+        "conveyor.yml:14: windows.office.allw: unknown field; did you mean `allow`?",
         id="bad-window-rules",
     ),
     case(
@@ -846,7 +846,7 @@ def test_every_problem_is_reported_at_once_sorted_by_line() -> None:
     assert problems(text) == [
         "conveyor.yml:2: keep_releases: must be at least 1, got 0",
         "conveyor.yml:5: roles.web.batch: a percent must be between 0% and 100%, got '150%'",
-        "conveyor.yml:6: roles.web.restrat: unknown field",
+        "conveyor.yml:6: roles.web.restrat: unknown field; did you mean `restart`?",
         "conveyor.yml:9: environments.staging.promote_from: unknown environment 'nowhere'; known: staging",
         "conveyor.yml:10: environments.staging.waves: regions in no wave would never deploy: za",
         "conveyor.yml:10: environments.staging.waves.1.0: unknown region 'zz'; known: uk, za",

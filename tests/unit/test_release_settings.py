@@ -65,7 +65,7 @@ def test_push_false_pushes_nothing() -> None:
      ["conveyor.yml:5: git.push: expected false or the name of a git remote like origin, "
       "got text '--upload-pack=evil'"]),
     ("git:\n  push: origin\n", ["conveyor.yml:5: git: push: origin sends release tags, so it needs tags: true"]),
-    ("git: {tag: true}\n", ["conveyor.yml:5: git.tag: unknown field"]),
+    ("git: {tag: true}\n", ["conveyor.yml:5: git.tag: unknown field; did you mean `tags`?"]),
     ("metrics:\n  pushgateway: 127.0.0.1:9091\n",
      ["conveyor.yml:6: metrics.pushgateway: expected the Pushgateway's http:// or https:// URL, like "
       "http://127.0.0.1:9091, got '127.0.0.1:9091'"]),

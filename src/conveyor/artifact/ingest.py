@@ -19,9 +19,11 @@ from conveyor.errors import ArtifactError
 
 def build_release(
     source: Path, store: LocalStore, *, user: str, now: datetime, git: dict[str, str] | None,
-    compression: Compression = DEFAULT_COMPRESSION,
+    compression: Compression = DEFAULT_COMPRESSION, diff_sha256: str | None = None,
 ) -> tuple[Release, bool]:
-    """Pack `source` into `store`: (new release, True), or (the release with that content, False)."""
+    """Pack `source` into `store`: (new release, True), or (the release with that content, False).
+
+    `diff_sha256` identifies uncommitted changes in the work tree it was built from (a dirty build)."""
     if source.is_dir() and store.root.resolve().is_relative_to(source.resolve()):
         raise ArtifactError(
             f"artifact {source}: the artifact store {store.root} lies inside it, so each release would"
@@ -54,6 +56,8 @@ def build_release(
             "user": user,
             "git": git,
             "compression": compression,
+            "dirty": diff_sha256 is not None,
+            "diff_sha256": diff_sha256,
         }
         return store.add(temp, manifest), True
     finally:

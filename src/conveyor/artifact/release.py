@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
 import subprocess
 from collections.abc import Mapping
@@ -51,6 +53,10 @@ class Release:
     git: dict[str, str] | None = field(hash=False)  # sha, branch, author, author_email, subject
     path: Path  # the tarball in the store
     compression: Compression = "gzip"  # of the tarball; manifests written before it was a choice say nothing
+    # Built from a git work tree with uncommitted changes: `git` names the last commit, not what shipped;
+    # `diff_sha256` identifies the changes (tracked diff and untracked files) on top of it.
+    dirty: bool = False
+    diff_sha256: str | None = None
 
     def manifest(self) -> dict[str, Any]:
         """The release as a JSON-ready mapping, without where it is stored."""
@@ -63,6 +69,8 @@ class Release:
             "user": self.user,
             "git": dict(self.git) if self.git is not None else None,
             "compression": self.compression,
+            "dirty": self.dirty,
+            "diff_sha256": self.diff_sha256,
         }
 
     @classmethod
@@ -102,8 +110,16 @@ class Release:
         compression = data.get("compression", "gzip")
         if compression not in COMPRESSIONS:
             raise bad("compression", f"one of {', '.join(COMPRESSIONS)}")
+        dirty = data.get("dirty", False)
+        if not isinstance(dirty, bool):
+            raise bad("dirty", "true or false")
+        diff = data.get("diff_sha256")
+        if diff is not None and not (isinstance(diff, str) and _SHA256.fullmatch(diff)):
+            raise bad("diff_sha256", "null or 64 lowercase hex digits")
         return cls(
             id=release_id_,
+            dirty=dirty,
+            diff_sha256=diff,
             sha256=sha256,
             size=numbers["size"],
             files=numbers["files"],
@@ -145,3 +161,37 @@ def git_info(directory: Path) -> dict[str, str] | None:
         return None
     sha, author, author_email, subject = fields
     return {"sha": sha, "branch": branch, "author": author, "author_email": author_email, "subject": subject}
+
+
+def working_tree_changes(directory: Path, ignore: tuple[str, ...] = (".conveyor",)) -> str | None:
+    """The sha256 of the uncommitted changes in the git work tree holding `directory` (the diff against HEAD
+    and every untracked, unignored file's path and content), or None when it is clean or not a work tree.
+
+    `ignore` names directories (relative to `directory`) that Conveyor itself writes, such as its state."""
+    top = _git(directory, "rev-parse", "--show-toplevel")
+    if top is None:
+        return None
+    excludes = [f":(exclude){(directory / name).resolve().relative_to(Path(top).resolve())}"
+                for name in ignore if (directory / name).resolve().is_relative_to(Path(top).resolve())]
+    status = _git(Path(top), "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", ".", *excludes)
+    if not status:
+        return None
+    digest = hashlib.sha256()
+    diff = _git_bytes(Path(top), "diff", "HEAD", "--binary", "--", ".", *excludes)
+    digest.update(diff or b"")
+    for entry in status.split("\0"):
+        if entry.startswith("?? "):
+            name = entry[3:]
+            digest.update(b"\0untracked\0" + name.encode())
+            with contextlib.suppress(OSError):
+                digest.update(hashlib.sha256((Path(top) / name).read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _git_bytes(directory: Path, *args: str) -> bytes | None:
+    try:
+        completed = subprocess.run(["git", "-C", str(directory), *args], stdin=subprocess.DEVNULL,
+                                   capture_output=True, timeout=_GIT_TIMEOUT, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.stdout if completed.returncode == 0 else None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from dataclasses import asdict
 from typing import Any
 
 import typer
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConfigError, ConveyorError
 
 app = typer.Typer(
     name="conveyor",
@@ -20,11 +22,26 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as installed
+
+        try:
+            number = installed("conveyor-deploy")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = "unknown (not installed)"
+        print(f"conveyor {number}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     config: str | None = typer.Option(None, "-c", "--config", envvar="CONVEYOR_CONFIG",
                                       help="Config file (default ./conveyor.yml).", metavar="FILE"),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                 callback=_print_version),
 ) -> None:
     """Conveyor ships releases of an application to fleets of servers, safely, many times a day."""
     ctx.obj = {"config": config, "json": False}
@@ -46,11 +63,34 @@ _register()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; turn every user error into a message and its exit code."""
+    from conveyor.secrets import MaskingStream, register_url
+
+    # One masking path for all text: whatever any module prints passes through the mask.
+    if not isinstance(sys.stdout, MaskingStream):
+        sys.stdout = MaskingStream(sys.stdout)
+    if not isinstance(sys.stderr, MaskingStream):
+        sys.stderr = MaskingStream(sys.stderr)
+    for name in ("CONVEYOR_STATE_URL", "CONVEYOR_DATABASE_URL"):
+        if os.environ.get(name):
+            register_url(os.environ[name])
+    try:
+        _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`conveyor history | head`): nothing more can be printed, and that is no error
+        # of ours to report. Point stdout at /dev/null so the interpreter's final flush stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(141)
+
+
+def _main(argv: list[str] | None) -> None:
     wants_json = "--json" in (argv if argv is not None else sys.argv[1:])
     try:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
+    except ConfigError as exc:
+        _fail(str(exc), exc.exit_code, wants_json, problems=[asdict(p) for p in exc.problems])
     except ConveyorError as exc:
         _fail(str(exc), exc.exit_code, wants_json, getattr(exc, "result", None))
     except KeyboardInterrupt:
@@ -80,15 +120,18 @@ def _command_line_error(exc: Exception, wants_json: bool) -> None:
     sys.exit(code)
 
 
-def _fail(message: str, code: int, wants_json: bool, result: Any = None) -> None:
-    from conveyor.secrets import mask
+def _fail(message: str, code: int, wants_json: bool, result: Any = None,
+          problems: list[dict[str, Any]] | None = None) -> None:
+    from conveyor.secrets import mask, mask_json
 
     message = mask(message)
     if wants_json:
         doc: dict[str, Any] = {"error": message, "exit_code": code}
+        if problems is not None:  # each config problem on its own: {file, line, path, message}
+            doc["problems"] = [{k: mask(v) if isinstance(v, str) else v for k, v in p.items()} for p in problems]
         if result is not None and hasattr(result, "to_json"):
             doc["result"] = result.to_json()
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(mask_json(json.loads(json.dumps(doc, default=str))), indent=2))
     for line in message.splitlines() or [""]:
         print(f"conveyor: {line}" if code != 2 or not _is_config_line(line) else line, file=sys.stderr)
     sys.exit(code)

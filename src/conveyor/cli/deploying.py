@@ -5,9 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
-from conveyor.cli.options import ConfigOption, JsonOption, interactive, print_json, stderr, stdout, workspace
+from conveyor.cli.options import (
+    ConfigOption,
+    JsonOption,
+    interactive,
+    print_json,
+    results_table,
+    stderr,
+    stdout,
+    workspace,
+)
 from conveyor.config.values import format_duration
 from conveyor.errors import UsageError
 from conveyor.operations.workspace import Workspace
@@ -18,69 +27,36 @@ if TYPE_CHECKING:
 
 RegionOption = typer.Option([], "--region", "-r", help="Only this region (repeatable).")
 RoleOption = typer.Option([], "--role", help="Only this role (repeatable).")
-YesOption = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
-
-STEPS = {
-    "deploy": ["probe: make the layout, read current and the journal",
-               "receive + verify sha256 + unpack into releases/<id> + link shared (skipped if present)",
-               "switch current atomically (rename), journal, restart",
-               "checks", "prune to keep_releases (never current or previous)"],
-    "rollback": ["probe: read current, the releases on disk and the journal",
-                 "switch current back atomically, journal, restart", "checks"],
-}
-
-
-def plan_document(ws: Workspace, plan: Plan, release: str | None, kind: str) -> dict[str, Any]:
-    """A plan as JSON: waves, regions, roles, batches and hosts, gates, and each host's steps."""
-    from conveyor.operations.deploy import estimate_seconds, gates
-    from conveyor.vcs.changes import plan_commits
-
-    environment = ws.config.environments[plan.environment]
-    total, per_host = estimate_seconds(ws, plan, kind)
-    return {
-        "environment": plan.environment, "kind": kind, "release": release,
-        "waves": [[{
-            "region": region.region,
-            "roles": [{
-                "role": role.role, "max_failures": role.max_failures,
-                "canary_bake": ws.config.roles[role.role].canary_bake,
-                "restart": ws.config.roles[role.role].restart,
-                "checks": [c.describe() for c in ws.config.roles[role.role].checks],
-                "batches": [{"number": b.number, "canary": b.canary, "hosts": [h.name for h in b.hosts]}
-                            for b in role.batches],
-            } for role in region.roles],
-        } for region in wave] for wave in plan.waves],
-        "hosts": len(plan.hosts),
-        "skipped_regions": list(plan.skipped_regions),
-        "gates": gates(ws, plan.environment, release, kind, regions=[r.region for r in plan.regions]),
-        "steps": STEPS[kind],
-        "bake": environment.bake,
-        "on_failure": environment.on_failure,
-        "checks": [c.describe() for c in environment.checks],
-        "estimate": {"seconds": round(total, 1), "per_host_step": round(per_host, 2)},
-        # region → {"running", "release", "commits": [{"sha", "author", "email", "subject"}], "note"}
-        "commits": plan_commits(ws, plan.environment, [r.region for r in plan.regions],
-                                release if kind == "deploy" else None),
-        **_migrations(ws, plan, release, kind),
-    }
-
-
-def _migrations(ws: Workspace, plan: Plan, release: str | None, kind: str) -> dict[str, Any]:
-    """The schema migrations a deploy would run per region, with their verdicts (when configured)."""
-    if ws.config.migrations is None or kind != "deploy" or release is None:
-        return {}
-    from conveyor.operations.migrations import plan_migrations
-
-    plans = plan_migrations(ws, plan.environment, [r.region for r in plan.regions], ws.artifacts.get(release))
-    return {"migrations": {region: p.to_json() for region, p in plans.items()}}
-
+YesOption = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")
+ReasonOption = typer.Option(None, "--reason", help="Why: recorded in history and the lock.")
+BreakGlassOption = typer.Option(False, "--break-glass", help="Deploy through a closed window (needs --reason; "
+                                "audited and announced).")
+SkipPromotionOption = typer.Option(False, "--skip-promotion", help="Deploy a release that has not succeeded "
+                                   "upstream (needs --reason; audited).")
+AutoOption = typer.Option(False, "--auto", help="An automatic (pipeline) deploy: only where the environment has "
+                          "auto: true.")
+ApprovalOption = typer.Option(None, "--request", help="Deploy an approved request.", metavar="ID")
 
 def render_plan(document: dict[str, Any]) -> None:
-    """Show a plan as a person reads it."""
+    """Show a plan as a person reads it: everything `plan --json` says, in words."""
     out = stdout()
-    out.print(f"[bold]{document['kind']} {document['release'] or '(previous release)'} to "
-              f"{document['environment']}[/bold]: {document['hosts']} host(s)")
-    table = Table("wave", "region", "role", "batch", "hosts", box=None, pad_edge=False)
+
+    def say(text: str) -> None:
+        out.print(text, markup=False, emoji=False)  # data is never markup
+
+    what = document["release"] or ("each region's previous release (read from its hosts)"
+                                   if document["kind"] == "rollback" else "(no release)")
+    out.print(f"[bold]{document['kind']} {escape(what)} to {escape(document['environment'])}[/bold]: "
+              f"{document['hosts']} host(s)")
+    built = document.get("candidate") or {}
+    if built.get("built"):
+        made = "built now" if built["built"] == "now" else "already built with the same content"
+        commit = f" from commit {built['commit'][:12]}" if built.get("commit") else " (not from git)"
+        say(f"release {built['id']}: {made}{commit}")
+    if built.get("dirty"):
+        say(f"warning: built from a work tree with uncommitted changes (diff {str(built['diff_sha256'])[:12]}): "
+            "the commit does not say what ships")
+    table = results_table("wave", "region", "role", "batch", "hosts")
     for number, wave in enumerate(document["waves"], start=1):
         for region in wave:
             for role in region["roles"]:
@@ -88,39 +64,70 @@ def render_plan(document: dict[str, Any]) -> None:
                     label = "canary" if batch["canary"] else str(batch["number"])
                     table.add_row(str(number), region["region"], role["role"], label, ", ".join(batch["hosts"]))
     out.print(table)
+    if document.get("skipped_regions"):
+        say(f"regions with no hosts to move: {', '.join(document['skipped_regions'])}")
+    roles: dict[str, dict[str, Any]] = {}
+    for wave in document["waves"]:
+        for region in wave:
+            for role in region["roles"]:
+                roles.setdefault(role["role"], role)
+    for name, role in roles.items():
+        parts = [f"restart: {role['restart']}" if role.get("restart") else "no restart command",
+                 f"max failures: {role['max_failures']}"]
+        if role.get("canary_bake"):
+            parts.append(f"canary bake: {format_duration(role['canary_bake'])}")
+        if role.get("checks"):
+            parts.append(f"checks: {'; '.join(role['checks'])}")
+        say(f"role {name}: " + ", ".join(parts))
     for gate in document["gates"]:
-        mark = "[green]open[/green]" if gate["open"] else "[red]closed[/red]"
-        out.print(f"gate {gate['gate']}: {mark} — {gate['detail']}", markup=True)
+        state = "open" if gate["open"] else ("closed, overridden by --" + gate["overridden"].replace("_", "-")
+                                             if gate.get("overridden") else "closed")
+        out.print(f"gate {escape(gate['gate'])}: [{'green' if gate['open'] else 'red'}]{state}[/] — "
+                  f"{escape(gate['detail'])}")
     if document.get("bake"):
-        out.print(f"bake between waves: {format_duration(document['bake'])}, watching: "
-                  f"{'; '.join(document['checks']) or 'nothing (a pause)'}; on failure: {document['on_failure']}")
+        say(f"bake between waves: {format_duration(document['bake'])}, watching: "
+            f"{'; '.join(document['checks']) or 'nothing (a pause)'}; on failure: {document['on_failure']}")
+    else:
+        say(f"no bake between waves; on failure: {document['on_failure']}"
+            + (f"; watching: {'; '.join(document['checks'])}" if document["checks"] else ""))
     for region, migrations in (document.get("migrations") or {}).items():
         for phase in ("contract", "expand", "waiting"):
             for item in migrations[phase]:
                 when = "waits until every region runs it" if phase == "waiting" else f"runs before {region} switches"
-                out.print(f"migration {region} {item['name']} ({item['phase']}, {item['class']}): {when}",
-                          markup=False)
-    out.print("each host: " + " → ".join(document["steps"]))
+                say(f"migration {region} {item['name']} ({item['phase']}, {item['class']}): {when}")
+    say("each host: " + " → ".join(document["steps"]))
     estimate = document["estimate"]
-    out.print(f"estimated duration: ~{format_duration(estimate['seconds'])} "
-              f"(a host step takes ~{estimate['per_host_step']:g}s, from recent history)")
-    if document.get("commits"):
-        from conveyor.cli.inspecting import render_commits
+    if estimate["per_host_step"] is None:
+        bakes = f"; its bakes alone take ~{format_duration(estimate['seconds'])}" if estimate["seconds"] else ""
+        say(f"estimated duration: no history yet for {document['environment']}{bakes}")
+    else:
+        say(f"estimated duration: ~{format_duration(estimate['seconds'])} "
+            f"(a host step takes ~{estimate['per_host_step']:g}s, from recent history)")
+    _render_commits(document)
+    if document.get("holds"):
+        say(f"a deploy would stop here: {document['holds']['message']}")
 
-        entries = list(document["commits"].values())
-        if all(not e["commits"] and e["note"] == entries[0]["note"] for e in entries):
-            # Nothing to list anywhere for the same reason (no git, nothing new): one line says it.
-            out.print(f"commits going out: none{' — ' + entries[0]['note'] if entries[0]['note'] else ''}",
-                      markup=False, emoji=False)
-            return
-        out.print("commits going out:")
-        for region, entry in document["commits"].items():
-            count = len(entry["commits"])
-            out.print(f"  {region} (runs {entry['running'] or 'nothing yet'}): {count} commit"
-                      f"{'' if count == 1 else 's'}", markup=False, emoji=False)
-            render_commits(entry["commits"], indent="    ")
-            if entry["note"]:
-                out.print(f"    note: {entry['note']}", markup=False, emoji=False)
+
+def _render_commits(document: dict[str, Any]) -> None:
+    if not document.get("commits"):
+        return
+    from conveyor.cli.inspecting import render_commits
+
+    out = stdout()
+    entries = list(document["commits"].values())
+    if all(not e["commits"] and e["note"] == entries[0]["note"] for e in entries):
+        # Nothing to list anywhere for the same reason (no git, nothing new): one line says it.
+        out.print(f"commits going out: none{' — ' + entries[0]['note'] if entries[0]['note'] else ''}",
+                  markup=False, emoji=False)
+        return
+    out.print("commits going out:")
+    for region, entry in document["commits"].items():
+        count = len(entry["commits"])
+        out.print(f"  {region} (runs {entry['running'] or 'nothing yet'}): {count} commit"
+                  f"{'' if count == 1 else 's'}", markup=False, emoji=False)
+        render_commits(entry["commits"], indent="    ")
+        if entry["note"]:
+            out.print(f"    note: {entry['note']}", markup=False, emoji=False)
 
 
 def _display() -> list[Any]:
@@ -129,9 +136,28 @@ def _display() -> list[Any]:
     return [Display(stderr(), live=interactive())]
 
 
+def _confirmation(yes: bool, as_json: bool) -> bool:
+    """Whether to ask before changing hosts. Without a terminal nobody can answer, and going ahead
+    unasked is how a stray script deploys production: refuse unless --yes says it was meant."""
+    if yes:
+        return False
+    if not interactive():
+        raise UsageError("this command changes hosts and there is no terminal to confirm on: "
+                         "pass --yes to run without a terminal")
+    return not as_json
+
+
 def _confirm(ws: Workspace, kind: str) -> Any:
+    from conveyor.artifact import is_release_id
+    from conveyor.operations.deploy import gates
+    from conveyor.operations.planning import plan_document
+
     def ask(plan: Plan, release: str) -> bool:
-        render_plan(plan_document(ws, plan, release, kind))
+        known = ws.artifacts.get(release) if is_release_id(release) and release in ws.artifacts else None
+        regions = [r.region for r in plan.regions]
+        render_plan(plan_document(ws, plan, known or (release if is_release_id(release) else None), kind,
+                                  gates(ws, plan.environment, release if is_release_id(release) else None, kind,
+                                        regions=regions)))
         return typer.confirm(f"{kind} {release} to {len(plan.hosts)} host(s) of {plan.environment}?",
                              default=False, err=True)
     return ask
@@ -186,30 +212,41 @@ def register(app: typer.Typer) -> None:
         environment: str = typer.Argument(..., help="The environment to plan for."),
         region: list[str] = RegionOption,
         role: list[str] = RoleOption,
-        release: str | None = typer.Option(None, "--release", help="Release id (default: the newest built)."),
-        rollback: bool = typer.Option(False, "--rollback", help="Plan a rollback instead of a deploy."),
+        release: str | None = typer.Option(None, "--release", help="Release id, or `latest` (default: build "
+                                           "now, as deploy does; only the artifact store is written)."),
+        rollback: bool = typer.Option(False, "--rollback", help="Plan a rollback instead of a deploy "
+                                      "(--release then names the --to release)."),
+        reason: str | None = ReasonOption,
+        break_glass: bool = BreakGlassOption,
+        skip_promotion: bool = SkipPromotionOption,
+        auto: bool = AutoOption,
+        approval: int | None = ApprovalOption,
         config: str | None = ConfigOption,
         as_json: bool = JsonOption,
     ) -> None:
-        """Show what a deploy would do: hosts, waves, batches, gates and steps. Changes nothing."""
-        from conveyor.operations.deploy import Request, plan_for, resolve_release
+        """Show what `deploy` with the same options would do: the release (built now if deploy would build
+        it), hosts, waves, batches, gates and steps. Exits as deploy would before any host changes (2 bad
+        input, 3 held). Changes no host."""
+        from conveyor.operations.deploy import Request
+        from conveyor.operations.planning import preview
+        from conveyor.operations.release import build
 
         ws = workspace(ctx, config)
         ws.environment(environment)
-        request = Request(environment, regions=region, roles=role, release=release)
-        the_plan = plan_for(ws, request)
-        kind = "rollback" if rollback else "deploy"
-        chosen = None
-        if not rollback:
-            try:
-                chosen = resolve_release(ws, release).id
-            except UsageError:
-                chosen = None  # nothing built yet: the plan still shows hosts and gates
-        document = plan_document(ws, the_plan, chosen, kind)
+        request = Request(environment, regions=region, roles=role, release=release, reason=reason,
+                          break_glass=break_glass, skip_promotion=skip_promotion, auto=auto, approval=approval)
+        try:
+            result = preview(ws, request, "rollback" if rollback else "deploy", build=lambda: build(ws))
+        finally:
+            ws.close()
         if as_json:
-            print_json(document)
+            print_json(result.document)
         else:
-            render_plan(document)
+            render_plan(result.document)
+        if result.problem is not None:
+            if as_json:
+                raise typer.Exit(result.problem.exit_code)
+            raise result.problem
 
     @app.command()
     def deploy(
@@ -218,17 +255,13 @@ def register(app: typer.Typer) -> None:
         region: list[str] = RegionOption,
         role: list[str] = RoleOption,
         release: str | None = typer.Option(None, "--release", help="Release id, or `latest` (default: build now)."),
-        reason: str | None = typer.Option(None, "--reason", help="Why: recorded in history and the lock."),
+        reason: str | None = ReasonOption,
         resume: int | None = typer.Option(None, "--resume", help="Carry on a held deployment (accepts its "
                                           "inconclusive check).", metavar="ID"),
-        break_glass: bool = typer.Option(False, "--break-glass", help="Deploy through a closed window "
-                                         "(needs --reason; audited and announced)."),
-        skip_promotion: bool = typer.Option(False, "--skip-promotion", help="Deploy a release that has not "
-                                            "succeeded upstream (needs --reason; audited)."),
-        auto: bool = typer.Option(False, "--auto", help="An automatic (pipeline) deploy: only where the "
-                                  "environment has auto: true."),
-        approval: int | None = typer.Option(None, "--request", help="Deploy an approved request.",
-                                            metavar="ID"),
+        break_glass: bool = BreakGlassOption,
+        skip_promotion: bool = SkipPromotionOption,
+        auto: bool = AutoOption,
+        approval: int | None = ApprovalOption,
         yes: bool = YesOption,
         config: str | None = ConfigOption,
         as_json: bool = JsonOption,
@@ -238,10 +271,11 @@ def register(app: typer.Typer) -> None:
         from conveyor.operations.deploy import deploy as run_deploy
         from conveyor.operations.release import build
 
+        ask = _confirmation(yes, as_json)
         ws = workspace(ctx, config)
         ws.environment(environment)
         subscribers = [] if as_json else _display()
-        confirm = _confirm(ws, "deploy") if (interactive() and not yes and not as_json) else None
+        confirm = _confirm(ws, "deploy") if ask else None
         if resume is not None:
             if release or region:
                 raise UsageError("--resume carries on a deployment as it was: no --release or --region with it")
@@ -286,10 +320,11 @@ def register(app: typer.Typer) -> None:
         from conveyor.operations.deploy import Request
         from conveyor.operations.deploy import rollback as run_rollback
 
+        ask = _confirmation(yes, as_json)
         ws = workspace(ctx, config)
         ws.environment(environment)
         subscribers = [] if as_json else _display()
-        confirm = _confirm(ws, "rollback") if (interactive() and not yes and not as_json) else None
+        confirm = _confirm(ws, "rollback") if ask else None
         request = Request(environment, regions=region, roles=role, release=to, reason=reason, force=force)
         try:
             result = run_rollback(ws, request, subscribers=subscribers, confirm=confirm)
@@ -338,8 +373,7 @@ def register_approvals(app: typer.Typer) -> None:
         if as_json:
             print_json({"approvals": items})
             return
-        table = Table("id", "environment", "release", "requested by", "approved by", "expires", "used by",
-                      box=None, pad_edge=False)
+        table = results_table("id", "environment", "release", "requested by", "approved by", "expires", "used by")
         for a in items:
             table.add_row(str(a["id"]), a["environment"], a["release"], a["requested_by"], a["approved_by"] or "-",
                           a["expires_at"], f"#{a['used_by']}" if a["used_by"] else "-")

@@ -2,31 +2,50 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from conveyor.ci.sections import for_log
+from conveyor.config.values import format_duration
 from conveyor.engine.events import Event
 from conveyor.engine.plan import Plan
 from conveyor.engine.results import DeploymentResult, HostOutcome
 from conveyor.secrets import mask
 
+# How often the line about long steps is refreshed: every second on a terminal; in a log at most every 10 s,
+# and only for what has been running that long.
+LIVE_INTERVAL = 1.0
+LOG_INTERVAL = 10.0
+
 
 class Display:
     """Subscribes to engine events and shows them to a person."""
 
-    def __init__(self, console: Console, *, live: bool) -> None:
+    def __init__(self, console: Console, *, live: bool, clock: Callable[[], float] = time.monotonic,
+                 ticker: bool = True) -> None:
         self.console = console
         self.live = live
         self.progress: Progress | None = None
         self.tasks: dict[str, TaskID] = {}
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
         # In a GitLab or GitHub job's log each wave folds into a section; elsewhere this is None.
         self.sections = for_log(console.file, live=live)
         self.run = "deployment"
+        # What is under way now: host -> (region, step, since), bake label -> (ends at, region(s)).
+        self.running: dict[str, tuple[str, str, float]] = {}
+        self.bakes: dict[str, tuple[float, list[str]]] = {}
+        self.last_reading: str | None = None  # the latest measurement, for a bake's countdown
+        self.status_task: TaskID | None = None
+        self.last_log_tick = self.started
+        self.ticker = ticker
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def line(self, text: str, style: str | None = None) -> None:
         """Print one line above the live display (or plainly)."""
@@ -48,7 +67,9 @@ class Display:
                               plan: Plan, user: str, **_: Any) -> None:
         """Announce the deployment and start the progress bars."""
         self.run = f"{kind}_{id}"
-        self.line(f"{kind} #{id}: {release} to {environment} by {user}: {len(plan.hosts)} host(s) in "
+        what = release or ("each region's previous release (read from its hosts)" if kind == "rollback"
+                           else "(release to be chosen)")
+        self.line(f"{kind} #{id}: {what} to {environment} by {user}: {len(plan.hosts)} host(s) in "
                   f"{len(plan.regions)} region(s), {len(plan.waves)} wave(s)", "bold")
         if self.live:
             self.progress = Progress(
@@ -58,7 +79,54 @@ class Display:
             for region in plan.regions:
                 self.tasks[region.region] = self.progress.add_task(f"{region.region:<12}",
                                                                    total=len(region.hosts))
+            self.status_task = self.progress.add_task("", total=None)
             self.progress.start()
+        if self.ticker:
+            self._thread = threading.Thread(target=self._tick_until_done, name="conveyor-display", daemon=True)
+            self._thread.start()
+
+    # -- long steps: what runs now and for how long ----------------------------------------------
+    def _tick_until_done(self) -> None:
+        while not self._stop.wait(LIVE_INTERVAL if self.live else 1.0):
+            self.tick()
+
+    def under_way(self, now: float) -> list[str]:
+        """What is running now, longest first: `uk/web-1 restart 12s`, `bake wave 1 (uk): 4m10s left, ...`."""
+        items = [f"{region}/{host} {step} {now - since:.0f}s"
+                 for host, (region, step, since) in sorted(self.running.items(), key=lambda kv: kv[1][2])]
+        for label, (ends, _regions) in self.bakes.items():
+            left = max(0.0, ends - now)
+            items.append(f"{label}: {format_duration(round(left))} left"
+                         + (f", last reading {self.last_reading}" if self.last_reading else ""))
+        return items
+
+    def tick(self) -> None:
+        """Refresh the line about long steps (a terminal), or print it when due (a log)."""
+        now = self.clock()
+        if self.live:
+            if self.progress is not None and self.status_task is not None:
+                items = self.under_way(now)
+                self.progress.update(self.status_task, description=mask("  " + " · ".join(items[:4])
+                                                                        + (" …" if len(items) > 4 else "")))
+            return
+        if now - self.last_log_tick < LOG_INTERVAL:
+            return
+        long_hosts = any(now - since >= LOG_INTERVAL for _, _, since in self.running.values())
+        if not (long_hosts or self.bakes):
+            return
+        self.last_log_tick = now
+        items = self.under_way(now)
+        self.line("  still running: " + "; ".join(items[:8]) + (f"; and {len(items) - 8} more" if len(items) > 8
+                                                                  else ""), "dim")
+
+    def on_host_started(self, host: str, region: str, **_: Any) -> None:
+        """A host's work begins."""
+        self.running[host] = (region, "start", self.clock())
+
+    def on_host_step(self, host: str, region: str, step: str, **_: Any) -> None:
+        """A host moved on to another step."""
+        since = self.running.get(host, (region, step, self.clock()))[2]
+        self.running[host] = (region, step, since)
 
     def on_wave_started(self, wave: int, regions: list[str], **_: Any) -> None:
         """A wave begins (in a CI log: a section titled so)."""
@@ -83,6 +151,7 @@ class Display:
     def on_host_finished(self, outcome: HostOutcome, **_: Any) -> None:
         """A host is done (or was switched back)."""
         host = outcome.host
+        self.running.pop(host.name, None)
         where = f"  {host.region}/{host.name}"
         if outcome.status in ("rolled_back", "left"):
             self.line(f"{where} {outcome.note}", "yellow")
@@ -111,23 +180,28 @@ class Display:
     def on_bake_started(self, wave: int, regions: list[str], seconds: float, **_: Any) -> None:
         """A wave's bake begins."""
         self.line(f"wave {wave}: baking {', '.join(regions)} for {seconds:g}s")
+        self.bakes[f"bake wave {wave} ({', '.join(regions)})"] = (self.clock() + seconds, list(regions))
 
     def on_bake_finished(self, wave: int, verdicts: dict[str, str], **_: Any) -> None:
         """A wave's bake ended."""
+        self.bakes = {k: v for k, v in self.bakes.items() if not k.startswith(f"bake wave {wave} (")}
         self.line(f"wave {wave}: bake " + ", ".join(f"{r} {v}" for r, v in verdicts.items()),
                   "green" if all(v == "pass" for v in verdicts.values()) else "red")
 
     def on_canary_bake_started(self, region: str, role: str, hosts: list[str], seconds: float, **_: Any) -> None:
         """A canary bake begins."""
         self.line(f"  {region} {role} canary {', '.join(hosts)}: baking for {seconds:g}s")
+        self.bakes[f"canary bake {region} {role}"] = (self.clock() + seconds, [region])
 
     def on_canary_bake_finished(self, region: str, role: str, verdict: str, reason: str, **_: Any) -> None:
         """A canary bake ended."""
+        self.bakes.pop(f"canary bake {region} {role}", None)
         self.line(f"  {region} {role} canary bake: {verdict}" + (f" — {reason}" if verdict != "pass" else ""),
                   "green" if verdict == "pass" else "red")
 
     def on_measurement(self, phase: str, measurement: Any, **_: Any) -> None:
         """Show measurements that did not pass (the passing ones are kept in history)."""
+        self.last_reading = f"{measurement.scope}: {measurement.check} = {measurement.value} ({measurement.verdict})"
         if str(measurement.verdict) != "pass":
             self.line(f"    {phase} {measurement.scope}: {measurement.check} = {measurement.value} "
                       f"({measurement.verdict}: {measurement.detail})", "yellow")
@@ -143,6 +217,9 @@ class Display:
 
     def on_deployment_finished(self, result: DeploymentResult, **_: Any) -> None:
         """Stop the progress bars and print the verdict."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
         if self.sections:  # the verdict stays outside any section, however the deployment ended
             self.sections.close()
         if self.progress:

@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import typer
-from rich.table import Table
 
-from conveyor.cli.options import ConfigOption, JsonOption, print_json, stdout, workspace
+from conveyor.cli.options import ConfigOption, JsonOption, print_json, results_table, stdout, workspace
 from conveyor.errors import UsageError
 
 
@@ -38,6 +37,23 @@ def render_diff(document: dict[str, Any]) -> None:
             out.print(f"  note: {entry['note']}", markup=False, emoji=False)
 
 
+def _audit_lines(detail: dict[str, Any]) -> list[str]:
+    """Why the deployment ran, and every override it used with its reason (audited in history)."""
+    lines = []
+    for override in detail.get("overrides") or []:
+        lines.append(f"override: {override.replace('_', '-')} — reason: {detail.get('reason') or '(none given)'}")
+    if detail.get("reason") and not detail.get("overrides"):
+        lines.append(f"reason: {detail['reason']}")
+    if detail.get("approval_id") is not None:
+        lines.append(f"approved request: #{detail['approval_id']}")
+    return lines
+
+
+def _minute(iso: str | None) -> str:
+    """`2026-12-06 08:16` from an ISO 8601 timestamp (UTC in the store): short enough for narrow terminals."""
+    return f"{iso[:10]} {iso[11:16]}" if iso and len(iso) >= 16 else (iso or "-")
+
+
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the app."""
 
@@ -60,7 +76,7 @@ def register(app: typer.Typer) -> None:
             print_json(document)
             return
         out = stdout()
-        table = Table("environment", "region", "role", "hosts", "release", "state", box=None, pad_edge=False)
+        table = results_table("environment", "region", "role", "hosts", "release", "state")
         for env, env_doc in document["environments"].items():
             for region, doc in env_doc["regions"].items():
                 roles: dict[str, list[dict[str, str | None]]] = {}
@@ -99,18 +115,21 @@ def register(app: typer.Typer) -> None:
                 print_json(detail)
                 return
             out = stdout()
-            out.print(f"#{detail['id']} {detail['kind']} {detail['release']} to {detail['environment']} "
-                      f"({', '.join(detail['regions'])}) by {detail['user']}: {detail['status']}")
+            out.print(f"#{detail['id']} {detail['kind']} {detail['release'] or '(no release chosen)'} to "
+                      f"{detail['environment']} ({', '.join(detail['regions'])}) by {detail['user']}: "
+                      f"{detail['status']}", markup=False)
             if detail["summary"]:
                 out.print(detail["summary"], markup=False)
-            table = Table("host", "region", "role", "status", "release", "step", "exit", "detail", box=None)
+            for line in _audit_lines(detail):
+                out.print(line, markup=False)
+            table = results_table("host", "region", "role", "status", "release", "step", "exit", "detail")
             for host in detail["hosts"]:
                 text = "; ".join(part for part in (host.get("error"), host.get("note")) if part)
                 table.add_row(host["host"], host["region"], host["role"], host["status"], host["release"] or "-",
                               host["step"] or "", "" if host["exit_code"] is None else str(host["exit_code"]), text)
             out.print(table)
             if detail["measurements"]:
-                checks = Table("phase", "at", "scope", "check", "value", "condition", "verdict", "detail", box=None)
+                checks = results_table("phase", "at", "scope", "check", "value", "condition", "verdict", "detail")
                 for m in detail["measurements"]:
                     checks.add_row(m["phase"], m["at"][11:19], m["scope"], m["check"], str(m["value"]),
                                    m["condition"] or "", m["verdict"], m["detail"] or "")
@@ -120,15 +139,14 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(document)
             return
-        table = Table("id", "environment", "regions", "kind", "release", "status", "started", "user", "failed",
-                      box=None, pad_edge=False)
+        table = results_table("id", "environment", "regions", "kind", "release", "status", "started", "user", "failed")
         colors = {"succeeded": "green", "failed": "red", "rolled_back": "yellow", "interrupted": "magenta",
                   "blocked": "cyan", "running": "blue", "held": "cyan"}
         for d in document["deployments"]:
             table.add_row(str(d["id"]), d["environment"], ",".join(d["regions"]), d["kind"], d["release"] or "-",
                           f"[{colors.get(d['status'], 'white')}]{d['status']}[/]"
                           + "".join(f" [red]({o.replace('_', '-')})[/red]" for o in d.get("overrides") or []),
-                          d["started_at"], d["user"],
+                          _minute(d["started_at"]), d["user"],
                           ", ".join(d["failed_hosts"]))
         stdout().print(table)
 
@@ -140,7 +158,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json({"releases": [r.manifest() for r in items]})
             return
-        table = Table("release", "created", "by", "size", "files", "commit", box=None, pad_edge=False)
+        table = results_table("release", "created", "by", "size", "files", "commit")
         for r in items:
             commit = f"{r.git['sha'][:8]} {r.git.get('subject', '')}" if r.git else ""
             table.add_row(r.id, r.created_at, r.user, f"{r.size / 1e6:.1f} MB", str(r.files), commit)

@@ -8,8 +8,10 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.table import Column, Table
 
 from conveyor.operations.workspace import Workspace
+from conveyor.secrets import mask, mask_json
 
 CONFIG_HELP = "Config file (default ./conveyor.yml, or $CONVEYOR_CONFIG)."
 
@@ -33,9 +35,33 @@ def stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
 
+# Columns whose values people copy into a command (`--release`, `--to`): never cut, never wrapped.
+WHOLE_COLUMNS = frozenset({"release", "id"})
+
+
+class _MaskedTable(Table):
+    """A table whose cells are masked before they are laid out: a secret folded over two lines of a narrow
+    column would escape a mask applied to the printed lines."""
+
+    def add_row(self, *renderables: Any, **options: Any) -> None:
+        super().add_row(*(mask(r) if isinstance(r, str) else r for r in renderables), **options)
+
+
+def results_table(*headers: str) -> Table:
+    """A borderless table in which release ids stay whole: other columns fold onto more lines instead."""
+    columns = [Column(h, no_wrap=True, overflow="ignore", min_width=len(h)) if h in WHOLE_COLUMNS
+               else Column(h, overflow="fold") for h in headers]
+    return _MaskedTable(*columns, box=None, pad_edge=False)
+
+
 def print_json(document: Any) -> None:
     """Print one JSON document on stdout."""
-    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(mask_json(_plain(document)), indent=2) + "\n")
+
+
+def _plain(document: Any) -> Any:
+    """The document with everything JSON cannot hold turned into text first, so masking sees it."""
+    return json.loads(json.dumps(document, default=str))
 
 
 def interactive() -> bool:

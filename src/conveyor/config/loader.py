@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from conveyor.config.models import Config
 from conveyor.config.semantics import cross_check
@@ -154,7 +158,7 @@ def _message(error: Any, loc: Path_) -> str:
     ctx = error.get("ctx") or {}
     got = error.get("input")
     if kind == "extra_forbidden":
-        return "unknown field"
+        return "unknown field" + _did_you_mean(loc)
     if kind == "missing":
         return "required field is missing"
     if kind in _BOUNDS:
@@ -174,6 +178,63 @@ def _message(error: Any, loc: Path_) -> str:
     if msg.startswith("Input should be "):
         return f"expected {msg[len('Input should be '):]}, got {describe(got)}"
     return msg
+
+
+def _did_you_mean(loc: Path_) -> str:
+    """`; did you mean `keep_releases`?` for an unknown key close to a field known at that place, else ''."""
+    if not loc or not isinstance(loc[-1], str):
+        return ""
+    known = _fields_at(Config, loc[:-1])
+    close = difflib.get_close_matches(loc[-1], sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean `{close[0]}`?" if close else ""
+
+
+def _fields_at(annotation: Any, loc: Path_) -> set[str]:
+    """The field names (YAML keys) a mapping at `loc` may have, walking the models from `annotation`."""
+    for part in loc:
+        annotation = _step(annotation, part)
+        if annotation is None:
+            return set()
+    return {name for model in _models(annotation) for name in _keys(model)}
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can be (through Optional, unions and Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _models(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _models(arg)]
+    return []
+
+
+def _keys(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _step(annotation: Any, part: str | int) -> Any:
+    """The annotation one step below `annotation` at key or index `part`."""
+    for model in _models(annotation):
+        for name, info in model.model_fields.items():
+            if part in (name, info.alias):
+                return info.annotation
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _step(typing.get_args(annotation)[0], part)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _step(arg, part)
+            if found is not None:
+                return found
+        return None
+    args = typing.get_args(annotation)
+    if origin in (dict, Mapping) and len(args) == 2:
+        return args[1]
+    if origin in (list, tuple, Sequence) and args:
+        return args[0]
+    return None
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError) -> tuple[int | None, str]:

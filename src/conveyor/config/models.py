@@ -411,8 +411,19 @@ class Environment(Strict):
     auto: bool = False
     window: str | None = None
     migration_window: str | None = None
+    # Whether a release built from a working tree with uncommitted changes may go here. Unset: allowed,
+    # except where a release must be promoted from elsewhere or approved (what was tested or approved must
+    # be what a commit says).
+    allow_dirty: bool | None = None
     ssh: SSHSettings | None = None
     regions: dict[str, Region] = Field(min_length=1)
+
+    @property
+    def dirty_allowed(self) -> bool:
+        """allow_dirty, or its default for this environment."""
+        if self.allow_dirty is not None:
+            return self.allow_dirty
+        return self.promote_from is None and self.approval != "required"
 
     @field_validator("waves")
     @classmethod

@@ -99,17 +99,18 @@ def resume_request(ws: Workspace, env: str, deployment_id: int, reason: str | No
                    reason=reason or f"resume #{deployment_id}")
 
 
-def estimate_seconds(ws: Workspace, plan: Plan, kind: str = "deploy") -> tuple[float, float]:
+def estimate_seconds(ws: Workspace, plan: Plan, kind: str = "deploy") -> tuple[float, float | None]:
     """(whole deployment, one host step) in seconds: host time from recent history, plus bakes (a deploy's
-    canary bakes and bakes between waves; a rollback does not bake)."""
+    canary bakes and bakes between waves; a rollback does not bake). With no history of this environment
+    the host step is None and the total counts the bakes alone: no number is made up."""
     durations = [r.get("duration") or 0.0 for d in ws.store.history(plan.environment, 5)
                  for r in ws.store.host_results(d["id"]) if r.get("status") in {"succeeded", "unchanged"}]
-    per_host = sum(durations) / len(durations) if durations else 5.0
+    per_host = sum(durations) / len(durations) if durations else None
     environment = ws.config.environments[plan.environment]
     bakes = kind == "deploy"
     total = 0.0
     for wave in plan.waves:
-        total += max(sum(len(role.batches) * per_host
+        total += max(sum(len(role.batches) * (per_host or 0.0)
                          + ((ws.config.roles[role.role].canary_bake or 0.0) if bakes else 0.0)
                          for role in region.roles) for region in wave)
     if bakes:
@@ -147,6 +148,8 @@ def gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: 
         out.append({"gate": "promotion", "open": ok,
                     "detail": f"{release} succeeded in {source}" if ok else
                     f"{release} has not succeeded in {source} yet"})
+    if kind == "deploy" and release is not None:
+        out.append(_clean_gate(ws, env, release))
     if environment.window and kind == "deploy":  # a rollback is the remedy: no window holds it
         verdict = evaluate(environment.window, ws.config.windows[environment.window], now())
         detail = f"window {environment.window} is {'open' if verdict.open else 'closed'}: {verdict.rule}"
@@ -156,6 +159,18 @@ def gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: 
     if kind == "deploy" and any(isinstance(c, AlertsCheck) and c.before_start for c in environment.checks):
         out.append(_alerts_gate(ws, env, release, regions or list(environment.regions)))
     return out
+
+
+def _clean_gate(ws: Workspace, env: str, release: str) -> dict[str, Any]:
+    """A release built from uncommitted changes goes only where allow_dirty lets it."""
+    manifest = ws.store.release_manifest(release) or {}
+    if not manifest.get("dirty"):
+        return {"gate": "clean", "open": True, "detail": f"{release} was built from a clean commit (or no git)"}
+    diff = str(manifest.get("diff_sha256") or "")[:12]
+    allowed = ws.config.environments[env].dirty_allowed
+    detail = (f"{release} was built from a work tree with uncommitted changes (diff {diff}); "
+              + (f"{env} allows it" if allowed else f"{env} has allow_dirty: false (commit, then build again)"))
+    return {"gate": "clean", "open": allowed, "detail": detail}
 
 
 def _alerts_gate(ws: Workspace, env: str, release: str | None, regions: list[str]) -> dict[str, Any]:
@@ -177,70 +192,101 @@ def _alerts_gate(ws: Workspace, env: str, release: str | None, regions: list[str
     return {"gate": "alerts", "open": False, "detail": detail}
 
 
-def _check_gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: bool = True,
-                 lock: bool = False, regions: list[str] | None = None, request: Request | None = None) -> None:
-    """Raise HeldError for the first gate that holds; overrides the request carries are audited."""
-    request = request or Request(env)
+def holding_error(ws: Workspace, env: str, release: str | None, kind: str, gate_list: list[dict[str, Any]], *,
+                  request: Request, lock: bool = True) -> ConveyorError | None:
+    """The error a deploy (or rollback) would stop on before any host changes, judged without side effects:
+    the first closed gate the request does not override, then the approval. Marks overridden gates."""
     environment = ws.config.environments[env]
+    if request.overrides and not (request.reason or "").strip():
+        return UsageError(f"--{request.overrides[0].replace('_', '-')} needs --reason TEXT: it is audited")
     if request.auto and not environment.auto:
-        raise HeldError(f"{env} is not deployed automatically (auto: false): a person deploys it, "
-                        "so `deploy --auto` is refused")
-    for gate in gates(ws, env, release, kind, explicit=explicit, regions=regions):
+        return HeldError(f"{env} is not deployed automatically (auto: false): a person deploys it, "
+                         "so `deploy --auto` is refused")
+    for gate in gate_list:
         if gate["open"]:
             continue
         if gate["gate"] == "lock":
             if lock:
-                raise LockHeld(gate["detail"])
-            continue  # the lock is taken (or refused) atomically later
+                return LockHeld(gate["detail"])
+            continue  # the lock is taken (or refused) atomically when the deployment starts
         if gate["gate"] == "promotion":
             if request.skip_promotion:
-                ws.store.add_event("skip_promotion", ws.user, environment=env, release=release,
-                                   reason=request.reason, gate=gate["detail"])
+                gate["overridden"] = "skip_promotion"
                 continue
-            raise PromotionRefused(f"{env} refuses {release}: {gate['detail']} (promote_from; "
-                                   "--skip-promotion --reason TEXT overrides it)")
+            return PromotionRefused(f"{env} refuses {release}: {gate['detail']} (promote_from; "
+                                    "--skip-promotion --reason TEXT overrides it)")
         if gate["gate"] == "window":
             if request.break_glass:
-                ws.store.add_event("break_glass", ws.user, environment=env, release=release,
-                                   reason=request.reason, gate=gate["detail"])
+                gate["overridden"] = "break_glass"
                 continue
-            raise HeldError(f"{env} is held: {gate['detail']} (--break-glass --reason TEXT overrides it)")
-        raise HeldError(f"{env} is held: {gate['detail']}")
+            return HeldError(f"{env} is held: {gate['detail']} (--break-glass --reason TEXT overrides it)")
+        return HeldError(f"{env} is held: {gate['detail']}")
     # An approval named on the command line is checked wherever it is used: a request approved for one
     # environment must not be spent (or honoured) by a deploy to another one.
     if kind == "deploy" and release is not None and (environment.approval == "required"
                                                      or request.approval is not None):
-        _check_approval(ws, env, release, regions or list(environment.regions), request)
+        return _approval_problem(ws, env, release, request)
+    return None
 
 
-def _check_approval(ws: Workspace, env: str, release: str, regions: list[str], request: Request) -> None:
-    """An environment with `approval: required` moves only on a request another person approved."""
+def _check_gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: bool = True,
+                 lock: bool = False, regions: list[str] | None = None, request: Request | None = None) -> None:
+    """Raise the error of the first gate that holds; overrides the request carries are audited."""
+    request = request or Request(env)
+    gate_list = gates(ws, env, release, kind, explicit=explicit, regions=regions)
+    problem = holding_error(ws, env, release, kind, gate_list, request=request, lock=lock)
+    for gate in gate_list:
+        if gate.get("overridden"):
+            ws.store.add_event(gate["overridden"], ws.user, environment=env, release=release,
+                               reason=request.reason, gate=gate["detail"])
+    if isinstance(problem, _ApprovalNeeded):
+        # The one gate whose holding writes something: the request another person then approves.
+        assert release is not None
+        problem = _request_approval(ws, env, release, regions or list(ws.config.environments[env].regions),
+                                    request)
+    if problem is not None:
+        raise problem
+
+
+class _ApprovalNeeded(HeldError):
+    """No approval was named for an environment that needs one: a deploy records a request."""
+
+
+def _request_approval(ws: Workspace, env: str, release: str, regions: list[str], request: Request) -> HeldError:
     environment = ws.config.environments[env]
+    approval_id = ws.store.request_approval(env, release, regions, ws.user, environment.approval_expires,
+                                            request.reason)
+    ws.store.add_event("approval_requested", ws.user, environment=env, release=release,
+                       approval_id=approval_id, regions=regions)
+    return HeldError(f"{env} needs approval: request #{approval_id} recorded for {release}; another person "
+                     f"runs `conveyor approve {approval_id}`, then `conveyor deploy {env} --request "
+                     f"{approval_id}`")
+
+
+def _approval_problem(ws: Workspace, env: str, release: str, request: Request) -> HeldError | None:
+    """Why an environment with `approval: required` cannot move on this request (None: it can)."""
+    regions = request.regions or list(ws.config.environments[env].regions)
     if request.approval is None:
-        approval_id = ws.store.request_approval(env, release, regions, ws.user, environment.approval_expires,
-                                                request.reason)
-        ws.store.add_event("approval_requested", ws.user, environment=env, release=release,
-                           approval_id=approval_id, regions=regions)
-        raise HeldError(f"{env} needs approval: request #{approval_id} recorded for {release}; another person "
-                        f"runs `conveyor approve {approval_id}`, then `conveyor deploy {env} --request "
-                        f"{approval_id}`")
+        return _ApprovalNeeded(f"{env} needs approval: a deploy records a request for {release} that another person "
+                         "approves (`conveyor approve ID`)")
     record = ws.store.approval(request.approval)
     if record is None or record["environment"] != env:
-        raise HeldError(f"no approval request #{request.approval} for {env}")
+        return HeldError(f"no approval request #{request.approval} for {env}")
     if record["release"] != release:
-        raise HeldError(f"approval #{request.approval} is for {record['release']}, not {release}")
+        return HeldError(f"approval #{request.approval} is for {record['release']}, not {release}")
     outside = [r for r in regions if r not in record["regions"]]
     if outside:
-        raise HeldError(f"approval #{request.approval} covers {', '.join(record['regions'])}, not "
-                        f"{', '.join(outside)}; request a new one for those regions")
+        return HeldError(f"approval #{request.approval} covers {', '.join(record['regions'])}, not "
+                         f"{', '.join(outside)}; request a new one for those regions")
     if record["used_by"] is not None:
-        raise HeldError(f"approval #{request.approval} was already used by deployment #{record['used_by']}")
+        return HeldError(f"approval #{request.approval} was already used by deployment #{record['used_by']}")
     # Expired before "not approved yet": approving an expired request would be refused anyway.
     if datetime.fromisoformat(record["expires_at"]) < datetime.now(UTC):
-        raise HeldError(f"approval #{request.approval} expired at {record['expires_at']}; request a new one")
+        return HeldError(f"approval #{request.approval} expired at {record['expires_at']}; request a new one")
     if record["approved_by"] is None:
-        raise HeldError(f"approval #{request.approval} has not been approved yet (`conveyor approve "
-                        f"{request.approval}` by someone other than {record['requested_by']})")
+        return HeldError(f"approval #{request.approval} has not been approved yet (`conveyor approve "
+                         f"{request.approval}` by someone other than {record['requested_by']})")
+    return None
 
 
 def approve(ws: Workspace, approval_id: int) -> dict[str, Any]:
@@ -424,8 +470,6 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
     store.reap()
     regions = [r.region for r in plan.regions]
     try:
-        if request.overrides and not (request.reason or "").strip():
-            raise UsageError(f"--{request.overrides[0].replace('_', '-')} needs --reason TEXT: it is audited")
         _check_gates(ws, env, release, kind, explicit=kind == "deploy" or bool(request.release), regions=regions,
                      request=request)
         if schema is not None:

@@ -167,8 +167,9 @@ def plan_migrations(ws: Workspace, env: str, regions: list[str], target: Release
 
 
 def check_migrations(ws: Workspace, env: str, plans: dict[str, RegionMigrations], *, break_glass: bool,
-                     reason: str | None) -> None:
-    """Refuse breaking expand migrations; hold needs-window ones outside the migration window."""
+                     reason: str | None, audit: bool = True) -> None:
+    """Refuse breaking expand migrations; hold needs-window ones outside the migration window (a break-glass
+    is audited unless `audit` is false: a plan only says what a deploy would do)."""
     breaking = [(region, j) for region, plan in plans.items() for j in plan.expand if j.cls == "breaking"]
     if breaking:
         lines = []
@@ -193,8 +194,9 @@ def check_migrations(ws: Workspace, env: str, plans: dict[str, RegionMigrations]
             return
         detail = f"migration window {name} is closed: {verdict.rule}"
     if break_glass:
-        ws.store.add_event("break_glass", ws.user, environment=env, reason=reason,
-                           gate=f"migrations {', '.join(windowed)}: {detail}")
+        if audit:
+            ws.store.add_event("break_glass", ws.user, environment=env, reason=reason,
+                               gate=f"migrations {', '.join(windowed)}: {detail}")
         return
     raise HeldError(f"{env} is held: {', '.join(windowed)} take strong locks or rewrite tables and run only in a "
                     f"migration window; {detail} (--break-glass --reason TEXT overrides it)")

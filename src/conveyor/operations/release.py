@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from conveyor.artifact import Release, build_release, git_info, run_build
+from conveyor.artifact.release import working_tree_changes
 from conveyor.errors import ArtifactError
 from conveyor.operations.workspace import Workspace
 
@@ -23,10 +24,20 @@ def build(ws: Workspace, *, ref: str | None = None) -> tuple[Release, bool]:
     git = git_info(ws.directory)
     if git is not None and ref:
         git = {**git, "ref": ref}
+    diff = working_tree_changes(ws.directory, ignore=_own_directories(ws)) if git is not None else None
     release, created = build_release(source, ws.artifacts, user=ws.user, now=datetime.now(UTC), git=git,
-                                     compression=ws.config.artifact.compression)
+                                     compression=ws.config.artifact.compression, diff_sha256=diff)
     record_release(ws, release)
     return release, created
+
+
+def _own_directories(ws: Workspace) -> tuple[str, ...]:
+    """What Conveyor writes inside the work tree (its state, the local store, local hosts): not changes."""
+    own = [".conveyor"]
+    for path in (getattr(ws.artifacts, "root", None),):
+        if isinstance(path, Path) and path.resolve().is_relative_to(ws.directory.resolve()):
+            own.append(str(path.resolve().relative_to(ws.directory.resolve())))
+    return tuple(own)
 
 
 def record_release(ws: Workspace, release: Release) -> None:

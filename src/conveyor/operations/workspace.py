@@ -15,6 +15,7 @@ from conveyor.engine.limits import Limits
 from conveyor.errors import UsageError
 from conveyor.identity import current_user
 from conveyor.inventory import Host, Provider, region_hosts
+from conveyor.secrets import register_url
 from conveyor.transport.base import Transport
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) and the artifact store load when a command first uses them
@@ -52,7 +53,9 @@ class Workspace:
     def state_url(self) -> str:
         """CONVEYOR_STATE_URL, then `state:` in the config, then a SQLite file beside the config."""
         default = f"sqlite:///{self.directory / '.conveyor' / 'state.db'}"
-        return os.environ.get("CONVEYOR_STATE_URL") or self.config.state or default
+        url = os.environ.get("CONVEYOR_STATE_URL") or self.config.state or default
+        register_url(url)  # its password is a secret wherever the URL is quoted (an error, a log line)
+        return url
 
     @cached_property
     def store(self) -> Store:
