@@ -5,10 +5,11 @@ Every refusal is checked four ways: the exit code, the one sentence on stderr (a
 `{"error", "exit_code"}` on stdout with `--json`), what history says, and that no file, link or restart on
 any host changed (a snapshot of every local host's tree, taken before and compared after).
 
-The clock of windows is injected with `CONVEYOR_NOW`, which one process cannot change while it runs. The
-one test that needs the window to close *during* a deployment runs the real CLI with a `sitecustomize`
-shim on PYTHONPATH that re-reads `CONVEYOR_NOW` from a file each time the window is evaluated; the
-restart of the wave-1 hosts rewrites that file. Everything else in that run is the product as shipped.
+The product's clock cannot be moved from outside (a deploy judges windows by the real time). These tests
+fix the clock of the `conveyor` processes they start with a test-only `sitecustomize` (tests/clockshim) on
+PYTHONPATH: at one moment for a whole run, or read from a file each time a window is evaluated, which the
+restart of the wave-1 hosts rewrites in the one test that needs the window to close *during* a deployment.
+Everything else in those runs is the product as shipped.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from clockshim import clock_env
 
 pytestmark = pytest.mark.integration
 
@@ -50,25 +53,6 @@ HELD_BY_WINDOW = ("production is held: window office-hours is closed: no allow r
 SERVE = ('printf "%s %s\\n" "$CONVEYOR_RELEASE" "$CONVEYOR_KIND" > "$CONVEYOR_DEPLOY_TO/serving"; '
          'echo "$CONVEYOR_RELEASE $CONVEYOR_KIND" >> "$CONVEYOR_DEPLOY_TO/restarts"')
 
-# Loaded by the `conveyor` process when its PYTHONPATH names the directory holding it (test 6 only).
-CLOCK_SHIM = '''\
-import os
-
-_CLOCK = os.environ.get("CONVEYOR_TEST_CLOCK_FILE")
-if _CLOCK:
-    import conveyor.gates.windows as _windows
-
-    _real_now = _windows.now
-
-    def _now():
-        with open(_CLOCK, encoding="utf-8") as handle:
-            os.environ["CONVEYOR_NOW"] = handle.read().strip()
-        return _real_now()
-
-    _windows.now = _now
-'''
-
-
 def settings(production: dict[str, Any] | None = None, staging: dict[str, Any] | None = None,
              web_restart: str = SERVE) -> dict[str, Any]:
     """A conveyor.yml: staging (one host) and production (waves [[a], [b]], office hours)."""
@@ -94,9 +78,7 @@ def cli(fleet: Any, *args: str, now: str | None = INSIDE, expect: int | None = 0
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run `conveyor -c CFG ARGS...` with the clock at `now` (None: the real clock); check the exit code."""
     environ = fleet.env_vars(user)
-    environ.pop("CONVEYOR_NOW", None)
-    if now is not None:
-        environ["CONVEYOR_NOW"] = now
+    environ.update(clock_env(now))
     environ.update(env or {})
     done = subprocess.run(fleet.command(*args), capture_output=True, text=True, env=environ, cwd=fleet.root,
                           timeout=60, stdin=subprocess.DEVNULL, check=False)
@@ -446,17 +428,14 @@ def test_deploy_auto_goes_only_where_the_environment_says_auto_true(make_fleet: 
 def test_a_window_closing_during_wave_one_holds_wave_two_until_resumed_inside_the_window(
         make_fleet: MakeFleet, tmp_path: Path) -> None:
     clock = tmp_path / "clock"
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(CLOCK_SHIM, encoding="utf-8")
     closes = "2026-03-10T16:30:00Z"  # Tuesday 16:30 in London: after office hours
     # Wave 1 (region a) restarts: the clock moves past 16:00 while the deployment runs.
     restart = f'{SERVE}; if [ "$CONVEYOR_REGION" = a ]; then printf %s {closes} > {shlex.quote(str(clock))}; fi'
     fleet = make_fleet(settings(web_restart=restart))
-    shimmed = {"PYTHONPATH": str(shim), "CONVEYOR_TEST_CLOCK_FILE": str(clock)}
+    shimmed = clock_env(clock_file=clock)
 
     r1 = build(fleet, "1")
-    deploy(fleet, "production", r1)  # the real CONVEYOR_NOW, no shim: both waves
+    deploy(fleet, "production", r1)  # the clock fixed inside the window for the whole run: both waves
     r2 = build(fleet, "2")
     clock.write_text(INSIDE, encoding="utf-8")
 

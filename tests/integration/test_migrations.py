@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from clockshim import clock_env
+
 pytestmark = pytest.mark.integration
 
 SERVE = 'printf "%s %s\\n" "$CONVEYOR_RELEASE" "$CONVEYOR_HOST" > "$CONVEYOR_DEPLOY_TO/serving"'
@@ -194,13 +196,13 @@ def test_a_migration_that_needs_a_window_is_held_outside_it(make_fleet: Any, dat
     r1 = shop.release("1", {"0001_accounts.sql": MIGRATIONS["0001_accounts.sql"],
                             "0002_index.sql": "CREATE INDEX accounts_name ON accounts (name);\n"})
     held = shop.run("deploy", "production", "--release", r1, "--yes", expect=3,
-                    extra={"CONVEYOR_NOW": "2026-11-26T14:00:00Z"})
+                    extra=clock_env("2026-11-26T14:00:00Z"))
     assert "0002_index.sql" in held.stderr
     assert "migration window quiet is closed" in held.stderr
     for url in databases.values():
         assert applied(url) == []
     done = shop.run("deploy", "production", "--release", r1, "--yes", "--json",
-                    extra={"CONVEYOR_NOW": "2026-11-26T03:00:00Z"})
+                    extra=clock_env("2026-11-26T03:00:00Z"))
     assert done["status"] == "succeeded", done
     for url in databases.values():
         assert applied(url) == ["0001_accounts.sql", "0002_index.sql"]

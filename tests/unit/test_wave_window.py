@@ -1,8 +1,9 @@
 """A deploy window checked before each wave: the engine stops between waves, never inside a region.
 
 The real engine (Rollout) moves real local hosts (directories, the real host scripts run with `sh`) to a
-release built with `build_release`. The window's clock is the real injectable one, `CONVEYOR_NOW`, moved
-by a subscriber of the event bus the moment wave 1 finishes: the window closes while the deployment runs.
+release built with `build_release`. The window's clock (the `now` that deploy reads) is fixed by the test
+and moved by a subscriber of the event bus the moment wave 1 finishes: the window closes while the deployment
+runs. The product itself has no way to move its clock from outside.
 """
 
 from __future__ import annotations
@@ -114,6 +115,15 @@ def assert_held_after_wave_one(ws: Workspace, release: Release, outcomes: list[R
             assert not (ws.local_root("production") / "production" / region / name).exists()
 
 
+def set_clock(monkeypatch: pytest.MonkeyPatch, moment: str) -> None:
+    """Stand the clock that deploy's window checks read at `moment` (ISO 8601)."""
+    import conveyor.operations.deploy as deploy_module
+    from conveyor.gates.windows import parse_at
+
+    fixed = parse_at(moment, UTC)
+    monkeypatch.setattr(deploy_module, "now", lambda: fixed)
+
+
 def test_a_reason_before_wave_two_holds_every_region_of_it_and_moves_none_of_its_hosts(
         workspace: Workspace, release: Release) -> None:
     asked: list[int] = []
@@ -135,11 +145,11 @@ def test_a_reason_before_wave_two_holds_every_region_of_it_and_moves_none_of_its
 
 def test_the_window_closing_while_wave_one_runs_holds_wave_two_and_says_when_it_opens(
         workspace: Workspace, release: Release, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CONVEYOR_NOW", INSIDE)
+    set_clock(monkeypatch, INSIDE)
 
     def clock_moves(event: Event) -> None:
         if event.kind == "wave_finished" and event.data["wave"] == 1:
-            monkeypatch.setenv("CONVEYOR_NOW", CLOSED)
+            set_clock(monkeypatch, CLOSED)
 
     outcomes = roll(workspace, release, window_before_wave(workspace, "production", Request("production")),
                     clock_moves)
@@ -149,7 +159,7 @@ def test_the_window_closing_while_wave_one_runs_holds_wave_two_and_says_when_it_
 
 def test_a_window_that_stays_open_lets_every_wave_go(
         workspace: Workspace, release: Release, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CONVEYOR_NOW", INSIDE)
+    set_clock(monkeypatch, INSIDE)
 
     outcomes = roll(workspace, release, window_before_wave(workspace, "production", Request("production")))
 
@@ -161,7 +171,7 @@ def test_a_window_that_stays_open_lets_every_wave_go(
 
 def test_break_glass_and_an_environment_without_a_window_are_never_held_between_waves(
         workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CONVEYOR_NOW", CLOSED)
+    set_clock(monkeypatch, CLOSED)
     closed = window_before_wave(workspace, "production", Request("production"))
     assert closed(2) == WAVE_TWO_HELD
     assert closed(3) == WAVE_TWO_HELD.replace("wave 2", "wave 3")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.markup import escape
 
 from conveyor.cli.options import (
     ConfigOption,
@@ -15,6 +16,7 @@ from conveyor.cli.options import (
     results_table,
     stderr,
     stdout,
+    styled,
     workspace,
 )
 from conveyor.config.values import format_duration
@@ -46,8 +48,8 @@ def render_plan(document: dict[str, Any]) -> None:
 
     what = document["release"] or ("each region's previous release (read from its hosts)"
                                    if document["kind"] == "rollback" else "(no release)")
-    out.print(f"[bold]{document['kind']} {escape(what)} to {escape(document['environment'])}[/bold]: "
-              f"{document['hosts']} host(s)")
+    out.print(styled("[bold]{} {} to {}[/bold]: {} host(s)", document["kind"], what, document["environment"],
+                     str(document["hosts"])))
     built = document.get("candidate") or {}
     if built.get("built"):
         made = "built now" if built["built"] == "now" else "already built with the same content"
@@ -82,8 +84,8 @@ def render_plan(document: dict[str, Any]) -> None:
     for gate in document["gates"]:
         state = "open" if gate["open"] else ("closed, overridden by --" + gate["overridden"].replace("_", "-")
                                              if gate.get("overridden") else "closed")
-        out.print(f"gate {escape(gate['gate'])}: [{'green' if gate['open'] else 'red'}]{state}[/] — "
-                  f"{escape(gate['detail'])}")
+        out.print(styled(f"gate {{}}: [{'green' if gate['open'] else 'red'}]{{}}[/] — {{}}", gate["gate"], state,
+                         gate["detail"]))
     if document.get("bake"):
         say(f"bake between waves: {format_duration(document['bake'])}, watching: "
             f"{'; '.join(document['checks']) or 'nothing (a pause)'}; on failure: {document['on_failure']}")
@@ -134,6 +136,18 @@ def _display() -> list[Any]:
     from conveyor.cli.display import Display
 
     return [Display(stderr(), live=interactive())]
+
+
+def _moment(at: str | None) -> datetime | None:
+    """`--at TIME` read as windows --at reads it (no offset: this machine's time zone)."""
+    if at is None:
+        return None
+    from conveyor.gates.windows import parse_at
+
+    try:
+        return parse_at(at, datetime.now().astimezone().tzinfo or UTC)
+    except ValueError as exc:
+        raise UsageError(f"--at: {exc}") from None
 
 
 def _confirmation(yes: bool, as_json: bool) -> bool:
@@ -221,12 +235,15 @@ def register(app: typer.Typer) -> None:
         skip_promotion: bool = SkipPromotionOption,
         auto: bool = AutoOption,
         approval: int | None = ApprovalOption,
+        at: str | None = typer.Option(None, "--at", help="Judge the windows at this time (ISO 8601) instead "
+                                      "of now: what a deploy then would meet."),
         config: str | None = ConfigOption,
         as_json: bool = JsonOption,
     ) -> None:
         """Show what `deploy` with the same options would do: the release (built now if deploy would build
         it), hosts, waves, batches, gates and steps. Exits as deploy would before any host changes (2 bad
         input, 3 held). Changes no host."""
+        from conveyor.gates.windows import evaluated_at
         from conveyor.operations.deploy import Request
         from conveyor.operations.planning import preview
         from conveyor.operations.release import build
@@ -235,8 +252,10 @@ def register(app: typer.Typer) -> None:
         ws.environment(environment)
         request = Request(environment, regions=region, roles=role, release=release, reason=reason,
                           break_glass=break_glass, skip_promotion=skip_promotion, auto=auto, approval=approval)
+        moment = _moment(at)
         try:
-            result = preview(ws, request, "rollback" if rollback else "deploy", build=lambda: build(ws))
+            with evaluated_at(moment) if moment else contextlib.nullcontext():
+                result = preview(ws, request, "rollback" if rollback else "deploy", build=lambda: build(ws))
         finally:
             ws.close()
         if as_json:

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from conveyor.cli.options import ConfigOption, JsonOption, print_json, results_table, stdout, workspace
+from conveyor.cli.options import ConfigOption, JsonOption, print_json, results_table, stdout, styled, workspace
 from conveyor.errors import UsageError
 
 
@@ -85,13 +85,13 @@ def register(app: typer.Typer) -> None:
                 for role, hosts in roles.items():
                     releases = sorted({h["release"] or "-" for h in hosts})
                     errors = [h for h in hosts if h.get("error")]
-                    state = "consistent" if doc["consistent"] else "[yellow]mixed[/yellow]"
+                    state = styled("consistent") if doc["consistent"] else styled("[yellow]mixed[/yellow]")
                     if errors:
-                        state = f"[red]{len(errors)} unreadable[/red]"
+                        state = styled("[red]{} unreadable[/red]", str(len(errors)))
                     table.add_row(env, region, role, str(len(hosts)), ", ".join(releases), state)
         out.print(table)
         if not any(e["verified"] for e in document["environments"].values()):
-            out.print("[dim](as recorded; --verify reads every host)[/dim]")
+            out.print(styled("[dim](as recorded; --verify reads every host)[/dim]"))
 
     @app.command()
     def history(
@@ -144,8 +144,9 @@ def register(app: typer.Typer) -> None:
                   "blocked": "cyan", "running": "blue", "held": "cyan"}
         for d in document["deployments"]:
             table.add_row(str(d["id"]), d["environment"], ",".join(d["regions"]), d["kind"], d["release"] or "-",
-                          f"[{colors.get(d['status'], 'white')}]{d['status']}[/]"
-                          + "".join(f" [red]({o.replace('_', '-')})[/red]" for o in d.get("overrides") or []),
+                          styled(f"[{colors.get(d['status'], 'white')}]{{}}[/]", d["status"])
+                          + styled(" [red]({})[/red]" * len(d.get("overrides") or []),
+                                   *(o.replace("_", "-") for o in d.get("overrides") or [])),
                           _minute(d["started_at"]), d["user"],
                           ", ".join(d["failed_hosts"]))
         stdout().print(table)
@@ -233,7 +234,8 @@ def register(app: typer.Typer) -> None:
         out = stdout()
         for doc in docs:
             state = "[green]open[/green]" if doc["open"] else "[red]closed[/red]"
-            out.print(f"{doc['environment']}: {doc['window'] or '(none)'} {state} — {doc['rule']}")
+            out.print(styled("{} {} " + state + " — {}", f"{doc['environment']}:", str(doc["window"] or "(none)"),
+                             str(doc["rule"])))
             for key in ("next_open", "next_close"):
                 value = doc.get(key)
                 if isinstance(value, str):

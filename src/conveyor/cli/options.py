@@ -8,7 +8,9 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
+from rich.text import Text
 
 from conveyor.operations.workspace import Workspace
 from conveyor.secrets import mask, mask_json
@@ -25,14 +27,23 @@ def workspace(ctx: typer.Context, config: str | None) -> Workspace:
     return Workspace.load(config or root.get("config"))
 
 
+def styled(markup: str, *data: str) -> Text:
+    """Styled text from `markup` whose `{}` slots are filled with `data`, escaped and masked: data (a lock
+    reason, a host's output) is never read as markup, so `[/oops]` or `[link=…]` in it is shown as written."""
+    return Text.from_markup(markup.format(*(escape(mask(d)) for d in data)))
+
+
 def stdout() -> Console:
-    """A console for results; wide when not a terminal, so logs keep whole release ids."""
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    """A console for results; wide when not a terminal, so logs keep whole release ids. It reads no markup:
+    what it prints is data unless it is `styled`."""
+    return Console(highlight=False, soft_wrap=True, markup=False, emoji=False,
+                   width=None if sys.stdout.isatty() else 200)
 
 
 def stderr() -> Console:
     """A console for progress and messages."""
-    return Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+    return Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False,
+                   width=None if sys.stderr.isatty() else 200)
 
 
 # Columns whose values people copy into a command (`--release`, `--to`): never cut, never wrapped.

@@ -67,7 +67,7 @@ def run_demo(directory: Path, console: Console) -> None:
         try:
             deploy(ws, Request("production", release=second.id), subscribers=show)
         except Exception as exc:
-            console.print(f"[yellow]held (exit {getattr(exc, 'exit_code', '?')}):[/yellow] {exc}")
+            console.print(f"held (exit {getattr(exc, 'exit_code', '?')}): {exc}", style="yellow", markup=False)
 
         step("4. release 2 through staging, then production in waves")
         ok(deploy(ws, Request("staging", release=second.id), subscribers=show).status, "staging deploy")

@@ -17,8 +17,10 @@ from __future__ import annotations
 import bisect
 import calendar
 import heapq
-import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
@@ -860,12 +862,21 @@ def parse_at(text: str, default_tz: tzinfo) -> datetime:
     return _to_instant(parsed, default_tz)
 
 
+_AT: ContextVar[datetime | None] = ContextVar("conveyor_windows_at", default=None)
+
+
+@contextmanager
+def evaluated_at(moment: datetime) -> Iterator[None]:
+    """Judge windows at `moment` instead of now, inside this block: for the read-only commands that ask
+    "what if" (`plan --at`, `windows --at`). Nothing that changes a host runs under it."""
+    token = _AT.set(moment)
+    try:
+        yield
+    finally:
+        _AT.reset(token)
+
+
 def now() -> datetime:
-    """The current time: `CONVEYOR_NOW` (ISO 8601) if set, so tests and demos can fix the clock."""
-    injected = os.environ.get("CONVEYOR_NOW")
-    if injected:
-        try:
-            return parse_at(injected, UTC)
-        except ValueError as exc:
-            raise ValueError(f"CONVEYOR_NOW: {exc}") from None
-    return datetime.now(UTC)
+    """The current time. No environment variable moves it: a deploy judges its windows by the real clock
+    (a clock set from outside would open a closed window with no audit)."""
+    return _AT.get() or datetime.now(UTC)
