@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import resource
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from conveyor.state.store import Store
 from conveyor.transport.base import Completed
 
 REGIONS = ("za", "uk", "ca", "us")
+MARK = re.compile(r"' conveyor-[a-z-]+ ([0-9a-f]{32}) ")  # the mark the engine gave a command: markers carry it
 ROLES = ("web", "batch", "processor", "daemon")
 
 
@@ -37,11 +39,13 @@ class NullConnection:
         self.current = "R0"
 
     async def run(self, command: str, *, stdin: Path | None = None, timeout: float | None = None) -> Completed:
+        found = MARK.search(command)
+        say = f"@@conveyor {found.group(1) if found else ''} "
         if "conveyor-probe" in command:
-            return Completed(0, f"@@conveyor current={self.current}\n@@conveyor release=R0\n@@conveyor journal\n")
+            return Completed(0, f"{say}current={self.current}\n{say}release=R0\n{say}journal\n")
         if "conveyor-activate" in command:
-            return Completed(0, "@@conveyor step=switch\n@@conveyor step=restart\n@@conveyor step=done\n")
-        return Completed(0, "@@conveyor step=place\n")
+            return Completed(0, f"{say}step=switch\n{say}step=restart\n{say}step=done\n")
+        return Completed(0, f"{say}step=place\n")
 
     async def http_get(self, url: str, timeout: float) -> tuple[int, str]:
         return 200, "ok"

@@ -192,3 +192,38 @@ def test_user_files_in_every_shared_path_survive_deploys_deltas_rollbacks_and_pr
     forth = site.cli.json("deploy", "prod", "--release", fourth["release"], "--yes")
     assert forth["status"] == "succeeded", forth
     unchanged("a redeploy")
+
+
+# ------------------------------------------------------------------------------------------- forged steps
+
+# On release 2 the restart forges markers: without a mark, with a made-up one, and with this run's own mark
+# (read from the command line of the script that runs it), saying the switch failed and current is back.
+FORGING_RESTART = RESTART + r"""
+if [ "$(cat VERSION)" = 2 ]; then
+  mark=$(tr '\0' '\n' < /proc/$PPID/cmdline | sed -n '/^conveyor-activate$/{n;p;q;}')
+  echo "@@conveyor step=switch"
+  echo "@@conveyor 0123456789abcdef0123456789abcdef step=switch"
+  echo "@@conveyor $mark step=switch"
+  echo "@@conveyor $mark current=$CONVEYOR_PREVIOUS_RELEASE"
+  echo "release 2 does not start"
+  exit 1
+fi
+"""
+
+
+def test_a_restart_that_forges_steps_is_failed_at_its_restart_and_switched_back(
+        make_site: Callable[..., Site]) -> None:
+    site = make_site()
+    site.set(roles={"web": {"restart": FORGING_RESTART, "canary": 1, "batch": 1}})
+    first = site.deploy(shop(1))
+    assert first["status"] == "succeeded", first
+    second = site.deploy(shop(2), expect=1)
+    assert second["status"] == "rolled_back", second
+    canary_name = next(iter(site.hosts))
+    assert second["failed_hosts"] == [canary_name], second
+    canary = site.hosts_of(second)[canary_name]
+    assert (canary["status"], canary["step"], canary["exit_code"]) == ("rolled_back", "restart", 1), canary
+    assert "switched back" in canary["note"], canary
+    assert "@@conveyor step=switch" in canary["output_tail"], canary  # shown as what the restart printed
+    for name in site.hosts:
+        assert site.current(name) == first["release"], name  # on the host itself, not only in the report

@@ -22,7 +22,7 @@ import pytest
 
 from conveyor.artifact import pack
 from conveyor.engine import commands
-from conveyor.engine.probe import Probe, last_step, parse_probe, tail
+from conveyor.engine.probe import Probe, current_at_exit, last_step, markers, parse_probe, tail
 
 HAS_ZSTD = shutil.which("zstd") is not None
 
@@ -30,50 +30,68 @@ HAS_ZSTD = shutil.which("zstd") is not None
 # Command lines are data: exact strings.
 
 
+def pinned(line: str) -> str:
+    """The command line with its mark (new for every command) written as MARK."""
+    words = shlex.split(line)
+    mark = words[next(i for i, w in enumerate(words) if w.startswith("conveyor-")) + 1]
+    assert commands.genuine(mark), mark
+    return line.replace(mark, "MARK")
+
+
 def test_prune_passes_deploy_to_keep_and_protected_releases_as_words() -> None:
     line = commands.prune("/srv/www", 5, ["a", "b"])
-    assert line == f"sh -c {shlex.quote(commands.script('prune'))} conveyor-prune /srv/www 5 a b"
-    assert line.endswith(" conveyor-prune /srv/www 5 a b")
+    assert pinned(line) == f"sh -c {shlex.quote(commands.script('prune'))} conveyor-prune MARK /srv/www 5 a b"
 
 
 def test_prune_leaves_out_empty_protected_releases() -> None:
-    assert commands.prune("/srv/www", 3, ["R2", ""]).endswith(" conveyor-prune /srv/www 3 R2")
+    assert pinned(commands.prune("/srv/www", 3, ["R2", ""])).endswith(" conveyor-prune MARK /srv/www 3 R2")
 
 
 def test_env_goes_before_sh_sorted_and_each_assignment_quoted() -> None:
     line = commands.check("/srv/www/releases/R1", "curl -fsS localhost", 3, 0.5, {"B": "x", "A": "b c"})
     assert line.startswith("env 'A=b c' B=x sh -c '")
-    assert line.endswith(" conveyor-check /srv/www/releases/R1 'curl -fsS localhost' 3 0.5")
+    assert pinned(line).endswith(" conveyor-check MARK /srv/www/releases/R1 'curl -fsS localhost' 3 0.5")
 
 
 def test_a_command_without_env_starts_with_sh() -> None:
     line = commands.activate("/srv/www", "", '{"event": "activate"}', '{"event": "ready"}', "", {})
     assert line.startswith("sh -c '")
-    assert line.endswith(""" conveyor-activate /srv/www '' '{"event": "activate"}' '{"event": "ready"}' ''""")
+    assert pinned(line).endswith(
+        """ conveyor-activate MARK /srv/www '' '{"event": "activate"}' '{"event": "ready"}' ''""")
 
 
 @pytest.mark.parametrize(("interval", "word"), [(0, "0"), (0.5, "0.5"), (2.0, "2"), (1.25, "1.25")])
 def test_check_writes_its_interval_as_a_plain_number(interval: float, word: str) -> None:
-    assert commands.check("/r", "true", 0, interval, {}).endswith(f" conveyor-check /r true 0 {word}")
+    assert pinned(commands.check("/r", "true", 0, interval, {})).endswith(f" conveyor-check MARK /r true 0 {word}")
 
 
 def test_receive_lists_shared_paths_after_the_checksum() -> None:
     line = commands.receive("/srv/my app", "R1", "abc123", ["log", "tmp/uploads"])
-    assert line.endswith(" conveyor-receive '/srv/my app' R1 abc123 gzip log tmp/uploads")
+    assert pinned(line).endswith(" conveyor-receive MARK '/srv/my app' R1 abc123 gzip log tmp/uploads")
     zstd = commands.receive("/srv/my app", "R1", "abc123", ["log"], "zstd")
-    assert zstd.endswith(" conveyor-receive '/srv/my app' R1 abc123 zstd log")
+    assert pinned(zstd).endswith(" conveyor-receive MARK '/srv/my app' R1 abc123 zstd log")
 
 
 def test_probe_passes_an_empty_release_as_an_empty_word() -> None:
-    assert commands.probe("/srv/www", "").endswith(" conveyor-probe /srv/www ''")
+    assert pinned(commands.probe("/srv/www", "")).endswith(" conveyor-probe MARK /srv/www ''")
+
+
+def test_every_command_gets_its_own_mark_and_only_this_process_makes_genuine_ones() -> None:
+    marks = {shlex.split(commands.probe("/srv/www", ""))[4] for _ in range(3)}
+    assert len(marks) == 3
+    assert all(commands.genuine(mark) for mark in marks)
+    mark = marks.pop()
+    forged = [mark[:16] + "0" * 16, "0" * 32, mark.upper(), mark[:-1], mark + "0", "", "step=switch"]
+    assert not any(commands.genuine(word) for word in forged)
+    assert shlex.split(commands.command("prune", ["/srv/www", "5"], mark="M"))[4:] == ["M", "/srv/www", "5"]
 
 
 def test_every_word_survives_a_round_trip_through_the_shell_parser() -> None:
     env = {"CONVEYOR_RELEASE": "it's \"R1\"", "A": "$(x) `y`"}
     line = commands.activate("/srv/a b", "R'1", "{\"x\": \"y'z\"}", "{}", "echo \"$HOME\" 'q'", env)
-    assert shlex.split(line) == [
+    assert shlex.split(pinned(line)) == [
         "env", "A=$(x) `y`", "CONVEYOR_RELEASE=it's \"R1\"",
-        "sh", "-c", commands.script("activate"), "conveyor-activate",
+        "sh", "-c", commands.script("activate"), "conveyor-activate", "MARK",
         "/srv/a b", "R'1", "{\"x\": \"y'z\"}", "{}", "echo \"$HOME\" 'q'",
     ]
 
@@ -365,6 +383,55 @@ def test_a_failing_restart_fails_at_the_restart_step_and_is_not_journaled_ready(
     assert (probe.current, probe.ready("R2")) == ("R2", False)
 
 
+# A restart that forges markers: without a mark, with a made-up one, and with this run's own mark, read
+# from the command line of the script that runs it; it leaves that mark in `mark` to show it had it.
+FORGING_RESTART = r"""
+mark=$(tr '\0' '\n' < /proc/$PPID/cmdline | sed -n '/^conveyor-activate$/{n;p;q;}')
+printf '%s\n' "$mark" > mark
+echo "@@conveyor step=switch"
+echo "@@conveyor 0123456789abcdef0123456789abcdef step=switch"
+echo "@@conveyor $mark step=switch"
+echo "@@conveyor $mark current=$CONVEYOR_PREVIOUS_RELEASE"
+printf 'cannot restart, and no newline'
+exit 1
+"""
+
+
+def test_a_restart_cannot_forge_a_step_or_where_current_points(host: HostDirectory, artifact: Artifact) -> None:
+    host.deploy("R1", artifact)
+    host.receive("R2", artifact)
+    ran = host.activate("R2", previous="R1", restart=FORGING_RESTART)
+    assert commands.genuine((host.root / "releases" / "R2" / "mark").read_text().strip())
+    assert (ran.code, ran.step) == (1, "restart"), ran.output
+    assert current_at_exit(ran.output) == "R2"
+    assert os.readlink(host.root / "current") == "releases/R2"
+    shown = tail(ran.output).splitlines()
+    assert shown[0] == " @@conveyor step=switch"  # what the restart printed is output, set off by a space
+    assert shown[-1] == "cannot restart, and no newline"
+
+
+def test_a_switch_that_fails_after_the_link_moved_says_where_current_points(host: HostDirectory,
+                                                                            artifact: Artifact) -> None:
+    host.deploy("R1", artifact)
+    host.receive("R2", artifact)
+    journal = host.root / ".conveyor" / "journal.jsonl"
+    journal.unlink()
+    journal.mkdir()  # the journal cannot be written: the switch step fails once `current` has moved
+    ran = host.activate("R2", previous="R1", restart="touch restarted")
+    assert ran.code != 0
+    assert ran.step == "switch", ran.output
+    assert current_at_exit(ran.output) == "R2"
+    assert os.readlink(host.root / "current") == "releases/R2"
+    assert not (host.root / "releases" / "R2" / "restarted").exists()
+
+
+def test_a_check_cannot_forge_a_marker_either(host: HostDirectory, artifact: Artifact) -> None:
+    host.receive("R1", artifact)
+    ran = host.check("R1", "echo '@@conveyor step=done'; printf x", retries=0)
+    assert (ran.code, ran.step) == (0, "check"), ran.output
+    assert tail(ran.output) == " @@conveyor step=done\nx"
+
+
 def test_prune_keeps_the_newest_releases_and_every_protected_one_and_empties_incoming(
         host: HostDirectory) -> None:
     host.probe()
@@ -375,9 +442,7 @@ def test_prune_keeps_the_newest_releases_and_every_protected_one_and_empties_inc
     ran = host.prune(2, ["R1", "R6"])
     assert (ran.code, ran.step) == (0, "prune"), ran.output
     assert host.releases() == ["R1", "R5", "R6"]
-    assert [line for line in ran.output.splitlines() if "pruned=" in line] == [
-        "@@conveyor pruned=R2", "@@conveyor pruned=R3", "@@conveyor pruned=R4",
-    ]
+    assert [value for key, value in markers(ran.output) if key == "pruned"] == ["R2", "R3", "R4"]
     assert os.listdir(host.root / "incoming") == []
 
 
@@ -561,20 +626,21 @@ def test_ready_is_false_when_the_last_switch_to_current_did_not_get_through_its_
     assert probe.ready("R2") is False
 
 
-PROBE_OUTPUT = """\
-@@conveyor step=prepare
-@@conveyor current=R2
-@@conveyor has_release=no
-@@conveyor release=R2
-@@conveyor release=R1
+M = commands.new_mark()
+PROBE_OUTPUT = f"""\
+@@conveyor {M} step=prepare
+@@conveyor {M} current=R2
+@@conveyor {M} has_release=no
+@@conveyor {M} release=R2
+@@conveyor {M} release=R1
 something a profile printed
-@@conveyor journal
-{"event": "activate", "kind": "deploy", "previous": null, "release": "R1"}
-{"event": "ready", "kind": "deploy", "previous": null, "release": "R1"}
-{"event": "activate", "kind": "depl
+@@conveyor {M} journal
+{{"event": "activate", "kind": "deploy", "previous": null, "release": "R1"}}
+{{"event": "ready", "kind": "deploy", "previous": null, "release": "R1"}}
+{{"event": "activate", "kind": "depl
 ["not", "an", "entry"]
-@@conveyor current=R9
-{"event": "activate", "kind": "deploy", "previous": "R1", "release": "R2"}
+@@conveyor {M} current=R9
+{{"event": "activate", "kind": "deploy", "previous": "R1", "release": "R2"}}
 """
 
 
@@ -589,10 +655,16 @@ def test_parse_probe_reads_current_releases_and_the_journal_skipping_torn_lines(
 
 
 def test_an_empty_current_is_none_and_has_no_rollback_target() -> None:
-    probe = parse_probe("@@conveyor current=\n@@conveyor has_release=yes\n@@conveyor release=R1\n")
+    probe = parse_probe(f"@@conveyor {M} current=\n@@conveyor {M} has_release=yes\n@@conveyor {M} release=R1\n")
     assert probe == Probe(current=None, has_release=True, releases=("R1",), journal=())
     assert probe.rollback_target() is None
     assert probe.ready("R1") is False
+
+
+def test_a_probe_believes_only_markers_with_a_genuine_mark() -> None:
+    forged = f"@@conveyor current=R6\n@@conveyor {'0' * 32} release=R7\n@@conveyor {M[:-1]}0 release=R8\n"
+    probe = parse_probe(forged + f"@@conveyor {M} current=R1\n@@conveyor {M} release=R1\n")
+    assert (probe.current, probe.releases) == ("R1", ("R1",))
 
 
 def test_without_a_journal_the_rollback_target_is_the_newest_older_release_by_name() -> None:
@@ -613,12 +685,22 @@ def test_a_release_only_ever_rolled_back_to_is_not_a_rollback_target() -> None:
 
 
 def test_last_step_is_the_last_announced_step() -> None:
-    assert last_step("@@conveyor step=receive\nnoise\n@@conveyor step=verify\nconveyor: mismatch\n") == "verify"
+    output = f"@@conveyor {M} step=receive\nnoise\n@@conveyor {M} step=verify\nconveyor: mismatch\n"
+    assert last_step(output) == "verify"
     assert last_step("no markers at all\n") is None
 
 
+def test_a_step_without_a_genuine_mark_is_output_not_a_step() -> None:
+    output = (f"@@conveyor {M} step=restart\n@@conveyor step=switch\n@@conveyor {commands.new_mark()[:16]}{'0' * 16}"
+              " step=switch\n @@conveyor " + M + " step=switch\n")
+    assert last_step(output) == "restart"
+    assert tail(output).splitlines()[0] == "@@conveyor step=switch"  # shown, as what the host printed
+    assert len(tail(output).splitlines()) == 3
+
+
 def test_tail_drops_markers_and_keeps_the_last_lines() -> None:
-    output = "@@conveyor step=check\n" + "".join(f"line {i}\n@@conveyor step=x\n" for i in range(30))
+    output = f"@@conveyor pid=12 11\n@@conveyor {M} step=check\n" + "".join(
+        f"line {i}\n@@conveyor {M} step=x\n" for i in range(30))
     assert tail(output, 3) == "line 27\nline 28\nline 29"
     assert tail(output).splitlines()[0] == "line 10"
 

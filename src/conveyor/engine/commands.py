@@ -1,10 +1,17 @@
-"""Host commands as data: each phase is one `sh -c SCRIPT NAME ARGS...` line, every argument quoted.
+"""Host commands as data: each phase is one `sh -c SCRIPT NAME MARK ARGS...` line, every argument quoted.
 
 Nothing here does I/O; the transports run what these functions return, and tests compare the strings.
+
+MARK is a fresh random word signed with a key that never leaves this process: a script prefixes its step
+markers with it (`@@conveyor MARK step=switch`), and the controller believes a marker only when its mark is
+one it signed (see probe.py). Nothing a host prints can forge a step, a `current`, a release.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import shlex
 from functools import cache
 from importlib import resources
@@ -12,6 +19,27 @@ from importlib import resources
 PHASES = ("probe", "receive", "receive_url", "receive_delta", "activate", "check", "prune")
 # A phase that runs another phase's script after its own (receive_url downloads, then receives).
 _THEN = {"receive_url": "receive"}
+
+
+_KEY = secrets.token_bytes(32)  # this controller process's own; marks signed with it cannot be made elsewhere
+_NONCE = 16  # hex digits of a mark's random half; its signature is as long
+
+
+def _sign(nonce: str) -> str:
+    return hmac.new(_KEY, nonce.encode("ascii"), hashlib.sha256).hexdigest()[:_NONCE]
+
+
+def new_mark() -> str:
+    """A fresh mark for one host command: a random nonce and its signature, 32 hex digits."""
+    nonce = secrets.token_hex(_NONCE // 2)
+    return nonce + _sign(nonce)
+
+
+def genuine(mark: str) -> bool:
+    """Whether `mark` is one this process made (so the line carrying it was printed by our script)."""
+    if len(mark) != 2 * _NONCE or not all(c in "0123456789abcdef" for c in mark):
+        return False
+    return hmac.compare_digest(_sign(mark[:_NONCE]), mark[_NONCE:])
 
 
 @cache
@@ -26,8 +54,9 @@ def script(phase: str) -> str:
     return common + body + then
 
 
-def command(phase: str, args: list[str], env: dict[str, str] | None = None) -> str:
-    """A shell command line that runs `phase` with `args`, each quoted, under `env`."""
+def command(phase: str, args: list[str], env: dict[str, str] | None = None, *, mark: str | None = None) -> str:
+    """A shell command line that runs `phase` with `args`, each quoted, under `env`; its markers carry
+    `mark` (a new one unless given)."""
     for value in [*args, *(env or {}).values()]:
         if "\0" in value:
             raise ValueError("a NUL byte cannot be passed to a host command")
@@ -36,7 +65,7 @@ def command(phase: str, args: list[str], env: dict[str, str] | None = None) -> s
         words.append("env")
         words += [shlex.quote(f"{name}={value}") for name, value in sorted(env.items())]
     words += ["sh", "-c", shlex.quote(script(phase)), shlex.quote(f"conveyor-{phase.replace('_', '-')}")]
-    words += [shlex.quote(arg) for arg in args]
+    words += [shlex.quote(mark or new_mark()), *(shlex.quote(arg) for arg in args)]
     return " ".join(words)
 
 

@@ -1,12 +1,22 @@
-"""Reading what a host told us: its current release, the releases on disk, its journal."""
+"""Reading what a host told us: its current release, the releases on disk, its journal.
+
+A host script says things in marker lines, `@@conveyor MARK key=value`, where MARK is the one the controller
+gave that command (engine/commands.py). Only lines whose MARK is genuine count: whatever else a host prints
+(a restart's output, a log it echoes, a file name) is output, never a step or a fact.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor.engine.commands import genuine
+
 MARK = "@@conveyor "
+_PID = re.compile(r"@@conveyor pid=\d+ \d+")  # the transport's (a script's first line)
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,23 @@ class Probe:
         return False
 
 
+def marker(line: str) -> str | None:
+    """What a genuine marker line says (`step=switch`), or None for any other line."""
+    if not line.startswith(MARK):
+        return None
+    mark, _, body = line[len(MARK):].partition(" ")
+    return body if genuine(mark) else None
+
+
+def markers(output: str) -> Iterator[tuple[str, str]]:
+    """(key, value) of each genuine marker in a script's output, in order (`journal` has an empty value)."""
+    for line in output.splitlines():
+        body = marker(line)
+        if body is not None:
+            key, _, value = body.partition("=")
+            yield key, value
+
+
 def parse_probe(output: str) -> Probe:
     """Parse the probe script's output."""
     values: dict[str, str] = {}
@@ -63,9 +90,9 @@ def parse_probe(output: str) -> Probe:
             if isinstance(entry, dict):
                 journal.append(entry)
             continue
-        if not line.startswith(MARK):
+        body = marker(line)
+        if body is None:
             continue
-        body = line[len(MARK):]
         if body == "journal":
             in_journal = True
         elif body.startswith("release="):
@@ -85,13 +112,23 @@ def parse_probe(output: str) -> Probe:
 def last_step(output: str) -> str | None:
     """The last step a host script announced."""
     step = None
-    for line in output.splitlines():
-        if line.startswith(MARK + "step="):
-            step = line[len(MARK + "step="):]
+    for key, value in markers(output):
+        if key == "step":
+            step = value
     return step
 
 
+def current_at_exit(output: str) -> str | None:
+    """The release `current` pointed at when an activate script ended ("" for none), read back by the
+    script itself; None when it did not get to say (it was killed)."""
+    said = None
+    for key, value in markers(output):
+        if key == "current":
+            said = value
+    return said
+
+
 def tail(output: str, lines: int = 20) -> str:
-    """The last lines of a script's output, without our markers."""
-    kept = [line for line in output.splitlines() if not line.startswith(MARK)]
+    """The last lines of a script's output, without our markers (a forged one stays: it is output)."""
+    kept = [line for line in output.splitlines() if marker(line) is None and not _PID.fullmatch(line)]
     return "\n".join(kept[-lines:])

@@ -23,7 +23,7 @@ from conveyor.engine import commands
 from conveyor.engine.events import EventBus
 from conveyor.engine.limits import Limits
 from conveyor.engine.plan import Plan, RegionPlan
-from conveyor.engine.probe import Probe, last_step, parse_probe, tail
+from conveyor.engine.probe import Probe, current_at_exit, last_step, parse_probe, tail
 from conveyor.engine.results import HostOutcome, HostStatus, RegionOutcome, RegionStatus
 from conveyor.errors import ConveyorError, TransportError
 from conveyor.gates.analysis import Fetch, Measurement, Scope, Verdict, WatchResult, http_fetch, watch
@@ -647,7 +647,8 @@ class Rollout:
         step = last_step(done.output) or "switch"
         if expect is not None and done.exit_code == EXPECTATION_UNMET:
             return False
-        if step in {"restart", "prune", "done"}:
+        pointed = current_at_exit(done.output)  # read back by the script as it ended; None if it was killed
+        if step in {"restart", "prune", "done"} if pointed is None else pointed == (release or ""):
             outcome.release = release  # `current` points at it now, whatever the restart does
             outcome.moved = outcome.moved or kind == self.spec.kind
         if done.exit_code != 0:

@@ -5,6 +5,9 @@
 d=$1 rel=$2 line=$3 ready=$4 restart=$5
 shift 5
 journal="$d/.conveyor/journal.jsonl"
+# However this ends, say where current points: the controller goes by that, not by how far the steps got
+# (a switch can fail after the link moved, a restart can fail before or after anything).
+trap 'c=; if [ -L "$d/current" ]; then c=$(readlink -- "$d/current") || c=?; c=${c##*/}; fi; say "current=$c"' EXIT
 step switch
 [ -d "$d/.conveyor" ] || mkdir -p -- "$d/.conveyor"
 # With CONVEYOR_EXPECT_CURRENT (a rollback planned from the state store), switch only a host that runs that
@@ -39,7 +42,7 @@ if [ -n "$rel" ] && [ -n "$restart" ]; then
   (
     cd -- "$d/releases/$rel"
     export CONVEYOR_RELEASE_PATH="$d/releases/$rel"
-    sh -c "$restart"
+    run_command "$restart"
   )
 fi
 printf '%s\n' "$ready" >> "$journal"

@@ -4,7 +4,7 @@ step check
 cd -- "$path"
 n=0
 while :; do
-  if sh -c "$cmd"; then exit 0; else code=$?; fi
+  if run_command "$cmd"; then exit 0; else code=$?; fi
   n=$((n + 1))
   [ "$n" -gt "$retries" ] && exit "$code"
   printf 'conveyor: check failed with exit %s, retry %s of %s in %ss\n' "$code" "$n" "$retries" "$interval"

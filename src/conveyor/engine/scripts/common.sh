@@ -1,11 +1,25 @@
-# Shared by every Conveyor host script. POSIX sh; needs tar, gzip (or zstd), sha256sum, mkdir, ln, mv, rm, tee.
+# Shared by every Conveyor host script. POSIX sh; needs tar, gzip (or zstd), sha256sum, mkdir, ln, mv, rm, tee, awk.
+# The first argument is this run's mark: markers carry it, and the controller believes only those that do.
 set -eu
 exec 2>&1
+mark=$1
+shift
 # Who to stop if the controller gives up on this command (a timeout): this shell and its parent, the
 # session's shell; the one that leads a process group is the group to stop (see the transport).
 printf '@@conveyor pid=%s %s\n' "$$" "$PPID"
-step() { printf '@@conveyor step=%s\n' "$1"; }
+say() { printf '@@conveyor %s %s\n' "$mark" "$1"; }
+step() { say "step=$1"; }
 fail() { code=$1; shift; printf 'conveyor: %s\n' "$*"; exit "$code"; }
+# run_command COMMAND: run a command from the config (sh -c) and return its status. Its output (both streams)
+# passes through awk, which puts a space before a line that starts like a marker and ends an unfinished last
+# line: nothing it prints can pass for a marker, not even with this run's mark, which it could read in ps.
+run_command() {
+  exec 4>&1
+  rc=$( { { s=0; sh -c "$1" 2>&1 3>&- 4>&- || s=$?; printf '%s' "$s" >&3; } |
+    LC_ALL=C awk '{ if (index($0, "@@conveyor") == 1) printf " "; print; fflush() }' >&4 3>&-; } 3>&1 ) || :
+  exec 4>&-
+  return "${rc:-1}"
+}
 # prune_releases DEPLOY_TO KEEP [PROTECTED...]: keep the KEEP newest releases and every protected one, and
 # empty incoming/. Release ids sort in the order they were built.
 prune_releases() {
@@ -26,7 +40,7 @@ prune_releases() {
     for p in "$@"; do [ "$name" = "$p" ] && skip=yes; done
     if [ "$skip" = no ]; then
       rm -rf -- "$r"
-      printf '@@conveyor pruned=%s\n' "$name"
+      say "pruned=$name"
     fi
   done
 }
