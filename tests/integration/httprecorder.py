@@ -2,7 +2,9 @@
 
 It records every request (method, path, headers, body) and answers from a small table: by default 200 with
 `{}`; `POST /api/annotations` answers a new annotation id, as Grafana does. `fail(path_prefix, status)`
-makes matching requests answer an error. Tests wait on what it recorded with `wait_for`, never sleep.
+makes matching requests answer an error; `trickle(path_prefix)` makes them answer one byte every half second
+for a minute (a far end that is never silent long enough for a socket timeout, and never done). Tests wait
+on what it recorded with `wait_for`, never sleep.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class Recorder:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.failures: dict[str, int] = {}
+        self.trickles: dict[str, tuple[float, float]] = {}
+        self.stopping = threading.Event()
         self.changed = threading.Condition()
         self.next_id = 1
         self.port = 0
@@ -54,6 +58,15 @@ class Recorder:
     def fail(self, path_prefix: str, status: int = 500) -> None:
         """Answer `status` to every request whose path starts with `path_prefix`."""
         self.failures[path_prefix] = status
+
+    def trickle(self, path_prefix: str = "/", every: float = 0.5, seconds: float = 60.0) -> None:
+        """Answer every request under `path_prefix` with a 200 that comes one byte every `every` seconds, status
+        line and headers included, for about `seconds` (until the server stops)."""
+        self.trickles[path_prefix] = (every, seconds)
+
+    def trickling(self, path: str) -> tuple[float, float] | None:
+        """(every, seconds) if requests to `path` are answered a byte at a time."""
+        return next((pace for prefix, pace in self.trickles.items() if path.startswith(prefix)), None)
 
     def received(self, method: str | None = None, path_prefix: str = "") -> list[Recorded]:
         """The requests so far, oldest first, of one method and under one path if asked."""
@@ -101,6 +114,10 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             recorder.record(Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
                                      body))
+            pace = recorder.trickling(self.path)
+            if pace is not None:
+                self._trickle(*pace)
+                return
             status, document = recorder.answer(self.command, self.path)
             payload = json.dumps(document).encode()
             self.send_response(status)
@@ -108,6 +125,22 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
+
+        def _trickle(self, every: float, seconds: float) -> None:
+            # The whole answer, status line first, a byte at a time: no part of it ever arrives complete.
+            count = max(int(seconds / every), 1)
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+            length = max(count - len(head) - 8, 1)
+            answer = head + f"{length}\r\n\r\n".encode() + b" " * length
+            try:
+                for byte in answer:
+                    if recorder.stopping.wait(every):
+                        break
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+            except OSError:  # the caller hung up: what a deadline is for
+                pass
+            self.close_connection = True
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
 
@@ -129,6 +162,7 @@ def recording_server() -> Iterator[Recorder]:
     try:
         yield recorder
     finally:
+        recorder.stopping.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

@@ -361,9 +361,13 @@ class Outbox:
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
+        self.closed = False
 
     def send(self, message: Message) -> None:
         self.messages.append(message)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def host(name: str, region: str) -> Host:
@@ -403,6 +407,9 @@ def test_the_notifier_sends_each_target_only_the_events_it_asked_for() -> None:
                                      "Duration: ")
     assert succeeded.body.endswith("Commits:\n  abcd1234 Alice Example: Round card totals\nLive now for @alice")
     assert failures.reported == []
+    # what sending held is let go once the deployment ends
+    assert everything.closed
+    assert failures_only.closed
 
 
 # -- start-up cost ------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ def problems(extra: str) -> list[str]:
 
 def test_by_default_nothing_is_tagged_pushed_or_published() -> None:
     config = parse("")
-    assert (config.git.tags, config.git.push) == (False, None)
+    assert (config.git.tags, config.git.push, config.git.timeout) == (False, None, 60.0)
     assert (config.metrics.pushgateway, config.metrics.textfile, config.metrics.job) == (None, None, "conveyor")
     assert config.metrics.timeout == 5.0
     assert config.metrics.enabled is False
@@ -66,6 +66,8 @@ def test_push_false_pushes_nothing() -> None:
       "got text '--upload-pack=evil'"]),
     ("git:\n  push: origin\n", ["conveyor.yml:5: git: push: origin sends release tags, so it needs tags: true"]),
     ("git: {tag: true}\n", ["conveyor.yml:5: git.tag: unknown field; did you mean `tags`?"]),
+    ("git: {tags: true, push: origin, timeout: 0s}\n",
+     ["conveyor.yml:5: git.timeout: a timeout must be more than zero and at most 10m, got 0s"]),
     ("metrics:\n  pushgateway: 127.0.0.1:9091\n",
      ["conveyor.yml:6: metrics.pushgateway: expected the Pushgateway's http:// or https:// URL, like "
       "http://127.0.0.1:9091, got '127.0.0.1:9091'"]),
@@ -78,7 +80,8 @@ def test_push_false_pushes_nothing() -> None:
     ("metrics:\n  pushgateway: http://pgw:9091\n  timeout: 0s\n",
      ["conveyor.yml:7: metrics.timeout: a timeout must be more than zero and at most 1m, got 0s"]),
     ("metrics: {pushgateway: http://pgw:9091, every: 10s}\n", ["conveyor.yml:5: metrics.every: unknown field"]),
-], ids=["tags-not-bool", "push-true", "push-option", "push-without-tags", "git-unknown-key", "pushgateway-no-scheme",
+], ids=["tags-not-bool", "push-true", "push-option", "push-without-tags", "git-unknown-key", "git-timeout-zero",
+        "pushgateway-no-scheme",
         "textfile-not-prom", "job-with-slash", "timeout-zero", "metrics-unknown-key"])
 def test_each_mistake_names_the_line_and_field(extra: str, expected: list[str]) -> None:
     assert problems(extra) == expected
@@ -86,5 +89,5 @@ def test_each_mistake_names_the_line_and_field(extra: str, expected: list[str]) 
 
 def test_the_json_schema_describes_both_sections() -> None:
     properties = Config.model_json_schema()["$defs"]
-    assert set(properties["GitSettings"]["properties"]) == {"tags", "push"}
+    assert set(properties["GitSettings"]["properties"]) == {"tags", "push", "timeout"}
     assert set(properties["MetricsSettings"]["properties"]) == {"pushgateway", "textfile", "job", "timeout"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,42 @@ def test_a_push_the_remote_refuses_names_it(repo: Repo) -> None:
     tag = tag_release(repo.path, "staging", "uk", RELEASE, head).tag
     with pytest.raises(GitError, match=r"git push in .* failed \(exit \d+\):.*nowhere"):
         push_tags(repo.path, "nowhere", [tag])
+
+
+def hanging_remote(repo: Repo, where: Path, seconds: int = 30) -> Path:
+    """Remote `slow`: a bare repository whose receive-pack says nothing for `seconds` (bounded) and ends; the
+    file its process id is written to."""
+    repo.bare_remote(where, "slow")
+    script = where.parent / "slow-receive-pack"
+    pid_file = where.parent / "slow-receive-pack.pid"
+    script.write_text(f'#!/bin/sh\necho $$ > "{pid_file}"\nexec sleep {seconds}\n')
+    script.chmod(0o755)
+    git(repo.path, "config", "remote.slow.receivepack", str(script))
+    return pid_file
+
+
+def running(pid: int) -> bool:
+    """Whether a process runs (a zombie, dead and not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
+    except OSError:
+        return False
+
+
+def test_a_push_to_a_remote_that_hangs_ends_at_its_timeout_with_everything_git_started(
+        tmp_path: Path, repo: Repo) -> None:
+    head = repo.commit("one")
+    pid_file = hanging_remote(repo, tmp_path / "slow.git")
+    tag = tag_release(repo.path, "staging", "uk", RELEASE, head).tag
+
+    began = time.monotonic()
+    with pytest.raises(GitError, match=r"git push in .* took longer than 1s"):
+        push_tags(repo.path, "slow", [tag], timeout=1)
+    took = time.monotonic() - began
+    assert took < 4, f"the push took {took:.1f}s"
+    # the remote's end of the push, started by git, ended with it: killing git alone left it running
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 3
+    while running(pid):
+        assert time.monotonic() < deadline, f"process {pid}, started by the push, still runs"
+        time.sleep(0.02)

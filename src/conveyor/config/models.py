@@ -617,6 +617,15 @@ class GitSettings(Strict):
     tags: bool = Field(default=False, description="tag the release's commit when a region finishes moving")
     push: Annotated[str | None, BeforeValidator(_push_remote, json_schema_input_type=bool | str | None)] = Field(
         default=None, description="false, or the remote the tags are pushed to when the deployment ends")
+    timeout: Duration = Field(default=60.0, description="how long pushing the tags may take (git and what it "
+                              "started are stopped then)")
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        if not 0 < value <= 600:
+            raise ValueError(f"a timeout must be more than zero and at most 10m, got {value:g}s")
+        return value
 
     @model_validator(mode="after")
     def _push_needs_tags(self) -> GitSettings:

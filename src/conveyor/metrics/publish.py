@@ -3,15 +3,15 @@
 The publisher is a deployment subscriber: when a deployment finishes it computes the metrics (see
 `conveyor.metrics.deployments`) and sends them wherever `metrics:` says. Nothing here can fail a deployment:
 a target that cannot be reached is a warning line on stderr and a `metrics_failed` event in the state store.
+A push is made by a caller process (conveyor.notify.calls) killed when `metrics.timeout` is up, so a
+Pushgateway that keeps the connection open costs the deployment that long and no longer.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,22 +36,22 @@ def group_url(base: str, job: str, grouping: dict[str, str]) -> str:
 
 
 def push(base: str, job: str, grouping: dict[str, str], text: str, *, timeout: float) -> None:
-    """Replace the group's metrics on the Pushgateway (HTTP PUT); MetricsError if it does not accept them."""
+    """Replace the group's metrics on the Pushgateway (HTTP PUT), all within `timeout` seconds; MetricsError if
+    it does not accept them in time."""
+    from conveyor.config.values import format_duration
+    from conveyor.notify.calls import CallerProcess, CallFailed, CallTimedOut
+
     url = group_url(base, job, grouping)  # http(s) only: config validation refuses other schemes
-    request = urllib.request.Request(url, data=text.encode("utf-8"), method="PUT",  # noqa: S310
-                                     headers={"Content-Type": CONTENT_TYPE})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            status = int(response.status)
-    except urllib.error.HTTPError as exc:
-        with exc:
-            body = exc.read(500).decode("utf-8", "replace").strip().splitlines()
-        raise MetricsError(f"HTTP {exc.code}: {body[0] if body else exc.reason}") from exc
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise MetricsError(f"cannot reach it: {reason}") from exc
-    if not 200 <= status < 300:
-        raise MetricsError(f"HTTP {status}")
+        with CallerProcess() as caller:
+            answer = caller.http("PUT", url, headers={"Content-Type": CONTENT_TYPE}, body=text, timeout=timeout)
+    except CallTimedOut:
+        raise MetricsError(f"no answer within {format_duration(timeout)}") from None
+    except CallFailed as exc:
+        raise MetricsError(f"cannot reach it: {exc.why}") from exc
+    if not 200 <= answer.status < 300:
+        said = answer.body.strip().splitlines()
+        raise MetricsError(f"HTTP {answer.status}: {said[0][:500] if said else answer.reason}")
 
 
 def write_textfile(path: Path, text: str) -> None:

@@ -7,8 +7,10 @@
 - `Annotations` when `grafana:` is set (grafana.py).
 
 Sending happens on one daemon thread per target (delivery.py), so a slow or dead target never holds up
-the engine; a target that fails is reported once (a warning on stderr, a `notify_failed` state event) and
-the deployment carries on. Apprise is imported only when a message is first sent.
+the engine; each call itself is made by a child process killed at the target's timeout (calls.py), so a
+target that never finishes answering cannot hold up the end of the deployment or keep the process alive. A
+target that fails is reported once (a warning on stderr, a `notify_failed` state event) and the deployment
+carries on. Apprise is loaded only in those child processes.
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ def subscribers(ws: Workspace, request: Request, kind: str) -> list[Subscriber]:
     wanted = [t for t in targets(config) if t.environments is None or environment in t.environments]
     if wanted:
         labels = _labels(wanted)
-        recipients = [Recipient(target, AppriseTarget(target.url, target.timeout),
-                                Courier(label, target.timeout, failures))
-                      for target, label in zip(wanted, labels, strict=True)]
+        recipients = []
+        for target, label in zip(wanted, labels, strict=True):
+            sender = AppriseTarget(target.url, target.timeout)
+            recipients.append(Recipient(target, sender, Courier(label, target.timeout, failures,
+                                                                grace=sender.startup_left)))
         previous = _pointers(ws, environment)
         context = Context(
             app=config.app, environment=environment, kind=kind, user=ws.user, previous=previous,
@@ -75,7 +79,8 @@ def subscribers(ws: Workspace, request: Request, kind: str) -> list[Subscriber]:
                 register_secret(token)
         if token is not None or grafana.token_env is None:
             api = GrafanaAPI(grafana.url, token, grafana.timeout)
-        out.append(Annotations(api, Courier(label, grafana.timeout, failures), failures, app=config.app,
+        courier = Courier(label, grafana.timeout, failures, grace=api.startup_left if api is not None else None)
+        out.append(Annotations(api, courier, failures, app=config.app,
                                environment=environment, kind=kind, user=ws.user,
                                dashboard_uid=grafana.dashboard_uid))
     return out

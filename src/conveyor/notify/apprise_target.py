@@ -1,123 +1,59 @@
 """One Apprise URL as a notification target: Slack, email, Teams, a JSON webhook, ...
 
-Apprise is imported on the target's first message, on its courier's thread: `conveyor --help` never loads
-it, and a deployment does not wait for it. Apprise reports why a message failed only through `logging`,
-so its warnings are collected per thread and the last one becomes the reason given to the user.
+Apprise sends from a caller process of the target's own (calls.py), started (and loading Apprise) as the
+target is set up for a deployment, and killed when a message outlives the target's timeout: `conveyor
+--help` never loads Apprise, a deployment does not wait for it, and a target that keeps a connection open
+cannot keep Conveyor running. Apprise
+reports why a message failed only through `logging`; the caller process hands its warnings back, and the
+last ones become the reason given to the user.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from typing import Any
-
+from conveyor.notify.calls import CallerProcess, CallFailed, CallTimedOut, no_answer
 from conveyor.notify.delivery import DeliveryError, redact
 from conveyor.notify.message import Message
 from conveyor.secrets import mask
 
 
-class _ThreadLog(logging.Handler):
-    """Apprise's warnings, kept apart for each thread that asked for them."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: dict[int, list[str]] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        lines = self.lines.get(record.thread or 0)
-        if lines is None:
-            return
-        # A malformed log call inside Apprise must not hide the failure it was about.
-        with suppress(Exception):
-            lines.append(record.getMessage())
-
-
-_LOG = _ThreadLog()
-_INSTALL = threading.Lock()
-
-
-@contextmanager
-def _apprise_warnings() -> Iterator[list[str]]:
-    """Apprise's warnings logged on this thread while the block runs (and nowhere else: not on stderr)."""
-    logger = logging.getLogger("apprise")
-    with _INSTALL:
-        if _LOG not in logger.handlers:
-            logger.addHandler(_LOG)
-            # Apprise's messages are ours to report, masked; they must not reach the root logger's handlers.
-            logger.propagate = False
-    ident = threading.get_ident()
-    lines: list[str] = []
-    _LOG.lines[ident] = lines
-    try:
-        yield lines
-    finally:
-        _LOG.lines.pop(ident, None)
-
-
 class AppriseTarget:
-    """Sends messages to one Apprise URL, each within `timeout` seconds (connect, then read)."""
+    """Sends messages to one Apprise URL, each within `timeout` seconds once its sending process is ready."""
 
     def __init__(self, url: str, timeout: float) -> None:
         self.url = url
         self.timeout = timeout
-        self._apprise: Any = None
-
-    def _load(self) -> Any:
-        import apprise
-
-        # Apprise names its sender after the app: "Conveyor" in chat, in the mail's From.
-        asset = apprise.AppriseAsset(app_id="Conveyor", app_desc="Conveyor deployments")
-        with _apprise_warnings() as warnings:
-            plugin = apprise.Apprise.instantiate(self.url, asset=asset, suppress_exceptions=True)
-        if plugin is None:
-            said = f": {self._said(warnings[-1:])}" if warnings else ""
-            raise DeliveryError(f"not a URL Apprise can send to{said}")
-        # One message per event and a deployment's few events: Apprise's own pacing between messages to the
-        # same service would only make the last ones late.
-        plugin.socket_connect_timeout = self.timeout
-        plugin.socket_read_timeout = self.timeout
-        plugin.request_rate_per_sec = 0
-        sender = apprise.Apprise(asset=asset)
-        sender.add(plugin)
-        return sender
+        self._caller = CallerProcess(preload=("apprise",))
+        self._caller.start()  # Apprise loads meanwhile, so that a message's time is the target's
 
     def _said(self, warnings: list[str]) -> str:
         """Apprise's words, without the URL (Apprise may quote it whole) or any other secret."""
         return mask(_reason(warnings).replace(self.url, redact(self.url)))
 
     def send(self, message: Message) -> None:
-        """Send one message; DeliveryError saying why when the target does not take it."""
-        import apprise
-
-        if self._apprise is None:
-            self._apprise = self._load()
-        kinds = {"info": apprise.NotifyType.INFO, "success": apprise.NotifyType.SUCCESS,
-                 "warning": apprise.NotifyType.WARNING, "failure": apprise.NotifyType.FAILURE}
-        with _apprise_warnings() as warnings:
-            try:
-                result = self._apprise.notify(body=message.body, title=message.title,
-                                              notify_type=kinds.get(message.level, apprise.NotifyType.INFO),
-                                              body_format=apprise.NotifyFormat.TEXT)
-            except Exception as exc:
-                raise DeliveryError(self._said([f"{type(exc).__name__}: {exc}"])) from exc
+        """Send one message; DeliveryError saying why when the target does not take it in time."""
         try:
-            if not result:
-                raise DeliveryError(self._said(_result_warnings(result) or warnings))
-        finally:
-            close = getattr(result, "close", None)
-            if callable(close):
-                close()
+            answer = self._caller.message(self.url, title=message.title, body=message.body, level=message.level,
+                                          timeout=self.timeout)
+        except CallTimedOut:
+            raise DeliveryError(no_answer(self.timeout)) from None
+        except CallFailed as exc:
+            raise DeliveryError(self._said([exc.why])) from None
+        warnings = [str(line) for line in answer.get("warnings") or []]
+        if "error" in answer:
+            raise DeliveryError(self._said([str(answer["error"])]))
+        if not answer.get("usable", True):
+            said = f": {self._said(warnings[-1:])}" if warnings else ""
+            raise DeliveryError(f"not a URL Apprise can send to{said}")
+        if not answer.get("sent"):
+            raise DeliveryError(self._said(warnings))
 
+    def startup_left(self) -> float:
+        """How long the sending process may still take to get ready (0 once it is)."""
+        return self._caller.startup_left()
 
-def _result_warnings(result: Any) -> list[str]:
-    """Apprise 2 hands back a result that carries its log (sent from its own worker threads): its warnings."""
-    logs = getattr(result, "logs", None)
-    if not callable(logs):
-        return []  # Apprise 1 says True or False, and logs on the calling thread
-    return [str(entry.message) for entry in logs()
-            if str(getattr(entry, "level", "")).upper() in {"WARNING", "ERROR", "CRITICAL"}]
+    def close(self) -> None:
+        """End the caller process (a message still on its way is cut short)."""
+        self._caller.close()
 
 
 def _reason(warnings: list[str]) -> str:

@@ -2,8 +2,9 @@
 
 The engine emits events from its event loop; a subscriber that waited there for Slack to answer would hold
 up every host. So each target gets a `Courier`: a daemon thread that sends what it is handed, in order
-(a Grafana annotation is created before it is closed). When the deployment ends, the notifier waits for
-its couriers, at most the target's timeout per message still on its way, and gives up on the rest.
+(a Grafana annotation is created before it is closed). Each send ends within the target's timeout (the
+process making it is killed then: calls.py), and when the deployment ends, the notifier waits for its
+couriers, at most the target's timeout per message still on its way.
 
 A target that fails is reported once per deployment, by `Failures.flush` on the caller's thread: a warning
 line on stderr and a `notify_failed` event in the state store. Nothing here ever raises into the engine.
@@ -101,12 +102,18 @@ class Failures:
 
 
 class Courier:
-    """Runs one target's jobs in order on its own daemon thread; a job that raises is that target's failure."""
+    """Runs one target's jobs in order on its own daemon thread; a job that raises is that target's failure.
 
-    def __init__(self, target: str, timeout: float, failures: Failures) -> None:
+    `grace`, when given, says how much longer than `timeout` the next job may take for now (the sender's
+    process still starting, say): waiting for the jobs allows for it.
+    """
+
+    def __init__(self, target: str, timeout: float, failures: Failures,
+                 grace: Callable[[], float] | None = None) -> None:
         self.target = target
         self.timeout = timeout
         self.failures = failures
+        self.grace = grace
         self._jobs: deque[tuple[Job, str | None]] = deque()
         self._busy = 0  # jobs handed over and not finished yet
         self._changed = threading.Condition()
@@ -141,9 +148,12 @@ class Courier:
                     self._changed.notify_all()
 
     def deadline(self) -> float:
-        """When waiting for the jobs handed over so far stops: `timeout` for each one left, from now."""
+        """When waiting for the jobs handed over so far stops: `timeout` for each one left, from now (and the
+        grace, if any)."""
         with self._changed:
-            return time.monotonic() + self.timeout * self._busy + 0.5
+            busy = self._busy
+        extra = self.grace() if self.grace is not None and busy else 0.0
+        return time.monotonic() + self.timeout * busy + extra + 0.5
 
     def drain(self, deadline: float | None = None) -> bool:
         """Wait for the jobs handed over so far, until `deadline` (see `deadline()`); False if some are not

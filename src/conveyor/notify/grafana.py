@@ -5,20 +5,21 @@
 each region's deployment as a band, and which ones went wrong. The token is a service account token read
 from the environment variable `grafana.token_env` names, sent as `Authorization: Bearer ...`.
 
-The request bodies are built by pure functions (tested as data); the calls use urllib with a timeout.
+The request bodies are built by pure functions (tested as data); the calls are made by a caller process
+(calls.py) that is killed when a call outlives the timeout, so a Grafana that keeps a connection open costs a
+deployment that timeout and no more.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from functools import partial
 from typing import Any
 
 from conveyor.engine.events import Event
 from conveyor.engine.results import DeploymentResult
+from conveyor.notify.calls import CallerProcess, CallFailed, CallTimedOut
 from conveyor.notify.delivery import Courier, DeliveryError, Failures
 from conveyor.secrets import mask
 
@@ -58,12 +59,23 @@ def closing(*, app: str, environment: str, region: str, release: str | None, kin
 
 
 class GrafanaAPI:
-    """The two calls we make to Grafana's HTTP API, each within `timeout` seconds."""
+    """The two calls we make to Grafana's HTTP API, each within `timeout` seconds once the process that makes
+    them is ready (it starts with the deployment)."""
 
     def __init__(self, url: str, token: str | None, timeout: float) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self._caller = CallerProcess()
+        self._caller.start()
+
+    def startup_left(self) -> float:
+        """How long the calling process may still take to get ready (0 once it is)."""
+        return self._caller.startup_left()
+
+    def close(self) -> None:
+        """End the caller process (a call still on its way is cut short)."""
+        self._caller.close()
 
     def create(self, annotation: dict[str, Any]) -> int:
         """POST an annotation; its id."""
@@ -83,26 +95,22 @@ class GrafanaAPI:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         # The URL is the config's http(s) Grafana URL (validated) plus our path: no file: or custom schemes.
-        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), headers=headers,  # noqa: S310
-                                         method=method)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read(300).decode("utf-8", "replace").strip() if exc.fp else ""
-            raise DeliveryError(mask(f"{method} {path}: HTTP {exc.code} {exc.reason}"
-                                     + (f": {' '.join(detail.split())}" if detail else ""))) from None
-        except urllib.error.URLError as exc:
-            raise DeliveryError(mask(f"{method} {path}: {exc.reason}")) from None
-        except TimeoutError:
+            answer = self._caller.http(method, self.url + path, headers=headers, body=json.dumps(body),
+                                       timeout=self.timeout)
+        except CallTimedOut:
             raise DeliveryError(f"{method} {path}: no answer within {self.timeout:g}s") from None
-        except OSError as exc:
-            raise DeliveryError(mask(f"{method} {path}: {exc}")) from None
+        except CallFailed as exc:
+            raise DeliveryError(mask(f"{method} {path}: {exc.why}")) from None
+        if answer.status >= 400:
+            detail = answer.body[:300].strip()
+            raise DeliveryError(mask(f"{method} {path}: HTTP {answer.status} {answer.reason}"
+                                     + (f": {' '.join(detail.split())}" if detail else "")))
         try:
-            answer = json.loads(raw) if raw.strip() else {}
+            document = json.loads(answer.body) if answer.body.strip() else {}
         except ValueError:
-            raise DeliveryError(f"{method} {path}: the answer is not JSON: {raw[:200]!r}") from None
-        return answer if isinstance(answer, dict) else {}
+            raise DeliveryError(f"{method} {path}: the answer is not JSON: {answer.body[:200]!r}") from None
+        return document if isinstance(document, dict) else {}
 
 
 def _now_ms() -> int:
@@ -129,6 +137,8 @@ class Annotations:
         data = event.data
         if event.kind in {"deployment_started", "deployment_blocked"}:
             self.deployment_id = data.get("id")
+            if event.kind == "deployment_blocked" and self.api is not None:
+                self.api.close()  # nothing moves: no annotation to make
         elif event.kind == "region_started" and self.api is not None:
             region = data["region"]
             self.releases[region] = data.get("release")
@@ -145,6 +155,8 @@ class Annotations:
         elif event.kind == "deployment_finished":
             self._close_all(data["result"])
             self.courier.drain()
+            if self.api is not None:
+                self.api.close()
         self.failures.flush(self.deployment_id)
 
     def _open(self, region: str, body: dict[str, Any]) -> None:

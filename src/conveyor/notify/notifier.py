@@ -30,6 +30,9 @@ class Sender(Protocol):
     def send(self, message: Message) -> None:
         """Send one message."""
 
+    def close(self) -> None:
+        """Let go of what sending holds (a process, a connection); sending again starts over."""
+
 
 @dataclass
 class Recipient:
@@ -135,3 +138,5 @@ class Notifier:
         deadlines = [recipient.courier.deadline() for recipient in self.recipients]
         for recipient, deadline in zip(self.recipients, deadlines, strict=True):
             recipient.courier.drain(deadline)
+        for recipient in self.recipients:
+            recipient.sender.close()

@@ -2,14 +2,18 @@
 
 Every command is an argv list (never a shell), runs with a timeout and without a terminal (git never waits
 for a password), and every sha that reaches git was checked to be hex first, so it cannot be read as an
-option. Failures are GitError with git's own last lines; `commits_between` never fails at all: what it
-cannot tell is a note beside an empty list.
+option. The timeout ends the command: git runs in a session of its own, and when its time is up the whole
+session is killed (git, and the ssh or remote helper it started, which would otherwise run on). Failures are
+GitError with git's own last lines; `commits_between` never fails at all: what it cannot tell is a note
+beside an empty list.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,21 +86,39 @@ def run_git(directory: Path, *args: str, timeout: float = GIT_TIMEOUT, env: dict
         words = words[2:]  # `-c name=value` settings are not what the command is
     what = f"git {words[0] if words else ''}".rstrip()
     try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, env=environ,
-                              check=False)
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env=environ, start_new_session=True)
     except FileNotFoundError as exc:
         raise GitError("git is not installed (or not on PATH)") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise GitError(f"{what} in {directory} took longer than {timeout:g}s") from exc
     except OSError as exc:
         raise GitError(f"cannot run git in {directory}: {exc}") from exc
-    if done.returncode != 0:
-        said = [line.strip() for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        _end(process)
+        raise GitError(f"{what} in {directory} took longer than {timeout:g}s") from exc
+    except BaseException:
+        _end(process)
+        raise
+    if process.returncode != 0:
+        said = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
         # git's own verdicts first (a refused push says `! [rejected]`); its hints and advice last, if at all.
         verdicts = [line for line in said if line.startswith(("fatal:", "error:", "!"))] or said[-3:]
-        raise GitError(f"{what} in {directory} failed (exit {done.returncode}): "
+        raise GitError(f"{what} in {directory} failed (exit {process.returncode}): "
                        f"{' / '.join(verdicts[:3]) or 'no output'}")
-    return done.stdout.decode("utf-8", "replace")
+    return stdout.decode("utf-8", "replace")
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    """Kill git's session (git and whatever it started: ssh, a remote helper) and reap git; never wait for the
+    output pipes, which something that left the session could still hold open."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):  # a killed process is reaped at once: never wait longer
+        process.wait(timeout=5)
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def _try(directory: Path, *args: str) -> str | None:

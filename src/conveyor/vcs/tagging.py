@@ -2,8 +2,9 @@
 
 `deploy/<env>/<region>/<release-id>` is made on the release's commit when the region finishes (so a
 controller killed later still leaves the tags of the regions that finished), and the deployment's tags are
-pushed once it ends, when `git.push` names a remote. Nothing here can fail a deployment: a problem is a
-warning on stderr and an event in the state store.
+pushed once it ends, when `git.push` names a remote, within `git.timeout` (git and the ssh or helper it
+runs are killed then: a remote that never answers costs that long and no longer). Nothing here can fail a
+deployment: a problem is a warning on stderr and an event in the state store.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class ReleaseTagger:
         """Push this deployment's tags to the configured remote."""
         assert self.remote is not None
         try:
-            push_tags(self.ws.directory, self.remote, self.tags)
+            push_tags(self.ws.directory, self.remote, self.tags, timeout=self.ws.config.git.timeout)
         except GitError as exc:
             self._warn("git_push_failed", f"push to {self.remote}: {exc.message}", tags=self.tags)
 
