@@ -9,6 +9,7 @@ ConveyorError                 exit 1 unless a subclass says otherwise
 │   ├── LockHeld              the environment is locked by someone else
 │   └── PromotionRefused      the release has not succeeded where it must be promoted from
 ├── StateError                exit 1  the state store cannot be read or written
+├── LockLost                  exit 3  another controller took over the lock of a running deployment: it stopped
 ├── TransportError            exit 1  a host cannot be reached or stopped answering
 ├── InventoryError            exit 1  a region's inventory (command, AWS) cannot be read or says nonsense
 └── DeploymentFailed          exit 1  hosts failed beyond max_failures; carries every host's outcome
@@ -90,6 +91,20 @@ class PromotionRefused(HeldError):
 
 class StateError(ConveyorError):
     """The state store cannot be reached, read or written."""
+
+
+class LockLost(ConveyorError):
+    """The lock a deployment held is someone else's now: the deployment stopped before its next host changed.
+
+    Raised by the state store when a write carries a fencing token the lock no longer has, and by deploy and
+    rollback (with `result`, every host's outcome) once the rollout has stopped.
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class TransportError(ConveyorError):

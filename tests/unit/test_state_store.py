@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -12,10 +13,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conveyor.errors import LockHeld, StateError
+from conveyor.errors import LockHeld, LockLost, StateError
+from conveyor.state import store as store_module
 from conveyor.state import tables as t
 from conveyor.state.liveness import pid_start_time, process_alive
-from conveyor.state.store import Store, iso, utcnow
+from conveyor.state.store import DatabaseTime, Store, iso, utcnow
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -123,40 +125,154 @@ def test_a_dead_holder_on_this_machine_is_taken_over_at_once_and_its_deployment_
             heartbeat_at=iso(utcnow()), expires_at=iso(utcnow() + timedelta(hours=1))))
     assert store.lock_holder("production") is None  # dead, whatever its lease says
     takeover = store.lock("production", owner="bob", reason="deploy R2", lease=60, pid=os.getpid())
-    assert takeover is not None
+    assert takeover.previous is not None
     assert takeover.previous.deployment_id == deployment
     record = store.deployment(deployment)
     assert record is not None
     assert record["status"] == "interrupted"
 
 
-def test_a_holder_elsewhere_is_taken_over_only_when_its_lease_expires(store: Store) -> None:
-    def hold(expires_in: timedelta) -> None:
-        with store.engine.begin() as conn:
-            conn.execute(t.locks.delete())
-            conn.execute(t.locks.insert().values(
-                app="www", environment="production", owner="ci", machine="runner-7.example", pid=4242,
-                pid_start=None, reason="deploy", deployment_id=None, acquired_at=iso(utcnow()),
-                heartbeat_at=iso(utcnow()), expires_at=iso(utcnow() + expires_in)))
+def hold_elsewhere(store: Store, seconds: float, machine: str = "runner-7.example") -> None:
+    """Make the production lock a live deployment's on another machine, its lease ending `seconds` from now
+    by the database's clock (in its past when negative)."""
+    with store.engine.begin() as conn:
+        conn.execute(t.locks.delete())
+        conn.execute(t.locks.insert().values(
+            app="www", environment="production", owner="ci", machine=machine, pid=4242, pid_start=None,
+            reason="deploy", deployment_id=None, acquired_at=iso(utcnow()), heartbeat_at=iso(utcnow()),
+            expires_at=DatabaseTime(seconds)))
 
-    hold(timedelta(minutes=5))
+
+def test_a_holder_elsewhere_is_taken_over_only_when_its_lease_expires(store: Store) -> None:
+    hold_elsewhere(store, 300)
     with pytest.raises(LockHeld, match=r"runner-7\.example"):
         store.lock("production", owner="bob", reason="deploy", lease=60, pid=os.getpid())
-    hold(timedelta(seconds=-1))
-    assert store.lock("production", owner="bob", reason="deploy", lease=60, pid=os.getpid()) is not None
+    hold_elsewhere(store, -1)
+    assert store.lock("production", owner="bob", reason="deploy", lease=60, pid=os.getpid()).previous is not None
 
 
-def test_heartbeat_extends_only_our_own_lease(store: Store) -> None:
-    store.lock("production", owner="bob", reason="deploy", lease=30, pid=os.getpid())
+def test_a_lease_is_judged_by_the_databases_clock_not_this_machines(store: Store,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # This controller's clock runs a day ahead: by it, every lease elsewhere would have expired long ago.
+    ahead = utcnow() + timedelta(days=1)
+    monkeypatch.setattr(store_module, "utcnow", lambda: ahead)
+    hold_elsewhere(store, 300)
+    assert store.lock_holder("production") is not None
+    assert store.reap() == []
+    with pytest.raises(LockHeld, match=r"runner-7\.example"):
+        store.lock("production", owner="bob", reason="deploy", lease=60, pid=os.getpid())
+    # ... and one running a day behind takes over a lease that expired by the database's clock.
+    monkeypatch.setattr(store_module, "utcnow", lambda: ahead - timedelta(days=2))
+    hold_elsewhere(store, -1)
+    assert store.lock_holder("production") is None
+    assert store.lock("production", owner="bob", reason="deploy", lease=60, pid=os.getpid()).previous is not None
+
+
+def test_renewing_extends_only_our_own_lease_by_the_databases_clock(store: Store) -> None:
+    lease = store.lock("production", owner="bob", reason="deploy", lease=30, pid=os.getpid())
     before = store.lock_holder("production")
     assert before is not None
-    assert store.heartbeat("production", 300)
+    assert before.expires_at is not None
+    store.renew(lease, 300)
     after = store.lock_holder("production")
     assert after is not None
     assert after.expires_at is not None
-    assert before.expires_at is not None
     assert after.expires_at > before.expires_at
-    assert not store.heartbeat("staging", 300)
+    with store.engine.connect() as conn:
+        now = conn.execute(sa.select(DatabaseTime())).scalar_one()
+    assert after.expires_at > now
+    with pytest.raises(LockLost):
+        store.renew(dataclasses.replace(lease, environment="staging"), 300)
+
+
+def test_each_taking_of_a_lock_has_a_larger_generation_even_after_it_was_removed(store: Store) -> None:
+    seen = []
+    for _ in range(3):
+        lease = store.lock("production", owner="bob", reason="deploy", lease=60, pid=os.getpid())
+        seen.append(lease.generation)
+        assert store.release(lease)
+    manual = store.lock("production", owner="carol", reason="freeze")
+    seen.append(manual.generation)
+    store.unlock("production")
+    seen.append(store.lock("production", owner="bob", reason="deploy", lease=60, pid=os.getpid()).generation)
+    assert seen == sorted(set(seen)), seen
+    assert store.lock("staging", owner="bob", reason="deploy").generation == 1  # one count per environment
+
+
+def second_controller(store: Store) -> Store:
+    """Another controller on the same state store: its own engine, its own connections."""
+    return Store(store.url, "www")
+
+
+def test_a_deployment_whose_lease_was_taken_over_writes_nothing_more_and_stays_interrupted(store: Store) -> None:
+    # Controller A deploys; its lock is made to look like an expired lease on another machine, and
+    # controller B takes it over.
+    lease_a = store.lock("production", owner="ann", reason="deploy R2", lease=90, pid=os.getpid())
+    a = store.under(lease_a)
+    first = a.start_deployment(environment="production", regions=["za"], release="R2", previous_by_region={},
+                               kind="deploy", user="ann")
+    store.set_lock_deployment(lease_a, first)
+    a.set_pointer("production", "za", "R2", first)
+    hold = t.locks.update().where(t.locks.c.environment == "production").values(
+        machine="runner-a.elsewhere", expires_at=DatabaseTime(-1))
+    with store.engine.begin() as conn:
+        conn.execute(hold)
+    other = second_controller(store)
+    try:
+        lease_b = other.lock("production", owner="bob", reason="deploy R3", lease=90, pid=os.getpid())
+        assert lease_b.generation > lease_a.generation
+        assert lease_b.previous is not None
+        assert lease_b.previous.deployment_id == first
+        b = other.under(lease_b)
+        second = b.start_deployment(environment="production", regions=["za"], release="R3",
+                                    previous_by_region={}, kind="deploy", user="bob")
+        other.set_lock_deployment(lease_b, second)
+        b.set_pointer("production", "za", "R3", second)
+        b.set_host_release("production", "za-web-1", "za", "web", "R3")
+
+        # Every write A makes now is refused, names who took over, and changes nothing.
+        writes = [
+            lambda: a.set_pointer("production", "za", "R2", first),
+            lambda: a.set_host_release("production", "za-web-1", "za", "web", "R2"),
+            lambda: a.record_host_result(first, {"host": "za-web-1", "region": "za", "role": "web",
+                                                 "status": "succeeded", "release": "R2"}),
+            lambda: a.forget_hosts("production", ["za-web-1"]),
+            lambda: a.add_event("deploy_started", "ann", environment="production", deployment_id=first),
+            a.check_lease,
+            lambda: store.renew(lease_a, 90),
+            lambda: store.set_lock_deployment(lease_a, first),
+        ]
+        for write in writes:
+            with pytest.raises(LockLost, match=rf"bob on {socket.gethostname()} pid {os.getpid()} took it over "
+                                               rf"for deployment #{second}"):
+                write()
+        assert other.pointers("production")["za"]["release"] == "R3"
+        assert other.host_releases("production") == {"za-web-1": "R3"}
+        assert store.host_results(first) == []
+        # A's own end is recorded, and never overwrites `interrupted`; its lock release leaves B's lock alone.
+        store.finish_deployment(first, "succeeded", [], summary="lost the lock")
+        record = other.deployment(first)
+        assert record is not None
+        assert (record["status"], record["summary"]) == ("interrupted", "lost the lock")
+        assert not store.release(lease_a)
+        holder = other.lock_holder("production")
+        assert holder is not None
+        assert (holder.owner, holder.deployment_id, holder.generation) == ("bob", second, lease_b.generation)
+        other.finish_deployment(second, "succeeded", [])
+        assert other.release(lease_b)
+    finally:
+        other.close()
+
+
+def test_a_lock_removed_by_hand_fences_out_its_deployment(store: Store) -> None:
+    lease = store.lock("production", owner="ann", reason="deploy", lease=90, pid=os.getpid())
+    store.unlock("production")
+    with pytest.raises(LockLost, match="removed"):
+        store.under(lease).set_pointer("production", "za", "R2", None)
+    again = store.lock("production", owner="ann", reason="deploy", lease=90, pid=os.getpid())
+    with pytest.raises(LockLost):
+        store.under(lease).check_lease()  # the same holder taking it again is a new generation
+    store.under(again).check_lease()
 
 
 def test_running_deployments_without_a_live_lock_are_reaped_as_interrupted(store: Store) -> None:

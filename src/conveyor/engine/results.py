@@ -41,6 +41,7 @@ class RegionStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"          # an earlier wave failed, so it never started
     HELD = "held"                # a check was inconclusive: it waits for a person (deploy --resume)
+    INTERRUPTED = "interrupted"  # the controller stopped changing hosts before the region finished
 
 
 @dataclass

@@ -145,6 +145,27 @@ class Rollout:
         self.semaphore = asyncio.Semaphore(spec.max_concurrency)
         self.region_semaphores = {region: asyncio.Semaphore(limits.max_concurrency)
                                   for region, limits in spec.limits.items()}
+        self.stopped: str | None = None  # why this rollout stopped changing hosts (see stop)
+
+    def stop(self, reason: str) -> None:
+        """Stop changing hosts (callable from any thread): hosts at work finish what they do, and nothing
+        else moves or is switched back; regions not finished end `interrupted`. The first reason stands."""
+        if self.stopped is None:
+            self.stopped = reason
+
+    def _interrupted(self, region: RegionOutcome | None = None) -> bool:
+        """Whether hosts must stop changing: stop() was called, or a required subscriber failed (the ledger
+        cannot record). Marks a `region` that has not ended interrupted."""
+        if self.stopped is None and self.bus.failure is not None:
+            failure = self.bus.failure
+            self.stop(failure.message if isinstance(failure, ConveyorError) else f"{type(failure).__name__}: {failure}")
+        if self.stopped is None:
+            return False
+        if region is not None and region.status in (RegionStatus.PENDING, RegionStatus.INTERRUPTED):
+            if region.status == RegionStatus.PENDING:
+                region.message = f"{region.message}; then {self.stopped}" if region.message else self.stopped
+            region.status = RegionStatus.INTERRUPTED
+        return True
 
     async def run(self, plan: Plan) -> list[RegionOutcome]:
         """Run every wave; after a failed wave, later waves are skipped. Returns every region's outcome."""
@@ -158,6 +179,10 @@ class Rollout:
                 await self._resolve(plan, outcomes)
             stop = False
             for number, wave in enumerate(plan.waves, start=1):
+                if self._interrupted():
+                    for region in wave:
+                        self._interrupted(outcomes[region.region])
+                    continue
                 if stop:
                     for region in wave:
                         outcomes[region.region].status = RegionStatus.SKIPPED
@@ -300,6 +325,10 @@ class Rollout:
         by_host = {o.host.key: o for o in outcome.hosts}
         self.bus.emit("region_started", region=plan.region, release=target, hosts=len(outcome.hosts))
         started = time.monotonic()
+        if self._interrupted(outcome):
+            self.bus.emit("region_finished", region=plan.region, status=str(outcome.status),
+                          message=outcome.message, duration=time.monotonic() - started)
+            return
         if self.spec.migrate is not None and target is not None:
             problem = await self._migrations(plan, outcome, target)
             if problem is not None:
@@ -313,7 +342,14 @@ class Rollout:
                 members = [by_host[h.key] for h in batch.hosts]
                 self.bus.emit("batch_started", region=plan.region, role=role.role, batch=batch.number,
                               canary=batch.canary, hosts=[h.name for h in batch.hosts])
-                await asyncio.gather(*(self._host(o, target) for o in members))
+                # Before every batch (the recorder confirms the lease as it records the batch's start), and
+                # after it: a rollout that must stop lets the batch in flight finish and changes nothing more.
+                if not self._interrupted(outcome):
+                    await asyncio.gather(*(self._host(o, target) for o in members))
+                if self._interrupted(outcome):
+                    self.bus.emit("region_finished", region=plan.region, status=str(outcome.status),
+                                  message=outcome.message, duration=time.monotonic() - started)
+                    return
                 if self.spec.revert_on_failure:
                     # A failed host does not keep serving the release that failed on it, whether or not it is
                     # still in the inventory.
@@ -394,7 +430,11 @@ class Rollout:
                 return True
             self.bus.emit("hosts_joined", region=plan.region, hosts=[o.host.name for o in joined])
             outcome.hosts.extend(joined)
+            if self._interrupted(outcome):
+                return False
             await asyncio.gather(*(self._host(o, outcome.target) for o in joined))
+            if self._interrupted(outcome):
+                return False
             if self.spec.revert_on_failure:
                 await asyncio.gather(*(self._revert(o) for o in joined if o.failed and o.moved))
             if any(o.failed for o in joined):
@@ -453,6 +493,8 @@ class Rollout:
         return f"{role} canary bake failed: {result.reason}; region halted"
 
     async def _halt(self, outcome: RegionOutcome) -> None:
+        if self._interrupted(outcome):
+            return  # switching back is changing hosts too
         if not self.spec.revert_on_failure:
             outcome.status = RegionStatus.FAILED
             return
@@ -483,6 +525,8 @@ class Rollout:
         host = outcome.host
         outcome.target = target
         async with self._slot(host):
+            if self._interrupted():
+                return  # not reached: it stays pending
             started = time.monotonic()
             self.bus.emit("host_started", host=host.name, region=host.region, role=host.role)
             try:
@@ -723,6 +767,10 @@ class Rollout:
     async def _revert(self, outcome: HostOutcome) -> None:
         """Switch a host that moved back to what it ran before, and restart it."""
         host = outcome.host
+        if self._interrupted():
+            outcome.note = f"not switched back: {self.stopped}"
+            self.bus.emit("host_finished", outcome=outcome)
+            return
         self.bus.emit("host_reverting", host=host.name, region=host.region, to=outcome.previous)
         alone = outcome.failed
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -28,7 +29,9 @@ from conveyor.errors import (
     DeploymentFailed,
     HeldError,
     LockHeld,
+    LockLost,
     PromotionRefused,
+    StateError,
     UsageError,
 )
 from conveyor.gates.analysis import Measurement, Scope, Verdict, http_fetch, preflight_alerts
@@ -41,8 +44,10 @@ from conveyor.operations.workspace import Workspace
 
 if TYPE_CHECKING:
     from conveyor.operations.migrations import RegionMigrations
+    from conveyor.state.store import Lease, Store
 
 LEASE_SECONDS = 90.0
+RENEW_RETRY_SECONDS = 2.0
 
 
 @dataclass
@@ -478,32 +483,44 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
             check_migrations(ws, env, schema[1], break_glass=request.break_glass, reason=request.reason)
         if confirm is not None and not confirm(plan, release or "(the previous release)"):
             raise HeldError("not confirmed; nothing was changed")
-        takeover = store.lock(env, owner=ws.user, reason=request.reason or f"{kind} {release}",
-                              lease=LEASE_SECONDS, pid=os.getpid())
+        lease = store.lock(env, owner=ws.user, reason=request.reason or f"{kind} {release}",
+                           lease=LEASE_SECONDS, pid=os.getpid())
     except HeldError as exc:
         _record_blocked(ws, request, regions, release, kind, exc)
         raise
     bus = EventBus(list(subscribers))
-    if takeover is not None:
-        bus.emit("lock_taken_over", environment=env, previous=takeover.previous.describe(),
-                 interrupted=takeover.previous.deployment_id)
-        store.add_event("lock_taken_over", ws.user, environment=env,
-                        deployment_id=takeover.previous.deployment_id, previous=takeover.previous.describe())
-    deployment_id = store.start_deployment(environment=env, regions=regions, release=release,
-                                           previous_by_region={}, kind=kind, user=ws.user, reason=request.reason,
-                                           overrides=request.overrides, approval_id=request.approval)
-    if request.approval is not None and not store.use_approval(request.approval, deployment_id):
+    if lease.previous is not None:
+        bus.emit("lock_taken_over", environment=env, previous=lease.previous.describe(),
+                 interrupted=lease.previous.deployment_id)
+    # Every write of this deployment carries its lease's fencing token: once another controller holds the
+    # lock, the ledger refuses them, and the deployment stops.
+    ledger = store.under(lease)
+    try:
+        if lease.previous is not None:
+            ledger.add_event("lock_taken_over", ws.user, environment=env,
+                             deployment_id=lease.previous.deployment_id, previous=lease.previous.describe())
+        deployment_id = ledger.start_deployment(environment=env, regions=regions, release=release,
+                                                previous_by_region={}, kind=kind, user=ws.user,
+                                                reason=request.reason, overrides=request.overrides,
+                                                approval_id=request.approval)
+    except ConveyorError:
+        _let_go(store, lease)  # nothing has moved
+        raise
+    if request.approval is not None and not ledger.use_approval(request.approval, deployment_id):
         store.finish_deployment(deployment_id, "blocked", [], summary="approval already used")
-        store.unlock(env, only_mine=True)
+        _let_go(store, lease)
         raise HeldError(f"approval #{request.approval} was already used")
     result = DeploymentResult(deployment_id, env, kind, release, DeploymentStatus.RUNNING)
     environment = ws.config.environments[env]
+    stop: ConveyorError | None = None  # why it stopped early: its lease was lost, or its ledger failed
+    recorder: StoreRecorder | None = None
     try:
-        store.set_lock_deployment(env, deployment_id)
-        store.add_event(f"{kind}_started", ws.user, environment=env, deployment_id=deployment_id,
-                        release=release, regions=regions)
-        bus.subscribe(StoreRecorder(store, env, deployment_id,
-                                    pointer_files=PointerFiles(ws.artifacts, ws.config.app, ws.user)))
+        store.set_lock_deployment(lease, deployment_id)
+        ledger.add_event(f"{kind}_started", ws.user, environment=env, deployment_id=deployment_id,
+                         release=release, regions=regions)
+        recorder = StoreRecorder(ledger, env, deployment_id,
+                                 pointer_files=PointerFiles(ws.artifacts, ws.config.app, ws.user))
+        bus.subscribe(recorder, required=True)
         spec = RolloutSpec(
             app=ws.config.app, environment=env, kind=kind, user=ws.user, deployment_id=deployment_id,
             targets=targets, shipments=shipments, probes=probes,
@@ -525,7 +542,7 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
             def resolved(found: dict[str, Probe]) -> dict[str, str | None]:
                 chosen = resolve(found)
                 result.release = _single(chosen)
-                store.set_release(deployment_id, result.release)
+                ledger.set_release(deployment_id, result.release)
                 return chosen
 
             spec.resolve_targets = resolved
@@ -536,15 +553,23 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
         if request.break_glass:
             bus.emit("break_glass", id=deployment_id, environment=env, kind=kind, release=release,
                      user=ws.user, reason=request.reason)
+        rollout = Rollout(ws.config, spec, ws.transport(env), bus)
         try:
-            outcomes = _run_with_heartbeat(ws, env, Rollout(ws.config, spec, ws.transport(env), bus), plan)
+            outcomes, stop = _run_with_heartbeat(ledger, lease, rollout, plan)
         except UsageError as exc:
             result.status, result.message = DeploymentStatus.BLOCKED, exc.message  # nothing moved
             raise
         result.regions = outcomes
-        result.status, result.message = _verdict(outcomes, plan)
-        previous_by_region = {o.region: _common_previous(o) for o in outcomes}
-        store.update_previous(deployment_id, previous_by_region)
+        if rollout.stopped is None:
+            result.status, result.message = _verdict(outcomes, plan)
+            try:
+                ledger.update_previous(deployment_id, {o.region: _common_previous(o) for o in outcomes})
+            except (StateError, LockLost) as exc:
+                stop = exc
+        if stop is not None or rollout.stopped is not None:
+            stop = stop or StateError(rollout.stopped or "stopped")
+            result.status = DeploymentStatus.INTERRUPTED
+            result.message = _stopped_message(result, stop)
     except (KeyboardInterrupt, asyncio.CancelledError):
         result.status = DeploymentStatus.INTERRUPTED
         result.message = "interrupted; every host still runs a complete release. Deploy or roll back again."
@@ -553,12 +578,69 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
         if result.status == DeploymentStatus.RUNNING:
             result.status = DeploymentStatus.INTERRUPTED
             result.message = result.message or "stopped by an error"
-        store.finish_deployment(deployment_id, str(result.status), result.failed_hosts, summary=result.message)
-        store.add_event(f"{kind}_finished", ws.user, environment=env, deployment_id=deployment_id,
-                        status=str(result.status), failed_hosts=result.failed_hosts)
-        store.unlock(env, only_mine=True)
+        unrecorded = _close_the_record(ws, store, lease, result, None if bus.failure else recorder)
         bus.emit("deployment_finished", result=result)
+    if stop is None and isinstance(unrecorded, LockLost):
+        raise LockLost(result.message or unrecorded.message, result)
+    if stop is None and unrecorded is not None:
+        # The hosts did what the result says; the ledger does not know it.
+        result.message = (f"deployment #{result.id} ended {result.status} on its hosts, but the state store could "
+                          f"not record it: {unrecorded.message.removeprefix('state store error: ')}. Once it works "
+                          f"again, `conveyor status {env} --verify` reads what the hosts run.")
+        raise DeploymentFailed(result.message, result)
+    if isinstance(stop, LockLost):
+        raise LockLost(result.message or stop.message, result)
+    if stop is not None:
+        raise DeploymentFailed(result.message or stop.message, result)
     return result
+
+
+def _let_go(store: Store, lease: Lease) -> None:
+    """Release our lock if we can; a store that cannot be written leaves it to be reaped (our process ends)."""
+    with contextlib.suppress(StateError):
+        store.release(lease)
+
+
+def _close_the_record(ws: Workspace, store: Store, lease: Lease, result: DeploymentResult,
+                      recorder: StoreRecorder | None) -> ConveyorError | None:
+    """Record the last host outcomes (under the lease), how the deployment ended, and let the lock go; the
+    error if the store could not (the ledger then says `interrupted` once it is reaped, and the hosts say
+    what they run). Its end is recorded even after the lease was lost: it never overwrites `interrupted`."""
+    assert result.id is not None
+    problem: ConveyorError | None = None
+    if recorder is not None:
+        try:
+            recorder.close(result)
+        except (StateError, LockLost) as exc:
+            problem = exc
+    if isinstance(problem, LockLost) and result.status != DeploymentStatus.INTERRUPTED:
+        result.status = DeploymentStatus.INTERRUPTED
+        result.message = _stopped_message(result, problem)
+    try:
+        store.finish_deployment(result.id, str(result.status), result.failed_hosts, summary=result.message)
+        store.add_event(f"{result.kind}_finished", ws.user, environment=result.environment,
+                        deployment_id=result.id, status=str(result.status), failed_hosts=result.failed_hosts)
+    except StateError as exc:
+        problem = problem or exc
+    _let_go(store, lease)
+    return problem
+
+
+def _stopped_message(result: DeploymentResult, stop: ConveyorError) -> str:
+    """What a person reads when a deployment stopped because its lock or its ledger failed it."""
+    moved = [h.host.name for region in result.regions for h in region.hosts if h.moved]
+    done = (f"{len(moved)} host(s) had moved to {result.release or 'their target'} ({', '.join(moved)}) and keep "
+            "it" if moved else "no host had moved")
+    env = result.environment
+    if isinstance(stop, LockLost):
+        return (f"deployment #{result.id} stopped before its next batch: {stop.message}. {done[0].upper()}"
+                f"{done[1:]}; the deployment holding the lock now carries on from what the hosts run "
+                f"(`conveyor status {env} --verify` shows it).")
+    again = (f"`conveyor deploy {env} --resume {result.id}` finishes this deployment" if result.kind == "deploy"
+             else f"`conveyor rollback {env}` finishes the rollback")
+    return (f"deployment #{result.id} stopped before the next host changed: {stop.message}. {done[0].upper()}"
+            f"{done[1:]}. The hosts are the truth: once the state store works again, `conveyor status {env} "
+            f"--verify` shows what each runs and {again}.")
 
 
 def _add_migrations(ws: Workspace, spec: RolloutSpec, release: Release, plans: dict[str, RegionMigrations],
@@ -672,16 +754,33 @@ def _verdict(outcomes: list[RegionOutcome], plan: Plan) -> tuple[DeploymentStatu
     return DeploymentStatus.FAILED, "not every region finished"
 
 
-def _run_with_heartbeat(ws: Workspace, env: str, rollout: Rollout, plan: Plan) -> list[RegionOutcome]:
-    """Run the rollout while a thread renews our lease; SIGTERM cancels it cleanly, like Ctrl-C."""
+def _run_with_heartbeat(ledger: Store, lease: Lease, rollout: Rollout,
+                        plan: Plan) -> tuple[list[RegionOutcome], ConveyorError | None]:
+    """Run the rollout while a thread renews our lease; SIGTERM cancels it cleanly, like Ctrl-C.
+
+    A renewal that finds the lock someone else's, or a store that cannot be written twice in a row, stops
+    the rollout before its next host changes: the outcomes, and why it stopped (None if it did not).
+    """
     stop = threading.Event()
+    failure: list[ConveyorError] = []
 
     def beat() -> None:
-        while not stop.wait(LEASE_SECONDS / 3):
+        failed = 0
+        while not stop.wait(RENEW_RETRY_SECONDS if failed else LEASE_SECONDS / 3):
             try:
-                ws.store.heartbeat(env, LEASE_SECONDS)
-            except Exception:  # noqa: S112 - a missed beat is retried; the lease has slack
-                continue
+                ledger.renew(lease, LEASE_SECONDS)
+                failed = 0
+            except LockLost as exc:
+                failure.append(exc)
+            except StateError as exc:
+                failed += 1
+                if failed < 2:
+                    continue  # once more, soon: the lease has slack for one missed beat
+                failure.append(StateError(f"the state store cannot renew this deployment's lock: "
+                                          f"{exc.message.removeprefix('state store error: ')}"))
+            if failure:
+                rollout.stop(failure[0].message)
+                return
 
     async def main() -> list[RegionOutcome]:
         task = asyncio.current_task()
@@ -699,7 +798,11 @@ def _run_with_heartbeat(ws: Workspace, env: str, rollout: Rollout, plan: Plan) -
     thread = threading.Thread(target=beat, name="conveyor-lease", daemon=True)
     thread.start()
     try:
-        return asyncio.run(main())
+        outcomes = asyncio.run(main())
     finally:
         stop.set()
         thread.join(timeout=5)
+    cause = failure[0] if failure else rollout.bus.failure
+    if cause is not None and not isinstance(cause, ConveyorError):
+        cause = StateError(f"the state store cannot record this deployment: {type(cause).__name__}: {cause}")
+    return outcomes, cause

@@ -1,17 +1,24 @@
-"""The state store as an event subscriber: host outcomes, what each host runs, region pointers."""
+"""The state store as an event subscriber: host outcomes, what each host runs, region pointers.
+
+It is the one required subscriber: when it cannot record (the store is unreachable or full, or the
+deployment's lease was taken over), the deployment stops before the next host changes.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from conveyor.engine.events import Event
 from conveyor.engine.results import HostOutcome
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, LockLost, StateError
 
 if TYPE_CHECKING:
     from conveyor.artifact.pointers import PointerFiles
+    from conveyor.engine.results import DeploymentResult
     from conveyor.state.store import Store
 
 # Host outcomes are written in groups, so a large batch is one transaction rather than one per host. The
@@ -19,11 +26,14 @@ if TYPE_CHECKING:
 FLUSH_HOSTS = 200
 FLUSH_SECONDS = 1.0
 _FLUSH_ON = {"batch_started", "region_rolling_back", "region_finished", "wave_finished", "wave_held",
-             "bake_started", "canary_bake_started", "deployment_finished"}
+             "bake_started", "canary_bake_started"}
 
 
 class StoreRecorder:
-    """Keeps the store in step with what hosts report during a deployment."""
+    """Keeps the store in step with what hosts report during a deployment. Give it the store `under` the
+    deployment's lease: each batch starts only once the store has confirmed the lease is still ours."""
+
+    name = "the state store"
 
     def __init__(self, store: Store, environment: str, deployment_id: int, *,
                  pointer_files: PointerFiles | None = None) -> None:
@@ -34,6 +44,7 @@ class StoreRecorder:
         self.results: list[dict[str, Any]] = []
         self.releases: list[tuple[str, str, str, str | None]] = []
         self.flushed = time.monotonic()
+        self.closed = False
 
     def flush(self) -> None:
         """Write what is buffered."""
@@ -44,7 +55,25 @@ class StoreRecorder:
         self.store.set_host_releases(self.environment, releases)
 
     def __call__(self, event: Event) -> None:
-        """Record the events that change what runs where."""
+        """Record the events that change what runs where; raise (StateError, LockLost) when it cannot."""
+        if self.closed:
+            return
+        with _plainly():
+            self.record(event)
+
+    def close(self, result: DeploymentResult) -> None:
+        """Record the hosts never reached (a halted region, a skipped wave) and what is still buffered, while
+        the deployment still holds its lease; nothing is recorded after this."""
+        self.closed = True
+        with _plainly():
+            for region in result.regions:
+                self.results += [pending.to_json() for pending in region.hosts if pending.status == "pending"]
+            self.flush()
+
+    def record(self, event: Event) -> None:
+        """Record one event."""
+        if event.kind == "batch_started":
+            self.store.check_lease()  # the fencing token, before any host of the batch changes
         if event.kind == "host_finished":
             outcome: HostOutcome = event.data["outcome"]
             host = outcome.host
@@ -56,10 +85,6 @@ class StoreRecorder:
             if len(self.results) >= FLUSH_HOSTS or time.monotonic() - self.flushed >= FLUSH_SECONDS:
                 self.flush()
             return
-        if event.kind == "deployment_finished":
-            # Hosts never reached (a halted region, a skipped wave) are part of the record too.
-            for region in event.data["result"].regions:
-                self.results += [pending.to_json() for pending in region.hosts if pending.status == "pending"]
         if event.kind in _FLUSH_ON:
             self.flush()
         if event.kind == "measurement":
@@ -83,3 +108,15 @@ class StoreRecorder:
                   f"(the state store points at {release}): {reason}", file=sys.stderr)
             self.store.add_event("pointer_file_failed", self.pointer_files.user, environment=self.environment,
                                  deployment_id=self.deployment_id, region=region, release=release, error=reason)
+
+
+@contextmanager
+def _plainly() -> Iterator[None]:
+    """A store error, said as what it means for the deployment (a lost lock says so itself)."""
+    try:
+        yield
+    except LockLost:
+        raise
+    except StateError as exc:
+        reason = exc.message.removeprefix("state store error: ")
+        raise StateError(f"the state store cannot record this deployment: {reason}") from exc

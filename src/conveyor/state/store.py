@@ -5,8 +5,8 @@ SQLite by default (one file beside the config), PostgreSQL for teams; SQLAlchemy
 
 from __future__ import annotations
 
+import copy
 import math
-import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,9 +17,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import CompileError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
-from conveyor.errors import LockHeld, StateError
+from conveyor.errors import LockHeld, LockLost, StateError
 from conveyor.secrets import mask
 from conveyor.state import tables as t
 from conveyor.state.liveness import pid_start_time, process_alive
@@ -33,6 +36,39 @@ def utcnow() -> datetime:
 def iso(moment: datetime) -> str:
     """ISO 8601 in UTC with an explicit offset, to the second."""
     return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+class DatabaseTime(FunctionElement[str]):
+    """The database's clock `seconds` from now, as ISO 8601 text in UTC to the second (the form `iso` writes).
+
+    Leases are written and judged with it, in the SQL itself: every controller sharing a store shares its
+    clock, whatever their own clocks say. Text of one form in UTC compares in time order.
+    """
+
+    type = sa.String()
+    inherit_cache = True
+    name = "database_time"
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        super().__init__(sa.literal(float(seconds), sa.Float()))
+
+
+@compiles(DatabaseTime, "sqlite")
+def _sqlite_time(element: DatabaseTime, compiler: SQLCompiler, **kw: Any) -> str:
+    offset = compiler.process(element.clauses, **kw)
+    return f"strftime('%Y-%m-%dT%H:%M:%S+00:00', julianday('now') + ({offset}) / 86400.0)"
+
+
+@compiles(DatabaseTime, "postgresql")
+def _postgresql_time(element: DatabaseTime, compiler: SQLCompiler, **kw: Any) -> str:
+    offset = compiler.process(element.clauses, **kw)
+    return (f"to_char((CURRENT_TIMESTAMP AT TIME ZONE 'UTC') + ({offset}) * interval '1 second', "
+            "'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"')")
+
+
+@compiles(DatabaseTime)
+def _other_time(element: DatabaseTime, compiler: SQLCompiler, **kw: Any) -> str:
+    raise CompileError(f"the state store runs on SQLite or PostgreSQL, not {compiler.dialect.name}")
 
 
 def default_url(config_dir: Path) -> str:
@@ -53,6 +89,7 @@ class LockInfo:
     acquired_at: str
     heartbeat_at: str
     expires_at: str | None
+    generation: int | None = None
 
     def describe(self) -> str:
         """One sentence naming the holder."""
@@ -64,10 +101,14 @@ class LockInfo:
 
 
 @dataclass(frozen=True)
-class Takeover:
-    """A dead holder's lock we took over, and the deployment it left interrupted."""
+class Lease:
+    """Our hold on an environment's lock. `generation` is the fencing token: a store `under` this lease
+    refuses every write once the lock carries another one. `previous` is the dead holder we took it over
+    from (its deployment is marked interrupted), if any."""
 
-    previous: LockInfo
+    environment: str
+    generation: int
+    previous: LockInfo | None = None
 
 
 class Store:
@@ -76,6 +117,7 @@ class Store:
     def __init__(self, url: str, app: str) -> None:
         self.url = url
         self.app = app
+        self.lease: Lease | None = None  # set on the copy `under` makes
         self.engine = _engine(url)
         try:
             t.metadata.create_all(self.engine)
@@ -87,6 +129,14 @@ class Store:
         """Release pooled connections."""
         self.engine.dispose()
 
+    def under(self, lease: Lease) -> Store:
+        """This store as the deployment holding `lease` writes to it: every write first checks, in its own
+        transaction, that the environment's lock still carries the lease's generation, and raises LockLost
+        (writing nothing) when it does not. Shares this store's connections: close this store, not the copy."""
+        fenced = copy.copy(self)
+        fenced.lease = lease
+        return fenced
+
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
         try:
@@ -94,6 +144,24 @@ class Store:
                 yield conn
         except SQLAlchemyError as exc:
             raise StateError(f"state store error: {_reason(exc)}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A transaction that writes; under a lease, only while the lock is still ours (it stays locked,
+        FOR UPDATE, until the write commits, so a takeover waits for it)."""
+        with self._tx() as conn:
+            if self.lease is not None:
+                row = conn.execute(sa.select(t.locks.c.generation).where(
+                    t.locks.c.app == self.app, t.locks.c.environment == self.lease.environment,
+                ).with_for_update()).first()
+                if row is None or row.generation != self.lease.generation:
+                    raise _lost(conn, self.app, self.lease)
+            yield conn
+
+    def check_lease(self) -> None:
+        """Raise LockLost unless the lock is still ours (nothing to check without a lease)."""
+        with self._write():
+            pass
 
     # -- releases ---------------------------------------------------------------------------
     def record_release(self, manifest: dict[str, Any]) -> None:
@@ -124,7 +192,7 @@ class Store:
         """Record a deployment as running and return its id."""
         values = [v for v in previous_by_region.values() if v]
         previous = max(set(values), key=values.count) if values else None
-        with self._tx() as conn:
+        with self._write() as conn:
             result = conn.execute(t.deployments.insert().values(
                 app=self.app, environment=environment, regions=regions, release=release, previous=previous,
                 previous_by_region=previous_by_region, kind=kind, status=status, started_at=iso(utcnow()),
@@ -137,7 +205,7 @@ class Store:
 
     def set_release(self, deployment_id: int, release: str | None) -> None:
         """Record the release a deployment turned out to move to (a rollback finds it on the hosts)."""
-        with self._tx() as conn:
+        with self._write() as conn:
             conn.execute(t.deployments.update().where(t.deployments.c.id == deployment_id).values(release=release))
 
     def replaced_by(self, environment: str, region: str, release: str, *, scan: int = 50) -> str | None:
@@ -157,17 +225,19 @@ class Store:
         """Record what the regions ran before, once the hosts have told us."""
         values = [v for v in previous_by_region.values() if v]
         previous = max(set(values), key=values.count) if values else None
-        with self._tx() as conn:
+        with self._write() as conn:
             conn.execute(t.deployments.update().where(t.deployments.c.id == deployment_id).values(
                 previous=previous, previous_by_region=previous_by_region))
 
     def finish_deployment(self, deployment_id: int, status: str, failed_hosts: list[str],
                           summary: str | None = None) -> None:
-        """Record how a deployment ended."""
+        """Record how a deployment ended. A deployment already marked `interrupted` (its lock was taken over,
+        or it was reaped) stays interrupted: this never overwrites it, and needs no lease."""
+        d = t.deployments
         with self._tx() as conn:
-            conn.execute(t.deployments.update().where(t.deployments.c.id == deployment_id).values(
-                status=status, finished_at=iso(utcnow()), failed_hosts=failed_hosts,
-                summary=mask(summary) if summary else None))
+            conn.execute(d.update().where(d.c.id == deployment_id).values(
+                status=sa.case((d.c.status == "interrupted", d.c.status), else_=sa.literal(status)),
+                finished_at=iso(utcnow()), failed_hosts=failed_hosts, summary=mask(summary) if summary else None))
 
     def record_host_result(self, deployment_id: int, result: dict[str, Any]) -> None:
         """Keep one host's outcome with its deployment (replacing an earlier one for that host)."""
@@ -189,7 +259,7 @@ class Store:
                 "error": mask(result["error"]) if result.get("error") else None, "note": result.get("note"),
                 "transferred": bool(result.get("transferred")), "transfer": result.get("transfer"),
             })
-        with self._tx() as conn:
+        with self._write() as conn:
             for chunk in _chunks(list(latest), 500):
                 conn.execute(t.host_results.delete().where(t.host_results.c.deployment_id == deployment_id,
                                                            t.host_results.c.host.in_(chunk)))
@@ -205,7 +275,7 @@ class Store:
     def record_measurement(self, deployment_id: int, phase: str, measurement: dict[str, Any]) -> None:
         """Keep one check measurement with its deployment."""
         value = measurement.get("value")
-        with self._tx() as conn:
+        with self._write() as conn:
             conn.execute(t.measurements.insert().values(
                 deployment_id=deployment_id, phase=phase, check=mask(str(measurement["check"])),
                 kind=measurement["kind"], scope=measurement["scope"],
@@ -259,7 +329,7 @@ class Store:
         now = iso(utcnow())
         rows = [{"app": self.app, "environment": environment, "host": host, "region": region, "role": role,
                  "release": release, "updated_at": now} for host, (region, role, release) in latest.items()]
-        with self._tx() as conn:
+        with self._write() as conn:
             for chunk in _chunks(list(latest), 500):
                 conn.execute(t.host_state.delete().where(
                     t.host_state.c.app == self.app, t.host_state.c.environment == environment,
@@ -271,7 +341,7 @@ class Store:
                          release: str, deployment_id: int | None) -> None:
         """Remember that a migration was applied in a region (idempotent)."""
         m = t.migrations
-        with self._tx() as conn:
+        with self._write() as conn:
             conn.execute(m.delete().where(m.c.app == self.app, m.c.environment == environment,
                                           m.c.region == region, m.c.name == name))
             conn.execute(m.insert().values(app=self.app, environment=environment, region=region, name=name,
@@ -291,7 +361,7 @@ class Store:
 
     def forget_hosts(self, environment: str, hosts: list[str]) -> None:
         """Hosts that are gone (scaled in) run nothing any more."""
-        with self._tx() as conn:
+        with self._write() as conn:
             conn.execute(t.host_state.delete().where(
                 t.host_state.c.app == self.app, t.host_state.c.environment == environment,
                 t.host_state.c.host.in_(hosts)))
@@ -306,7 +376,7 @@ class Store:
     def set_pointer(self, environment: str, region: str, release: str, deployment_id: int | None) -> None:
         """Point (environment, region) at a release."""
         now = iso(utcnow())
-        with self._tx() as conn:
+        with self._write() as conn:
             updated = conn.execute(t.pointers.update().where(
                 t.pointers.c.app == self.app, t.pointers.c.environment == environment,
                 t.pointers.c.region == region).values(release=release, deployment_id=deployment_id, updated_at=now))
@@ -352,7 +422,7 @@ class Store:
 
     def use_approval(self, approval_id: int, deployment_id: int) -> bool:
         """Spend an approval on a deployment; False if it was already spent."""
-        with self._tx() as conn:
+        with self._write() as conn:
             result = conn.execute(t.approvals.update().where(
                 t.approvals.c.id == approval_id, t.approvals.c.used_by.is_(None)).values(used_by=deployment_id))
             return result.rowcount == 1
@@ -371,7 +441,7 @@ class Store:
                   deployment_id: int | None = None, **data: Any) -> None:
         """Append to the audit trail."""
         clean = {k: mask(v) if isinstance(v, str) else v for k, v in data.items()}
-        with self._tx() as conn:
+        with self._write() as conn:
             conn.execute(t.events.insert().values(app=self.app, at=iso(utcnow()), user=user, kind=kind,
                                                   environment=environment, deployment_id=deployment_id,
                                                   data=clean))
@@ -385,71 +455,74 @@ class Store:
 
     # -- locks ------------------------------------------------------------------------------
     def lock(self, environment: str, *, owner: str, reason: str | None, deployment_id: int | None = None,
-             lease: float | None = None, pid: int | None = None) -> Takeover | None:
-        """Take the environment's lock, or raise LockHeld naming its live holder.
+             lease: float | None = None, pid: int | None = None) -> Lease:
+        """Take the environment's lock, or raise LockHeld naming its live holder; our Lease.
 
-        A holder that is dead (on this machine: its process is gone; elsewhere: its lease expired) is taken
-        over at once; its deployment is marked interrupted and the takeover is returned.
+        A holder that is dead (on this machine: its process is gone; elsewhere: its lease expired by the
+        database's clock) is taken over at once; its deployment is marked interrupted and named in the lease.
+        Every taking gets a larger generation than any before it, its fencing token.
         """
-        now = utcnow()
         machine = socket.gethostname()
-        row = {
-            "app": self.app, "environment": environment, "owner": owner, "machine": machine,
-            "pid": pid, "pid_start": pid_start_time(pid) if pid else None, "reason": reason,
-            "deployment_id": deployment_id, "acquired_at": iso(now), "heartbeat_at": iso(now),
-            "expires_at": iso(now + timedelta(seconds=lease)) if lease else None,
-        }
         for _attempt in range(3):
             try:
                 with self._tx() as conn:
                     # FOR UPDATE on PostgreSQL (SQLite takes its write lock at BEGIN IMMEDIATE): two takers of
                     # a dead holder's lock must not both win.
-                    current = conn.execute(sa.select(t.locks).where(
-                        t.locks.c.app == self.app, t.locks.c.environment == environment).with_for_update()
-                    ).mappings().first()
-                    if current is None:
-                        conn.execute(t.locks.insert().values(**row))
-                        return None
-                    if not _holder_dead(current, machine, now):
+                    current = conn.execute(_lock_query(self.app, environment).with_for_update()).mappings().first()
+                    if current is not None and not _holder_dead(current, machine):
                         info = _lock_info(current)
                         raise LockHeld(info.describe(), holder=_lock_json(info))
+                    now = DatabaseTime()
+                    generation = _grant(conn, self.app, environment, current, owner=owner, machine=machine,
+                                        pid=pid, reason=reason, deployment_id=deployment_id, now=now)
+                    row = {
+                        "owner": owner, "machine": machine, "pid": pid,
+                        "pid_start": pid_start_time(pid) if pid else None, "reason": reason,
+                        "deployment_id": deployment_id, "acquired_at": now, "heartbeat_at": now,
+                        "expires_at": DatabaseTime(lease) if lease else None, "generation": generation,
+                    }
+                    if current is None:
+                        conn.execute(t.locks.insert().values(app=self.app, environment=environment, **row))
+                        return Lease(environment, generation)
                     conn.execute(t.locks.update().where(
                         t.locks.c.app == self.app, t.locks.c.environment == environment).values(**row))
                     previous = _lock_info(current)
                     if previous.deployment_id:
                         _mark_interrupted(conn, previous.deployment_id)
-                    return Takeover(previous)
+                    return Lease(environment, generation, previous)
             except StateError as exc:
                 if isinstance(exc.__cause__, IntegrityError):
                     continue  # someone inserted between our read and write: read again
                 raise
         raise StateError(f"could not take the lock on {environment}: too much contention")
 
-    def set_lock_deployment(self, environment: str, deployment_id: int) -> None:
-        """Tie our lock to the deployment it protects."""
+    def set_lock_deployment(self, lease: Lease, deployment_id: int) -> None:
+        """Tie our lock to the deployment it protects (LockLost if it is not ours any more)."""
+        g = t.lock_grants
         with self._tx() as conn:
-            conn.execute(t.locks.update().where(
-                t.locks.c.app == self.app, t.locks.c.environment == environment,
-                t.locks.c.pid == os.getpid()).values(deployment_id=deployment_id))
+            _renew(conn, self.app, lease, {"deployment_id": deployment_id})
+            conn.execute(g.update().where(g.c.app == self.app, g.c.environment == lease.environment,
+                                          g.c.generation == lease.generation).values(deployment_id=deployment_id))
 
-    def heartbeat(self, environment: str, lease: float) -> bool:
-        """Extend our lease; False when the lock is no longer ours."""
-        now = utcnow()
+    def renew(self, lease: Lease, seconds: float) -> None:
+        """Extend our lease to `seconds` from now by the database's clock; raise LockLost, naming who took the
+        lock, when it is not ours any more."""
         with self._tx() as conn:
-            result = conn.execute(t.locks.update().where(
-                t.locks.c.app == self.app, t.locks.c.environment == environment,
-                t.locks.c.machine == socket.gethostname(), t.locks.c.pid == os.getpid(),
-            ).values(heartbeat_at=iso(now), expires_at=iso(now + timedelta(seconds=lease))))
+            _renew(conn, self.app, lease, {"expires_at": DatabaseTime(seconds)})
+
+    def release(self, lease: Lease) -> bool:
+        """Let our lock go; False when it was not ours any more (someone took it over: theirs stays)."""
+        with self._tx() as conn:
+            result = conn.execute(t.locks.delete().where(
+                t.locks.c.app == self.app, t.locks.c.environment == lease.environment,
+                t.locks.c.generation == lease.generation))
             return result.rowcount == 1
 
-    def unlock(self, environment: str, *, only_mine: bool = False) -> LockInfo | None:
-        """Remove the environment's lock; return what it was (None if there was none)."""
+    def unlock(self, environment: str) -> LockInfo | None:
+        """Remove the environment's lock, whoever holds it; return what it was (None if there was none)."""
         with self._tx() as conn:
-            query = sa.select(t.locks).where(t.locks.c.app == self.app, t.locks.c.environment == environment)
-            current = conn.execute(query).mappings().first()
+            current = conn.execute(_lock_query(self.app, environment)).mappings().first()
             if current is None:
-                return None
-            if only_mine and (current["pid"] != os.getpid() or current["machine"] != socket.gethostname()):
                 return None
             conn.execute(t.locks.delete().where(t.locks.c.app == self.app, t.locks.c.environment == environment))
             return _lock_info(current)
@@ -457,9 +530,8 @@ class Store:
     def lock_holder(self, environment: str) -> LockInfo | None:
         """The live holder of an environment's lock, if any."""
         with self._tx() as conn:
-            row = conn.execute(sa.select(t.locks).where(
-                t.locks.c.app == self.app, t.locks.c.environment == environment)).mappings().first()
-        if row is None or _holder_dead(row, socket.gethostname(), utcnow()):
+            row = conn.execute(_lock_query(self.app, environment)).mappings().first()
+        if row is None or _holder_dead(row, socket.gethostname()):
             return None
         return _lock_info(row)
 
@@ -469,14 +541,15 @@ class Store:
         Also marks `running` deployments that no lock protects any more (their holder died and the lock
         was removed by hand) as interrupted.
         """
-        now = utcnow()
         machine = socket.gethostname()
         interrupted: list[int] = []
         with self._tx() as conn:
-            for row in conn.execute(sa.select(t.locks).where(t.locks.c.app == self.app)).mappings().all():
-                if _holder_dead(row, machine, now):
+            for row in conn.execute(_lock_query(self.app, None)).mappings().all():
+                if _holder_dead(row, machine):
                     conn.execute(t.locks.delete().where(t.locks.c.app == self.app,
-                                                        t.locks.c.environment == row["environment"]))
+                                                        t.locks.c.environment == row["environment"],
+                                                        t.locks.c.generation.is_not_distinct_from(
+                                                            row["generation"])))
                     if row["deployment_id"] and _mark_interrupted(conn, row["deployment_id"]):
                         interrupted.append(row["deployment_id"])
             protected = {row.deployment_id for row in conn.execute(
@@ -523,19 +596,68 @@ def _mark_interrupted(conn: Connection, deployment_id: int) -> bool:
     return result.rowcount == 1
 
 
-def _holder_dead(row: Any, machine: str, now: datetime) -> bool:
+def _lock_query(app: str, environment: str | None) -> sa.Select[Any]:
+    """The lock rows of an app (or one environment), each with `lease_over`: whether its lease has expired by
+    the database's clock (null when it has none)."""
+    query = sa.select(t.locks, (t.locks.c.expires_at < DatabaseTime()).label("lease_over")).where(
+        t.locks.c.app == app)
+    return query if environment is None else query.where(t.locks.c.environment == environment)
+
+
+def _holder_dead(row: Any, machine: str) -> bool:
     if row["pid"] is None:
         return False  # a manual lock lasts until someone unlocks it
     if row["machine"] == machine:
         return not process_alive(row["pid"], row["pid_start"])
-    expires = row["expires_at"]
-    return bool(expires) and datetime.fromisoformat(expires) < now
+    return bool(row["lease_over"])
+
+
+def _grant(conn: Connection, app: str, environment: str, current: Any, *, owner: str, machine: str,
+           pid: int | None, reason: str | None, deployment_id: int | None, now: DatabaseTime) -> int:
+    """Record a taking of an environment's lock; its generation, larger than any before (a lock row made by
+    an older Conveyor carries none). Two takers racing for the same number: one fails, and reads again."""
+    g = t.lock_grants
+    last = conn.execute(sa.select(sa.func.max(g.c.generation)).where(
+        g.c.app == app, g.c.environment == environment)).scalar()
+    held = current["generation"] if current is not None and current["generation"] is not None else 0
+    generation = int(max(last or 0, held)) + 1
+    conn.execute(g.insert().values(app=app, environment=environment, generation=generation, owner=owner,
+                                   machine=machine, pid=pid, reason=reason, deployment_id=deployment_id,
+                                   taken_at=now))
+    return generation
+
+
+def _renew(conn: Connection, app: str, lease: Lease, values: dict[str, Any]) -> None:
+    result = conn.execute(t.locks.update().where(
+        t.locks.c.app == app, t.locks.c.environment == lease.environment,
+        t.locks.c.generation == lease.generation).values(heartbeat_at=DatabaseTime(), **values))
+    if result.rowcount != 1:
+        raise _lost(conn, app, lease)
+
+
+def _lost(conn: Connection, app: str, lease: Lease) -> LockLost:
+    """The error of a deployment whose lock is not its own any more, naming who took it."""
+    g = t.lock_grants
+    taker = conn.execute(sa.select(g).where(
+        g.c.app == app, g.c.environment == lease.environment, g.c.generation > lease.generation,
+    ).order_by(g.c.generation).limit(1)).mappings().first()
+    if taker is None:
+        return LockLost(f"lost the lock on {lease.environment}: it was removed by hand (`conveyor unlock --force`)")
+    holder = conn.execute(sa.select(t.locks.c.generation).where(
+        t.locks.c.app == app, t.locks.c.environment == lease.environment)).scalar()
+    pid = f" pid {taker['pid']}" if taker["pid"] else ""
+    what = (f" for deployment #{taker['deployment_id']}" if taker["deployment_id"]
+            else " for a deployment" if taker["pid"] else " as a manual lock")
+    why = f" ({taker['reason']})" if taker["reason"] else ""
+    since = "" if holder == taker["generation"] else "; it has let it go since"
+    return LockLost(f"lost the lock on {lease.environment}: {taker['owner']} on {taker['machine']}{pid} took it "
+                    f"over{what}{why} at {taker['taken_at']}{since}")
 
 
 def _lock_info(row: Any) -> LockInfo:
     return LockInfo(environment=row["environment"], owner=row["owner"], machine=row["machine"], pid=row["pid"],
                     reason=row["reason"], deployment_id=row["deployment_id"], acquired_at=row["acquired_at"],
-                    heartbeat_at=row["heartbeat_at"], expires_at=row["expires_at"])
+                    heartbeat_at=row["heartbeat_at"], expires_at=row["expires_at"], generation=row["generation"])
 
 
 def _lock_json(info: LockInfo) -> dict[str, Any]:

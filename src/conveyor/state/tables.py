@@ -107,7 +107,27 @@ locks = Table(
     Column("deployment_id", Integer),
     Column("acquired_at", String(40), nullable=False),
     Column("heartbeat_at", String(40), nullable=False),
-    Column("expires_at", String(40)),                  # null: held until unlocked
+    # ISO 8601 in UTC, written and compared by the database's clock: null, held until unlocked (or, for a
+    # deployment on this machine, until its process is gone).
+    Column("expires_at", String(40)),
+    Column("generation", Integer),                     # the holder's fencing token (see lock_grants)
+)
+
+# Every taking of an environment's lock, numbered: the holder's number (its generation) is its fencing token,
+# and every write a deployment makes checks that the lock still carries it. Never deleted, so a lock that was
+# removed and taken again still gets a larger number than any before it, and a deployment that lost its lock
+# can name who took it.
+lock_grants = Table(
+    "lock_grants", metadata,
+    Column("app", String(64), primary_key=True),
+    Column("environment", String(64), primary_key=True),
+    Column("generation", Integer, primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("machine", String(255), nullable=False),
+    Column("pid", Integer),
+    Column("reason", Text),
+    Column("deployment_id", Integer),
+    Column("taken_at", String(40), nullable=False),
 )
 
 events = Table(
