@@ -11,7 +11,7 @@ from rich.rule import Rule
 
 from conveyor.cli.options import interactive, stderr
 from conveyor.demo import fleet
-from conveyor.errors import UsageError
+from conveyor.errors import DeploymentFailed, PromotionRefused, UsageError
 from conveyor.operations.workspace import Workspace
 
 
@@ -29,7 +29,6 @@ def register(app: typer.Typer) -> None:
 def run_demo(directory: Path, console: Console) -> None:
     """The whole demo; raises DeploymentFailed or another ConveyorError if a step goes wrong."""
     from conveyor.cli.display import Display
-    from conveyor.cli.inspecting import register as _unused  # noqa: F401 - keeps the CLI import graph warm
     from conveyor.operations.deploy import Request, deploy, rollback
     from conveyor.operations.release import build
     from conveyor.operations.status import history, status
@@ -66,8 +65,11 @@ def run_demo(directory: Path, console: Console) -> None:
         console.print(f"built {second.id}")
         try:
             deploy(ws, Request("production", release=second.id), subscribers=show)
-        except Exception as exc:
-            console.print(f"held (exit {getattr(exc, 'exit_code', '?')}): {exc}", style="yellow", markup=False)
+        except PromotionRefused as exc:
+            console.print(f"held (exit {exc.exit_code}): {exc}", style="yellow", markup=False)
+        else:
+            # The demo shows the promotion gate at work; a release that reaches production untested is a bug.
+            raise DeploymentFailed(f"promotion let {second.id} into production before staging ran it")
 
         step("4. release 2 through staging, then production in waves")
         ok(deploy(ws, Request("staging", release=second.id), subscribers=show).status, "staging deploy")
