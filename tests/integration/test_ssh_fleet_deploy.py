@@ -13,6 +13,7 @@ here): what `current` points at is checked on the host side, never only in Conve
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -892,3 +893,150 @@ def test_a_command_that_times_out_is_stopped_on_the_host(make_site: Callable[...
     pids = [int(p) for p in (site.host_dir("h03") / "hung.pids").read_text().split()]
     assert pids  # the deploy's restart, and the switch back's
     wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), 10, "the hung restarts to be stopped")
+
+
+# ------------------------------------------------------------------ the ledger is not optional (issue 15)
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size_mb: int = 16) -> Iterator[Path]:
+    """A small ext4 filesystem of its own, loop-mounted at `where/disk`: a state store that can fill up."""
+    image, mountpoint = where / "disk.img", where / "disk"
+    mountpoint.mkdir()
+    subprocess.run(["truncate", "-s", f"{size_mb}M", str(image)], check=True, capture_output=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True, capture_output=True)
+    subprocess.run(["mount", "-o", "loop,noatime", str(image), str(mountpoint)], check=True, capture_output=True)
+    try:
+        yield mountpoint
+    finally:
+        if subprocess.run(["umount", str(mountpoint)], check=False, capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mountpoint)], check=False, capture_output=True)
+        image.unlink(missing_ok=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write one file until the disk has no byte left; the file (delete it and the disk has room again)."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+    finally:
+        os.close(fd)
+    return filler
+
+
+def deploy_meanwhile(site: Site, release: str, host: str, meanwhile: Callable[[], None]) -> Run:
+    """Deploy `release`; once `host` (the first canary) is inside its restart, run `meanwhile`, then let the
+    restart finish, and return the run."""
+    (site.host_dir(host) / "block").touch()
+    args = ["deploy", "prod", "--release", release, "--yes", "--json"]
+    started = time.monotonic()
+    try:
+        with subprocess.Popen(site.command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=site.env(), cwd=site.root, stdin=subprocess.DEVNULL) as proc:
+            try:
+                wait_for(lambda: proc.poll() is not None or (site.host_dir(host) / "at-restart").exists(), 30,
+                         f"{host} to reach its restart")
+                assert proc.poll() is None, f"the deploy ended before {host} restarted: {proc.communicate()}"
+                meanwhile()
+                (site.host_dir(host) / "go").touch()
+                out, err = proc.communicate(timeout=90)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
+    finally:
+        for name in ("block", "at-restart", "go"):
+            (site.host_dir(host) / name).unlink(missing_ok=True)
+    run = Run(args, proc.returncode, out, err, time.monotonic() - started)
+    assert "Traceback" not in out + err, str(run)
+    return run
+
+
+def two_waves(make_site: Callable[..., Site], state: str) -> tuple[Site, list[str], list[str]]:
+    """za (h01-h03) then uk (h04-h06), each a canary and a batch, with the state store at `state`."""
+    za, uk = HOSTS[:3], HOSTS[3:6]
+    site = make_site({"za": za, "uk": uk}, restart=BLOCKING_RESTART)
+    site.settings["environments"]["prod"]["waves"] = [["za"], ["uk"]]
+    site.settings["state"] = state
+    site.write_config()
+    return site, za, uk
+
+
+def assert_stopped_by_its_ledger(site: Site, run: Run, za: list[str], uk: list[str], r1: str, r2: str,
+                                 reason: str) -> int:
+    """The deployment stopped with the batch in flight (the canary h01): it said why, plainly, and exited 1.
+    Its id."""
+    # On the hosts: the canary moved, no other host changed (not even a restart).
+    assert site.currents([*za, *uk]) == {"h01": r2, **dict.fromkeys([*za[1:], *uk], r1)}
+    for name in [*za[1:], *uk]:
+        assert site.restarts(name) == [f"deploy {r1} {name}"], name
+    assert run.code == 1, str(run)
+    doc = run.json()
+    message = doc["error"]
+    deployment = doc["result"]["id"]
+    assert message.startswith(f"deployment #{deployment} stopped before the next host changed: the state store "
+                              f"cannot record this deployment: "), message
+    assert reason in message.lower(), message
+    assert f"`conveyor deploy prod --resume {deployment}` finishes this deployment" in message, message
+    assert f"conveyor: {message.splitlines()[0]}" in run.stderr, run.stderr
+    assert not re.search(r"<[^>]* object at 0x", run.stdout + run.stderr), str(run)  # no object reprs
+    assert {r: d["status"] for r, d in doc["result"]["regions"].items()} == {"za": "interrupted",
+                                                                             "uk": "interrupted"}
+    statuses = {h["host"]: h["status"] for d in doc["result"]["regions"].values() for h in d["hosts"]}
+    assert statuses == {"h01": "succeeded", **dict.fromkeys([*za[1:], *uk], "pending")}, statuses
+    return int(deployment)
+
+
+def assert_repaired_by_what_status_offers(site: Site, deployment: int, za: list[str], uk: list[str], r1: str,
+                                          r2: str) -> None:
+    """`status --verify` names the difference and the exact command; running it brings the fleet together."""
+    verify = site.run("status", "prod", "--verify", "--json")
+    regions = verify.json()["environments"]["prod"]["regions"]
+    repair = f"conveyor deploy prod --resume {deployment}"
+    assert regions["za"]["consistent"] is False
+    assert regions["za"]["drift"] == (f"hosts run {r2} (h01) and {r1} (h02, h03) but the region's pointer says "
+                                      f"{r1} (deployment #{deployment} to {r2} is interrupted)"), regions["za"]
+    assert regions["za"]["repair"] == repair
+    assert f"conveyor: prod/za: {regions['za']['drift']}; `{repair}` repairs it" in verify.stderr, verify.stderr
+    assert (regions["uk"]["consistent"], regions["uk"]["release"], regions["uk"].get("repair")) == (True, r1, None)
+    history = site.json("history", "--id", str(deployment))
+    assert history["status"] == "interrupted", history
+
+    resumed = site.json(*repair.split()[1:], "--yes")
+    assert resumed["status"] == "succeeded", resumed
+    assert site.currents([*za, *uk]) == dict.fromkeys([*za, *uk], r2)
+    after = site.json("status", "prod", "--verify")["environments"]["prod"]["regions"]
+    for region in ("za", "uk"):
+        assert (after[region]["consistent"], after[region]["release"], after[region]["pointer"]) == (True, r2, r2)
+        assert "repair" not in after[region], after[region]
+
+
+def test_a_state_store_whose_disk_fills_stops_the_deployment_before_the_next_host_changes(
+        make_site: Callable[..., Site], tmp_path: Path) -> None:
+    with small_disk(tmp_path) as disk:
+        site, za, uk = two_waves(make_site, f"sqlite:///{disk / 'state.db'}")
+        r1 = site.deploy(site.build("v1"))["release"]
+        r2 = site.build("v2")
+        filled: list[Path] = []
+        run = deploy_meanwhile(site, r2, "h01", lambda: filled.append(fill(disk)))
+        deployment = assert_stopped_by_its_ledger(site, run, za, uk, r1, r2, "database or disk is full")
+        filled[0].unlink()
+        assert_repaired_by_what_status_offers(site, deployment, za, uk, r1, r2)
+
+
+def test_a_state_store_that_goes_away_stops_the_deployment_before_the_next_host_changes(
+        make_site: Callable[..., Site], postgres_server: Any) -> None:
+    site, za, uk = two_waves(make_site, postgres_server.url)
+    r1 = site.deploy(site.build("v1"))["release"]
+    r2 = site.build("v2")
+    run = deploy_meanwhile(site, r2, "h01", postgres_server.stop)
+    deployment = assert_stopped_by_its_ledger(site, run, za, uk, r1, r2, "connection")
+    postgres_server.start()
+    assert_repaired_by_what_status_offers(site, deployment, za, uk, r1, r2)

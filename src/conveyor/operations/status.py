@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import Counter
 from functools import partial
 from typing import Any
@@ -23,6 +24,7 @@ def status(ws: Workspace, environment: str | None = None, *, verify: bool = Fals
         hosts = ws.hosts(env)
         recorded = ws.store.host_releases(env)
         pointers = ws.store.pointers(env)
+        deployments = ws.store.history(env, 50) if verify else []
         seen: dict[str, Probe | str] = {}
         if verify:
             all_hosts = [h for region in hosts.values() for h in region]
@@ -59,9 +61,57 @@ def status(ws: Workspace, environment: str | None = None, *, verify: bool = Fals
             }
             if consistent and pointer and pointer != entry["release"]:
                 entry["drift"] = f"hosts run {entry['release']} but the region's pointer says {pointer}"
+            if verify:
+                last = next((d for d in deployments if region in d["regions"]), None)
+                found = repair(env, region, rows, pointer, last)
+                if found is not None:
+                    entry["drift"], entry["repair"] = found
+                    # The table `status` prints has no room for this; a person must see it all the same.
+                    print(f"conveyor: {env}/{region}: {found[0]}; `{found[1]}` repairs it", file=sys.stderr)
             regions[region] = entry
         out["environments"][env] = {"regions": regions, "verified": verify}
     return out
+
+
+def repair(env: str, region: str, rows: list[dict[str, Any]], pointer: str | None,
+           last: dict[str, Any] | None) -> tuple[str, str] | None:
+    """What differs between what a region's hosts run (read from them) and what the store says, and the
+    command that brings them together (None when nothing differs, or a host could not be read).
+
+    A deployment that was interrupted (or held) on the way to a release some hosts run is finished; hosts
+    that agree with each other but not with the pointer are recorded (a deploy of what they run moves
+    nothing); hosts that disagree are brought to the pointer's release.
+    """
+    if not rows or any("error" in row for row in rows):
+        return None
+    by_release: dict[str | None, list[str]] = {}
+    for row in rows:
+        by_release.setdefault(row["release"], []).append(row["name"])
+    if list(by_release) == [pointer]:
+        return None
+    running = [release for release in by_release if release]
+    if len(by_release) == 1:
+        what = f"hosts run {running[0] if running else 'nothing'}"
+    else:
+        what = "hosts run " + " and ".join(f"{release or 'nothing'} ({_names(names)})"
+                                           for release, names in by_release.items())
+    what += f" but the region's pointer says {pointer}" if pointer else " but the region has no pointer"
+    if (last is not None and last["kind"] == "deploy" and last["status"] in {"interrupted", "held"}
+            and last["release"] in by_release):
+        return (f"{what} (deployment #{last['id']} to {last['release']} is {last['status']})",
+                f"conveyor deploy {env} --resume {last['id']}")
+    if len(by_release) == 1 and running:
+        return what, f"conveyor deploy {env} --region {region} --release {running[0]}"
+    most = Counter({release: len(by_release[release]) for release in running}).most_common(1)
+    target = pointer or (most[0][0] if most else None)
+    if target is None:
+        return None  # no host runs anything and nothing is recorded: a region never deployed
+    return what, f"conveyor deploy {env} --region {region} --release {target}"
+
+
+def _names(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _region_limits(limits: dict[str, Limits], host: Host) -> Limits:
