@@ -52,6 +52,8 @@ MATCHES = [
     (_cron("5/15 * * * *", "1m"), LONDON, datetime(2026, 6, 3, 12, 15), False),
     (_cron("0,30 12 1,15 * *", "10m"), LONDON, datetime(2026, 6, 15, 12, 35), True),
     (_cron("0,30 12 1,15 * *", "10m"), LONDON, datetime(2026, 6, 14, 12, 35), False),
+    (_cron("0 12 5-5/10 * *", "1h"), LONDON, datetime(2026, 6, 5, 12, 30), True),  # a one-day range, stepped
+    (_cron("0 12 5-5/10 * *", "1h"), LONDON, datetime(2026, 6, 15, 12, 30), False),  # is that one day
     # Names, and Sunday as 0, 7 or the end of a range.
     (_cron("0 0 1 jan *", "1d"), LONDON, datetime(2027, 1, 1, 12, 0), True),
     (_cron("0 0 1 jan *", "1d"), LONDON, datetime(2027, 2, 1, 12, 0), False),

@@ -7,7 +7,8 @@ window without allow rules is open unless a deny rule matches. Rules read the lo
 
 A rule may instead be a cron expression and a duration, the way GitLab deploy freezes and Argo CD sync
 windows are written: `{cron: "0 18 * * 5", duration: 63h}` matches from each time the cron fires (on the
-window's wall clock) for that long (in real time). See `_CronSpec` for what happens when the clocks change.
+window's wall clock) for that long (in real time). cronsim reads the expression on the wall clock; when
+the clocks change, the window's own rule applies (see `_CronSpec`), not Debian cron's.
 
 Evaluation is pure: the clock is an argument, and `now()` is where the real (or injected) time comes from.
 """
@@ -21,11 +22,12 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from conveyor.config.values import format_duration, parse_duration
@@ -67,9 +69,11 @@ _CRON_NAMES: dict[int, tuple[dict[str, int], str]] = {  # field number -> names,
     5: ({name: (i + 1) % 7 for i, name in enumerate(_DAY_NAMES)}, "a day name (sun..sat)"),
 }
 _CRON_ITEM_RE = re.compile(r"(?:(\*)|([a-z0-9]+)(?:-([a-z0-9]+))?)(?:/([0-9]+))?", re.IGNORECASE)
-_LONGEST_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February has a 29th in leap years
 _LONGEST_CRON_DURATION = timedelta(days=366)
 _ONE_DAY = timedelta(days=1)
+_ONE_SECOND = timedelta(seconds=1)
+_A_DAY = datetime(2000, 1, 3)  # any day serves where every day fires
+_REMEMBERED_DAYS = 4096  # days a cron remembers whether it fires on: ten years of searching ahead
 
 
 # --- parsing ---------------------------------------------------------------------------------------------
@@ -221,33 +225,32 @@ def _as_text(value: Any) -> Any:
 
 
 def _parse_cron(text: str) -> _Cron:
-    """A standard 5-field cron expression: minute hour day-of-month month day-of-week."""
+    """A standard 5-field cron expression: minute hour day-of-month month day-of-week.
+
+    cronsim reads it (values, ranges, steps, names, Sunday as 0 or 7, and Vixie cron's rule for the two
+    day fields); each item is checked here first because cronsim names only the field ("Bad hour"), and
+    because it also reads extensions (L, W, #, a seconds field) that GitLab's and Argo CD's crons do not.
+    """
     fields = text.split()
     if len(fields) != 5:
         raise ValueError(
             f"cron needs 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}: {text!r}"
         )
-    minutes, hours, month_days, months, weekdays = (
-        _parse_cron_field(field, number) for number, field in enumerate(fields, start=1)
-    )
-    # Vixie cron's reading: a day field is unrestricted when it starts with "*" (so "*/2" is too).
-    either_day = not fields[2].startswith("*") and not fields[4].startswith("*")
-    if not either_day and not any(day <= _LONGEST_MONTH[month] for month in months for day in month_days):
-        raise ValueError(f"cron {text!r} never fires: those months have no such days")
-    return _Cron(
-        minutes_of_day=tuple(sorted(hour * 60 + minute for hour in hours for minute in minutes)),
-        month_days=month_days,
-        months=months,
-        weekdays=frozenset((day - 1) % 7 for day in weekdays),  # cron's Sunday 0 (or 7) is Python's 6
-        either_day=either_day,
-    )
+    expression = " ".join(_check_cron_field(part, number) for number, part in enumerate(fields, start=1))
+    try:
+        return _Cron.parse(expression)
+    except CronSimError:
+        # Every item has passed the check: what cronsim still refuses is the combination, a day of the
+        # month that none of the months has (when the day-of-week field does not add days of its own).
+        raise ValueError(f"cron {text!r} never fires: those months have no such days") from None
 
 
-def _parse_cron_field(text: str, number: int) -> frozenset[int]:
-    """The values one field allows, from `*`, `5`, `1,15`, `1-5`, `*/15`, `1-30/2`, `5/15`, `mon-fri`."""
-    name, lowest, highest = _CRON_FIELDS[number - 1]
+def _check_cron_field(text: str, number: int) -> str:
+    """Check each item of one field (`*`, `5`, `1,15`, `1-5`, `*/15`, `1-30/2`, `5/15`, `mon-fri`) and return
+    the field as cronsim should read it."""
+    name, _, _ = _CRON_FIELDS[number - 1]
     where = f"cron field {number} ({name})"
-    values: set[int] = set()
+    read: list[str] = []
     for item in text.split(","):
         if not item:
             raise ValueError(f"{where} {text!r} has an empty list item")
@@ -255,25 +258,19 @@ def _parse_cron_field(text: str, number: int) -> frozenset[int]:
         if match is None:
             raise ValueError(f"{where} {item!r} is not a value, a range or a step (like 5, 1-5, */15 or 1-30/2)")
         star, first_text, last_text, step_text = match.groups()
-        if star:
-            first, last = lowest, highest
-        else:
+        to_sunday = False
+        if not star:
             first = _cron_value(first_text, number)
             if last_text is not None:
                 last = _cron_value(last_text, number)
-                if number == 5 and last == 0 < first:
-                    last = 7  # "fri-sun" runs to the Sunday at the end of the week
-                if last < first:
+                # "fri-sun" runs to the Sunday at the end of the week, which cronsim reads only as 7.
+                to_sunday = number == 5 and last == 0 < first
+                if not to_sunday and last < first:
                     raise ValueError(f"{where} {item!r} ends before it starts")
-            else:
-                last = highest if step_text is not None else first  # "5/15" is 5-59/15, as Argo CD reads it
-        step = 1 if step_text is None else int(step_text)
-        if step < 1:
+        if step_text is not None and int(step_text) < 1:
             raise ValueError(f"{where} {item!r} has a step of 0 (steps are 1 or more)")
-        values.update(range(first, last + 1, step))
-    if number == 5 and 7 in values:
-        values = (values - {7}) | {0}
-    return frozenset(values)
+        read.append(item.replace(f"-{last_text}", "-7") if to_sunday else item)
+    return ",".join(read)
 
 
 def _cron_value(text: str, number: int) -> int:
@@ -339,21 +336,41 @@ class _RuleSpec:
 
 @dataclass(frozen=True, slots=True)
 class _Cron:
-    """A parsed cron expression: the minutes of a day it fires at, and the days it fires on."""
+    """A cron expression on a naive wall clock: the days it fires on, and the minutes of those days.
 
+    cronsim decides both. It is given naive times, so none of its own DST rules apply (Debian cron's, which
+    fire an every-minute job in both passes of a repeated hour); `_CronSpec` turns wall-clock firings into
+    instants by the window's rule instead.
+    """
+
+    expression: str  # as cronsim reads it
     minutes_of_day: tuple[int, ...]  # sorted; the same on every day it fires
-    month_days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # Monday is 0, as date.weekday() counts
-    either_day: bool  # both day fields restricted: a day matching either one fires (cron's rule)
+    _fires: dict[date, bool] = field(default_factory=dict, compare=False, repr=False)  # fires_on, remembered
+
+    @classmethod
+    def parse(cls, expression: str) -> _Cron:
+        """From a checked expression; raises CronSimError for one that can never fire."""
+        CronSim(expression, _A_DAY)
+        # The same minutes fire on every day that fires: read them off a day on which every day does.
+        minute, hour, *_ = expression.split()
+        minutes: list[int] = []
+        for firing in CronSim(f"{minute} {hour} * * *", _A_DAY - _ONE_SECOND):
+            if firing.date() != _A_DAY.date():
+                break
+            minutes.append(firing.hour * 60 + firing.minute)
+        return cls(expression, tuple(minutes))
 
     def fires_on(self, day: date) -> bool:
-        """Whether the cron fires at all on `day`."""
-        if day.month not in self.months:
-            return False
-        if self.either_day:
-            return day.day in self.month_days or day.weekday() in self.weekdays
-        return day.day in self.month_days and day.weekday() in self.weekdays
+        """Whether the cron fires at all on `day`: its first firing from that midnight on is that day."""
+        fires = self._fires.get(day)
+        if fires is None:
+            midnight = datetime.combine(day, time())
+            first = next(CronSim(self.expression, midnight - _ONE_SECOND), None)
+            fires = first is not None and first.date() == day
+            if len(self._fires) >= _REMEMBERED_DAYS:
+                self._fires.clear()
+            self._fires[day] = fires
+        return fires
 
     def last_firing(self, wall: datetime, first_day: date) -> datetime | None:
         """The latest naive wall-clock firing at or before `wall`, looking no further back than first_day."""
