@@ -1,20 +1,30 @@
-"""The Prometheus text exposition format (version 0.0.4), written by hand: families of samples as text.
+"""The Prometheus text exposition format (version 0.0.4): families of samples, written by prometheus-client.
 
-Pure functions; `promtool check metrics` accepts what `render` writes (tests/unit/test_metrics_exposition.py).
+`Family` is what the metrics code fills in, its names checked as it goes; `render` hands the families to
+prometheus-client's `generate_latest`, which escapes and formats them. `promtool check metrics` accepts what
+`render` writes (tests/unit/test_metrics_exposition.py).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, UnknownMetricFamily
+from prometheus_client.registry import Collector
 
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""What `render` writes (prometheus-client's `generate_latest`), as an HTTP Content-Type."""
+
+# prometheus-client accepts any UTF-8 name (and quotes it); a Pushgateway or a promtool that predates
+# UTF-8 names does not, so these are the classic rules.
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 KINDS = ("counter", "gauge", "untyped")
+_KINDS: dict[str, type[CounterMetricFamily | GaugeMetricFamily | UnknownMetricFamily]] = {
+    "counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "untyped": UnknownMetricFamily}
 
 
 @dataclass(frozen=True)
@@ -27,7 +37,7 @@ class Sample:
 
 @dataclass
 class Family:
-    """A metric: name, type, help text and its samples (one per label set)."""
+    """A metric: name, type, help text and its samples (one per label set, all with the same label names)."""
 
     name: str
     kind: str
@@ -39,34 +49,18 @@ class Family:
             raise ValueError(f"{self.name!r} is not a Prometheus metric name")
         if self.kind not in KINDS:
             raise ValueError(f"{self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.kind == "counter" and not self.name.endswith("_total"):
+            raise ValueError(f"{self.name!r} is a counter, so its name ends in _total")
 
     def add(self, value: float, **labels: str) -> None:
         """Add a sample."""
         for name in labels:
             if not _LABEL_NAME.match(name) or name.startswith("__"):
                 raise ValueError(f"{name!r} is not a Prometheus label name")
+        if self.samples and set(labels) != set(self.samples[0].labels):
+            raise ValueError(f"{self.name}: every sample has the labels {sorted(self.samples[0].labels)}, "
+                             f"not {sorted(labels)}")
         self.samples.append(Sample(labels, value))
-
-
-def escape_label(value: str) -> str:
-    """A label value inside double quotes: backslash, double quote and line feed escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def escape_help(text: str) -> str:
-    """A HELP text: backslash and line feed escaped."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def format_value(value: float) -> str:
-    """A sample value: whole numbers without a fraction (timestamps keep every digit), NaN, +Inf, -Inf."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
 
 
 def render(families: Iterable[Family], *, drop_labels: Iterable[str] = ()) -> str:
@@ -75,18 +69,30 @@ def render(families: Iterable[Family], *, drop_labels: Iterable[str] = ()) -> st
     `drop_labels` are left out of every sample (the Pushgateway adds its grouping key's labels itself, and
     refuses pushed metrics that carry them too). Samples that become identical keep only the first.
     """
-    dropped = set(drop_labels)
-    lines: list[str] = []
-    for family in families:
-        lines.append(f"# HELP {family.name} {escape_help(family.help)}")
-        lines.append(f"# TYPE {family.name} {family.kind}")
-        seen: set[str] = set()
-        for sample in family.samples:
-            labels = ",".join(f'{name}="{escape_label(value)}"' for name, value in sorted(sample.labels.items())
-                              if name not in dropped)
-            key = f"{family.name}{{{labels}}}" if labels else family.name
-            if key in seen:
-                continue
-            seen.add(key)
-            lines.append(f"{key} {format_value(sample.value)}")
-    return "\n".join(lines) + "\n" if lines else ""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collected([_metric(family, set(drop_labels)) for family in families]))
+    return generate_latest(registry).decode("utf-8")
+
+
+def _metric(family: Family, dropped: set[str]) -> Metric:
+    """The family as prometheus-client's metric family of its kind, without the dropped labels."""
+    names = sorted(set(family.samples[0].labels) - dropped) if family.samples else []
+    # CounterMetricFamily takes the name without _total off, and puts it back on the family and its samples.
+    metric = _KINDS[family.kind](family.name, family.help, labels=names)
+    seen: set[tuple[str, ...]] = set()
+    for sample in family.samples:
+        values = tuple(sample.labels[name] for name in names)
+        if values not in seen:
+            seen.add(values)
+            metric.add_metric(values, sample.value)
+    return metric
+
+
+class _Collected(Collector):
+    """Families computed already, as a prometheus-client collector."""
+
+    def __init__(self, metrics: list[Metric]) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return self.metrics
