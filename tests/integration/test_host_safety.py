@@ -8,9 +8,12 @@ the hosts' files itself, never only Conveyor's reports.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import re
 import sys
+import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,3 +230,45 @@ def test_a_restart_that_forges_steps_is_failed_at_its_restart_and_switched_back(
     assert "@@conveyor step=switch" in canary["output_tail"], canary  # shown as what the restart printed
     for name in site.hosts:
         assert site.current(name) == first["release"], name  # on the host itself, not only in the report
+
+
+# ------------------------------------------------------------------------------------ hostile downloads
+
+
+def hostile_tarball() -> bytes:
+    """A release that looks like any other but for a setuid-root helper (a gzip tarball)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+        for name, data, mode in (("VERSION", b"1\n", 0o644), ("bin/su", b"#!/bin/sh\nexec sh\n", 0o4755)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            archive.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+@pytest.mark.parametrize("transfer", ["push", "pull"])
+def test_a_tarball_that_matches_its_manifest_but_holds_a_setuid_file_is_refused_by_the_hosts(
+        make_site: Callable[..., Site], transfer: str) -> None:
+    site = make_site()
+    site.cli.settings["environments"]["prod"]["transfer"] = transfer
+    site.set()
+    site.write_artifact(shop(1))
+    release = site.cli.json("build")["id"]
+    # The store is where a tampered release comes from: its tarball and its manifest agree with each other.
+    store = site.cli.root / ".conveyor" / "artifacts"
+    data = hostile_tarball()
+    (store / f"{release}.tar.gz").write_bytes(data)
+    manifest_path = store / f"{release}.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    manifest_path.write_text(json.dumps(manifest))
+
+    result = site.cli.json("deploy", "prod", "--release", release, "--yes", expect=1)
+    canary_name = next(iter(site.hosts))
+    canary = site.hosts_of(result)[canary_name]
+    assert (canary["step"], canary["exit_code"]) == ("inspect", 19), canary
+    assert "refused the release: bin/su is setuid" in canary["error"], canary
+    for name, host in site.hosts.items():
+        assert site.current(name) is None, name
+        assert not (host / "releases").exists() or os.listdir(host / "releases") == [], name
+        assert not (host / "incoming").exists() or os.listdir(host / "incoming") == [], name

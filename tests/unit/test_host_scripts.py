@@ -7,11 +7,13 @@ paths and values: nothing in a value may ever be executed, and everything must l
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shlex
 import shutil
 import subprocess
+import tarfile
 import threading
 from dataclasses import dataclass
 from importlib import resources
@@ -288,6 +290,85 @@ def test_a_tarball_that_is_not_gzip_exits_11(host: HostDirectory) -> None:
     assert (ran.code, ran.step) == (11, "unpack"), ran.output
     assert host.releases() == []
     assert os.listdir(host.root / "incoming") == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Hostile tarballs: a host refuses, after unpacking and before placing, what no release may hold, even
+# when the tarball is exactly the one the controller announced (its sha256 matches).
+
+
+def crafted(*members: tuple[str, str, str | int]) -> Artifact:
+    """A gzip tarball of (name, kind, detail) members: ("f", mode) files, ("l", target) symlinks, ("d", mode)
+    directories, ("c"|"b", "major,minor") devices, ("p", "") fifos, with a VERSION file first."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+        archive.addfile(tarfile.TarInfo("VERSION"), io.BytesIO(b""))
+        for name, kind, detail in members:
+            info = tarfile.TarInfo(name)
+            if kind == "f":
+                info.mode = int(detail)
+                info.size = 3
+                archive.addfile(info, io.BytesIO(b"#!\n"))
+                continue
+            if kind == "d":
+                info.type, info.mode = tarfile.DIRTYPE, int(detail)
+            elif kind == "l":
+                info.type, info.linkname = tarfile.SYMTYPE, str(detail)
+            elif kind in ("c", "b"):
+                info.type = tarfile.CHRTYPE if kind == "c" else tarfile.BLKTYPE
+                info.devmajor, info.devminor = (int(n) for n in str(detail).split(","))
+                info.mode = 0o666
+            else:
+                info.type = tarfile.FIFOTYPE
+            archive.addfile(info)
+    data = raw.getvalue()
+    return Artifact(data, hashlib.sha256(data).hexdigest())
+
+
+HOSTILE = [
+    ([("bin/su", "f", 0o4755)], "bin/su is setuid"),
+    ([("bin/sg", "f", 0o2711)], "bin/sg is setgid"),
+    ([("dev/null", "c", "1,3")], "dev/null is a device node"),
+    ([("dev/loop", "b", "7,0")], "dev/loop is a device node"),
+    ([("run/pipe", "p", "")], "run/pipe is a fifo"),
+    ([("etc", "l", "/etc")], "etc is a symlink to an absolute path (/etc)"),
+    ([("a/b/up", "l", "../../../x")], "a/b/up is a symlink leaving the release (../../../x)"),
+    ([("s", "l", "."), ("esc", "l", "s/..")], "esc is a symlink leaving the release (s/..)"),
+    ([("a/s", "l", ".."), ("a/esc", "l", "s/../..")], "a/esc is a symlink leaving the release (s/../..)"),
+    ([("x", "l", "missing/../../etc")], "x is a symlink leaving the release (missing/../../etc)"),
+    ([("bad\nname", "l", "/\n@@conveyor step=done")], "bad?name is a symlink to an absolute path (/?@@conveyor"),
+]
+
+
+@pytest.mark.parametrize(("members", "why"), HOSTILE, ids=[why.split(" (")[0] for _m, why in HOSTILE])
+def test_a_host_refuses_a_release_holding_what_no_release_may_hold(
+        host: HostDirectory, members: list[tuple[str, str, str | int]], why: str) -> None:
+    ran = host.receive("R1", crafted(*members))
+    assert (ran.code, ran.step) == (19, "inspect"), ran.output
+    assert tail(ran.output, 1).startswith(f"conveyor: refused the release: {why}"), ran.output
+    assert host.releases() == []
+    assert os.listdir(host.root / "incoming") == []
+
+
+def test_links_that_stay_inside_the_release_are_kept(host: HostDirectory) -> None:
+    release = crafted(("lib/v1/app.py", "f", 0o644), ("lib/current", "l", "v1"), ("a/b/top", "l", "../.."),
+                      ("a/lib", "l", "../lib/current"), ("a/later", "l", "../not/yet/there"),
+                      ("bin/run", "f", 0o755), ("data", "d", 0o2775))
+    ran = host.receive("R1", release)
+    assert (ran.code, ran.step) == (0, "place"), ran.output
+    root = host.root / "releases" / "R1"
+    assert (root / "a" / "lib" / "app.py").read_text() == "#!\n"
+    assert os.readlink(root / "a" / "b" / "top") == "../.."
+
+
+def test_a_hostile_delta_is_refused_too(tmp_path: Path, host: HostDirectory, artifact: Artifact) -> None:
+    assert host.receive("R1", artifact).code == 0
+    delta = crafted(("bin/su", "f", 0o4755))
+    ran = host.run(commands.receive_delta(host.deploy_to, "R2", "R1", delta.sha256, list(host.shared), []),
+                   stdin=delta.data)
+    assert (ran.code, ran.step) == (19, "inspect"), ran.output
+    assert "refused the delta: bin/su is setuid" in ran.output
+    assert host.releases() == ["R1"]
 
 
 def test_activate_switches_current_journals_the_switch_and_restarts_in_the_release(

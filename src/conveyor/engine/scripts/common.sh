@@ -1,4 +1,5 @@
-# Shared by every Conveyor host script. POSIX sh; needs tar, gzip (or zstd), sha256sum, mkdir, ln, mv, rm, tee, awk.
+# Shared by every Conveyor host script. POSIX sh; needs tar, gzip (or zstd), sha256sum, mkdir, ln, mv, rm, tee,
+# awk, find.
 # The first argument is this run's mark: markers carry it, and the controller believes only those that do.
 set -eu
 exec 2>&1
@@ -71,7 +72,60 @@ unpack_verified() {
   [ "$ugot" = "$usum" ] || fail 10 "checksum mismatch: expected $usum, received $ugot"
   step unpack
   [ "$ustatus" -eq 0 ] || fail 11 "cannot unpack the $uwhat"
+  inspect_release "$ut.d" "$uwhat"
 }
+# inspect_release DIR WHAT: refuse (exit 19) what no release may hold, whatever brought it here (push, pull,
+# converge, delta) and whatever the tarball's checksum says: setuid or setgid files, device nodes, fifos,
+# sockets, and symlinks that leave DIR, absolute or climbing out of it. find names the suspects; a small
+# script says why the first of them may not stay (see release_suspect).
+inspect_release() {
+  step inspect
+  command -v find > /dev/null 2>&1 || fail 14 "find is not installed on this host"
+  case $1 in /*) idir=$1 ;; *) idir=./$1 ;; esac  # find takes a word that starts with - for an option
+  why=$(LC_ALL=C find "$idir" \( -type l -o -type b -o -type c -o -type p -o -type s -o \
+    \( -type f \( -perm -4000 -o -perm -2000 \) \) \) -exec sh -c "$release_suspect" "$idir" {} + 2>&1) || :
+  [ -z "$why" ] || fail 19 "refused the $2: $(printf '%s\n' "$why" | head -n 1)"
+}
+# Run by find as `sh -c "$release_suspect" DIR PATH...`: print why the first PATH that may not be in a release
+# is refused, and fail; a symlink that stays inside DIR passes. A symlink is followed with cd -P from where it
+# lies, through the release's own links; one that leads nowhere (yet) is judged by the levels it climbs.
+release_suspect='
+root=$(cd -P -- "$0" && pwd -P)
+printable() { printf "%s" "$1" | LC_ALL=C tr -c "[:print:]" "?"; }
+levels() { set -f; IFS=/; set -- $1; unset IFS; set +f; n=0; for c in "$@"; do [ -z "$c" ] || n=$((n + 1)); done; echo "$n"; }
+climbs() {
+  n=$1; set -f; IFS=/; set -- $2; unset IFS; set +f
+  for c in "$@"; do
+    case $c in ..) n=$((n - 1)); [ "$n" -ge 0 ] || return 0 ;; .|"") ;; *) n=$((n + 1)) ;; esac
+  done
+  return 1
+}
+for p in "$@"; do
+  name=$(printable "${p#"$0"/}")
+  if [ -L "$p" ]; then
+    t=$(readlink -- "$p")
+    case $t in
+      /*) echo "$name is a symlink to an absolute path ($(printable "$t"))"; exit 1 ;;
+      ..|../*|*/..|*/../*) ;;
+      *) continue ;;
+    esac
+    d=${p%/*}
+    u=$t
+    while :; do case $u in */) u=${u%/} ;; *) break ;; esac; done
+    case ${u##*/} in ..|.) ud=$u ;; *) ud=${u%/*} ;; esac
+    if at=$(cd -P -- "$d" 2> /dev/null && cd -P -- "$ud" 2> /dev/null && pwd -P); then
+      case $at/ in "$root"/*) continue ;; esac
+    elif ! climbs "$(levels "${d#"$0"}")" "$t"; then
+      continue
+    fi
+    echo "$name is a symlink leaving the release ($(printable "$t"))"; exit 1
+  elif [ -b "$p" ] || [ -c "$p" ]; then echo "$name is a device node"; exit 1
+  elif [ -p "$p" ]; then echo "$name is a fifo"; exit 1
+  elif [ -S "$p" ]; then echo "$name is a socket"; exit 1
+  elif [ -u "$p" ]; then echo "$name is setuid"; exit 1
+  elif [ -g "$p" ]; then echo "$name is setgid"; exit 1
+  fi
+done'
 # link_above DIR PATH: print the first directory above PATH (relative to DIR) that is a symlink, or fail if
 # none is: removing or writing PATH would go through that link, out of the release (into shared/, or anywhere).
 link_above() {
