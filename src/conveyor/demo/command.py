@@ -39,8 +39,8 @@ def run_demo(directory: Path, console: Console) -> None:
     if directory.exists():
         shutil.rmtree(directory)
     fleet.write(directory, "1.0.0")
-    ws = Workspace.load(directory / "conveyor.yml")
-    ws.__dict__["state_url"] = default_url(ws.directory)  # the demo never touches a real store
+    # The demo's own store, beside its config: never the one CONVEYOR_STATE_URL names.
+    ws = Workspace.load(directory / "conveyor.yml", state_url=default_url(directory.resolve()))
     show = [Display(console, live=interactive())]
 
     def step(text: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,21 +23,41 @@ if TYPE_CHECKING:  # the store (SQLAlchemy) and the artifact store load when a c
     from conveyor.state.store import Store
 
 
-@dataclass
+@dataclass(init=False)
 class Workspace:
-    """Everything a command needs, created lazily so cheap commands stay cheap."""
+    """Everything a command needs, created lazily so cheap commands stay cheap.
+
+    What a command would build from the config can be given instead (tests, plug-ins, the demo): inventory
+    `providers` per (environment, region), `transports` per environment (transport/mock.py ships one that
+    records and answers), and the state store's `state_url`.
+    """
 
     loaded: LoadedConfig
-    user: str = field(default_factory=current_user)
-    # (environment, region) → a provider used instead of the region's `inventory:` (tests inject these).
-    providers: dict[tuple[str, str], Provider] = field(default_factory=dict)
+    user: str
+    # (environment, region) → a provider used instead of the region's `inventory:`.
+    providers: dict[tuple[str, str], Provider]
+    # environment → the transport used instead of the one its `transport:` names.
+    transports: dict[str, Transport]
+    # The state store's URL when given: it wins over CONVEYOR_STATE_URL and `state:` (never shown: a password).
+    given_state_url: str | None = field(repr=False)
     # (environment, region) → its hosts as last read: providers are asked once unless a refresh is asked for.
-    _hosts: dict[tuple[str, str], list[Host]] = field(default_factory=dict, init=False, repr=False)
+    _hosts: dict[tuple[str, str], list[Host]] = field(repr=False)
+
+    def __init__(self, loaded: LoadedConfig, user: str | None = None,
+                 providers: Mapping[tuple[str, str], Provider] | None = None, *,
+                 transports: Mapping[str, Transport] | None = None, state_url: str | None = None) -> None:
+        self.loaded = loaded
+        self.user = current_user() if user is None else user
+        self.providers = dict(providers or {})
+        self.transports = dict(transports or {})
+        self.given_state_url = state_url
+        self._hosts = {}
 
     @classmethod
-    def load(cls, config_file: str | Path | None) -> Workspace:
+    def load(cls, config_file: str | Path | None, *, transports: Mapping[str, Transport] | None = None,
+             state_url: str | None = None) -> Workspace:
         """Load and validate the config file."""
-        return cls(load_config(config_file))
+        return cls(load_config(config_file), transports=transports, state_url=state_url)
 
     @property
     def config(self) -> Config:
@@ -51,9 +71,10 @@ class Workspace:
 
     @cached_property
     def state_url(self) -> str:
-        """CONVEYOR_STATE_URL, then `state:` in the config, then a SQLite file beside the config."""
+        """The URL given to the workspace, else CONVEYOR_STATE_URL, then `state:` in the config, then a SQLite
+        file beside the config."""
         default = f"sqlite:///{self.directory / '.conveyor' / 'state.db'}"
-        url = os.environ.get("CONVEYOR_STATE_URL") or self.config.state or default
+        url = self.given_state_url or os.environ.get("CONVEYOR_STATE_URL") or self.config.state or default
         register_url(url)  # its password is a secret wherever the URL is quoted (an error, a log line)
         return url
 
@@ -109,7 +130,9 @@ class Workspace:
         return (self.directory / configured) if configured else self.directory / ".conveyor" / "hosts"
 
     def transport(self, env: str) -> Transport:
-        """The transport of an environment."""
+        """The transport of an environment: the one given for it, or the one its `transport:` names."""
+        if env in self.transports:
+            return self.transports[env]
         kind = self.config.environments[env].transport
         if kind == "local":
             from conveyor.transport.local import LocalTransport
