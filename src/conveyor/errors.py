@@ -10,6 +10,7 @@ ConveyorError                 exit 1 unless a subclass says otherwise
 │   └── PromotionRefused      the release has not succeeded where it must be promoted from
 ├── StateError                exit 1  the state store cannot be read or written
 ├── LockLost                  exit 3  another controller took over the lock of a running deployment: it stopped
+├── Interrupted               130 (SIGINT) / 143 (SIGTERM)  a person or the system stopped a deployment
 ├── TransportError            exit 1  a host cannot be reached or stopped answering
 ├── InventoryError            exit 1  a region's inventory (command, AWS) cannot be read or says nonsense
 └── DeploymentFailed          exit 1  hosts failed beyond max_failures; carries every host's outcome
@@ -105,6 +106,16 @@ class LockLost(ConveyorError):
     def __init__(self, message: str, result: Any = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class Interrupted(ConveyorError):
+    """A signal (Ctrl-C, SIGTERM) stopped a deployment; `result` holds every host's outcome so far. The exit code
+    is the shell's for that signal: 128 + its number."""
+
+    def __init__(self, message: str, result: Any = None, *, signal_number: int = 2) -> None:
+        super().__init__(message)
+        self.result = result
+        self.exit_code = 128 + signal_number
 
 
 class TransportError(ConveyorError):

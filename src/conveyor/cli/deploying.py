@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from conveyor.cli.options import (
     workspace,
 )
 from conveyor.config.values import format_duration
-from conveyor.errors import UsageError
+from conveyor.errors import ConveyorError, UsageError
 from conveyor.operations.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -177,6 +178,17 @@ def _confirm(ws: Workspace, kind: str) -> Any:
     return ask
 
 
+def _shown_once(run: Callable[[], DeploymentResult], as_json: bool) -> DeploymentResult:
+    """Run a deployment; when it ends in an error that carries its result (interrupted, stopped, failed to
+    record), the display has already printed the verdict with that message: exit with its code, quietly."""
+    try:
+        return run()
+    except ConveyorError as exc:
+        if as_json or getattr(exc, "result", None) is None:
+            raise
+        raise typer.Exit(exc.exit_code) from None
+
+
 def _finish(result: DeploymentResult, as_json: bool) -> None:
     if as_json:
         print_json(result.to_json())
@@ -315,8 +327,8 @@ def register(app: typer.Typer) -> None:
         request.break_glass, request.skip_promotion, request.auto = break_glass, skip_promotion, auto
         request.approval = approval
         try:
-            result = run_deploy(ws, request, subscribers=subscribers, confirm=confirm,
-                                build=lambda: build(ws)[0])
+            result = _shown_once(lambda: run_deploy(ws, request, subscribers=subscribers, confirm=confirm,
+                                                    build=lambda: build(ws)[0]), as_json)
         finally:
             ws.close()
         _finish(result, as_json)
@@ -346,7 +358,7 @@ def register(app: typer.Typer) -> None:
         confirm = _confirm(ws, "rollback") if ask else None
         request = Request(environment, regions=region, roles=role, release=to, reason=reason, force=force)
         try:
-            result = run_rollback(ws, request, subscribers=subscribers, confirm=confirm)
+            result = _shown_once(lambda: run_rollback(ws, request, subscribers=subscribers, confirm=confirm), as_json)
         finally:
             ws.close()
         _finish(result, as_json)

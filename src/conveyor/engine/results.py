@@ -30,6 +30,7 @@ class HostStatus(StrEnum):
     FAILED = "failed"            # a step failed; see step, exit code and output
     ROLLED_BACK = "rolled_back"  # moved, then switched back to its previous release
     LEFT = "left"                # left the inventory during the deployment (scaled in): not a failure
+    INTERRUPTED = "interrupted"  # stopped mid-step by a second Ctrl-C (or SIGTERM): `step` says where
 
 
 class RegionStatus(StrEnum):

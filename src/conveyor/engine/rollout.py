@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from conveyor.artifact.delta import Delta
 from conveyor.config.models import Check, CommandCheck, Config, HttpCheck
@@ -30,6 +31,8 @@ from conveyor.gates.analysis import Fetch, Measurement, Scope, Verdict, WatchRes
 from conveyor.inventory import Host
 from conveyor.secrets import mask
 from conveyor.transport.base import Completed, Connection, Transport
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -146,12 +149,36 @@ class Rollout:
         self.region_semaphores = {region: asyncio.Semaphore(limits.max_concurrency)
                                   for region, limits in spec.limits.items()}
         self.stopped: str | None = None  # why this rollout stopped changing hosts (see stop)
+        self.outcomes: dict[str, RegionOutcome] = {}  # every region's outcome so far, also after a cancel
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None  # set by stop(): bakes end early
 
     def stop(self, reason: str) -> None:
         """Stop changing hosts (callable from any thread): hosts at work finish what they do, and nothing
-        else moves or is switched back; regions not finished end `interrupted`. The first reason stands."""
+        else moves or is switched back; a bake under way ends at once; regions not finished end `interrupted`.
+        The first reason stands."""
         if self.stopped is None:
             self.stopped = reason
+        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop ended meanwhile: nothing left to wake
+                self._loop.call_soon_threadsafe(self._stopping.set)
+
+    async def _unless_stopped(self, work: Awaitable[T]) -> T | None:
+        """`work`'s result, or None if stop() is called first (the work is then cancelled)."""
+        task = asyncio.ensure_future(work)
+        if self._stopping is None:
+            return await task
+        waiter = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
 
     def _interrupted(self, region: RegionOutcome | None = None) -> bool:
         """Whether hosts must stop changing: stop() was called, or a required subscriber failed (the ledger
@@ -174,6 +201,10 @@ class Rollout:
                                          hosts=[HostOutcome(h) for h in region.hosts])
             for region in plan.regions
         }
+        self.outcomes = outcomes
+        self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+        if self.stopped is not None:
+            self._stopping.set()
         try:
             if self.spec.resolve_targets is not None:
                 await self._resolve(plan, outcomes)
@@ -238,7 +269,15 @@ class Rollout:
         if not bake or not moved:
             return  # nothing moved in this wave (a resumed deployment): nothing new to watch
         self.bus.emit("bake_started", wave=wave, regions=[r.region for r in moved], seconds=bake)
-        results = await asyncio.gather(*(self._watch_region(r, self.spec.checks, bake, "bake") for r in moved))
+        watched = await self._unless_stopped(
+            asyncio.gather(*(self._watch_region(r, self.spec.checks, bake, "bake") for r in moved)))
+        if watched is None:  # stopped: the wave's hosts keep what they run; nothing more is judged
+            for region in moved:
+                self._interrupted(region)
+            self.bus.emit("bake_finished", wave=wave, verdicts=dict.fromkeys((r.region for r in moved),
+                                                                             "interrupted"))
+            return
+        results = watched
         for region, result in zip(moved, results, strict=True):
             if result.verdict == Verdict.PASS:
                 continue
@@ -476,7 +515,12 @@ class Rollout:
         checks = [*self.config.roles[role].checks, *self.spec.checks]
         self.bus.emit("canary_bake_started", region=region.region, role=role, hosts=[o.host.name for o in moved],
                       seconds=seconds)
-        result = await self._watch_region(region, checks, seconds, "canary_bake", hosts=moved)
+        watched = await self._unless_stopped(self._watch_region(region, checks, seconds, "canary_bake", hosts=moved))
+        if watched is None:  # stopped: the canaries keep what they run, and the next batch never starts
+            self.bus.emit("canary_bake_finished", region=region.region, role=role, verdict="interrupted",
+                          reason=self.stopped or "stopped")
+            return None
+        result = watched
         self.bus.emit("canary_bake_finished", region=region.region, role=role, verdict=str(result.verdict),
                       reason=result.reason)
         if result.verdict == Verdict.PASS:

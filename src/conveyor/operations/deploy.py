@@ -21,13 +21,14 @@ from conveyor.config.models import AlertsCheck
 from conveyor.engine.events import EventBus, Subscriber
 from conveyor.engine.plan import Plan, make_plan
 from conveyor.engine.probe import Probe
-from conveyor.engine.results import DeploymentResult, DeploymentStatus, RegionOutcome, RegionStatus
+from conveyor.engine.results import DeploymentResult, DeploymentStatus, HostStatus, RegionOutcome, RegionStatus
 from conveyor.engine.rollout import Rollout, RolloutSpec, Shipment
 from conveyor.errors import (
     ArtifactError,
     ConveyorError,
     DeploymentFailed,
     HeldError,
+    Interrupted,
     LockHeld,
     LockLost,
     PromotionRefused,
@@ -511,6 +512,8 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
         _let_go(store, lease)
         raise HeldError(f"approval #{request.approval} was already used")
     result = DeploymentResult(deployment_id, env, kind, release, DeploymentStatus.RUNNING)
+    signals: list[int] = []  # the signals received while hosts moved (the first stops it, a second cancels)
+    rollout: Rollout | None = None
     environment = ws.config.environments[env]
     stop: ConveyorError | None = None  # why it stopped early: its lease was lost, or its ledger failed
     recorder: StoreRecorder | None = None
@@ -555,7 +558,7 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
                      user=ws.user, reason=request.reason)
         rollout = Rollout(ws.config, spec, ws.transport(env), bus)
         try:
-            outcomes, stop = _run_with_heartbeat(ledger, lease, rollout, plan)
+            outcomes, stop = _run_with_heartbeat(ledger, lease, rollout, plan, signals)
         except UsageError as exc:
             result.status, result.message = DeploymentStatus.BLOCKED, exc.message  # nothing moved
             raise
@@ -566,14 +569,24 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
                 ledger.update_previous(deployment_id, {o.region: _common_previous(o) for o in outcomes})
             except (StateError, LockLost) as exc:
                 stop = exc
-        if stop is not None or rollout.stopped is not None:
+        if signals and stop is None:
+            result.status = DeploymentStatus.INTERRUPTED
+            result.message = _interrupted_message(result, signals[0], hard=False)
+        elif stop is not None or rollout.stopped is not None:
             stop = stop or StateError(rollout.stopped or "stopped")
             result.status = DeploymentStatus.INTERRUPTED
             result.message = _stopped_message(result, stop)
     except (KeyboardInterrupt, asyncio.CancelledError):
+        # A second signal (or one the loop could not catch) cancelled hosts in the middle of a step.
+        result.regions = list(rollout.outcomes.values()) if rollout is not None else []
+        for region in result.regions:
+            for host in region.hosts:
+                if host.status == HostStatus.PENDING and host.step is not None:
+                    host.status = HostStatus.INTERRUPTED
+                    host.note = f"stopped during {host.step}: `current` may point at either release"
         result.status = DeploymentStatus.INTERRUPTED
-        result.message = "interrupted; every host still runs a complete release. Deploy or roll back again."
-        raise DeploymentFailed(result.message, result) from None
+        result.message = _interrupted_message(result, signals[0] if signals else signal.SIGINT, hard=True)
+        raise Interrupted(result.message, result, signal_number=signals[0] if signals else signal.SIGINT) from None
     finally:
         if result.status == DeploymentStatus.RUNNING:
             result.status = DeploymentStatus.INTERRUPTED
@@ -592,6 +605,8 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
         raise LockLost(result.message or stop.message, result)
     if stop is not None:
         raise DeploymentFailed(result.message or stop.message, result)
+    if signals:
+        raise Interrupted(result.message or "interrupted", result, signal_number=signals[0])
     return result
 
 
@@ -624,6 +639,25 @@ def _close_the_record(ws: Workspace, store: Store, lease: Lease, result: Deploym
         problem = problem or exc
     _let_go(store, lease)
     return problem
+
+
+def _interrupted_message(result: DeploymentResult, number: int, *, hard: bool) -> str:
+    """What a person reads after Ctrl-C or SIGTERM: what moved, what was cut short, the command that goes on."""
+    name = signal.Signals(number).name
+    moved = [h.host.name for region in result.regions for h in region.hosts if h.moved]
+    cut = [f"{h.host.name} (during {h.step})" for region in result.regions for h in region.hosts
+           if h.status == HostStatus.INTERRUPTED]
+    env = result.environment
+    parts = [f"{result.kind} #{result.id} interrupted by {name}"
+             + ("" if hard else ": the hosts at work finished their step and nothing more changed")]
+    parts.append(f"{len(moved)} host(s) run {result.release or 'their target'} now ({', '.join(moved)})" if moved
+                 else "no host had finished moving")
+    if cut:
+        parts.append(f"stopped mid-step: {', '.join(cut)}; each still runs a complete release, and "
+                     f"`conveyor status {env} --verify` reads which")
+    again = (f"`conveyor deploy {env} --resume {result.id}` carries it on, `conveyor rollback {env}` goes back"
+             if result.kind == "deploy" else f"`conveyor rollback {env}` runs the rollback again")
+    return "; ".join(parts) + f". {again}."
 
 
 def _stopped_message(result: DeploymentResult, stop: ConveyorError) -> str:
@@ -754,8 +788,8 @@ def _verdict(outcomes: list[RegionOutcome], plan: Plan) -> tuple[DeploymentStatu
     return DeploymentStatus.FAILED, "not every region finished"
 
 
-def _run_with_heartbeat(ledger: Store, lease: Lease, rollout: Rollout,
-                        plan: Plan) -> tuple[list[RegionOutcome], ConveyorError | None]:
+def _run_with_heartbeat(ledger: Store, lease: Lease, rollout: Rollout, plan: Plan,
+                        signals: list[int]) -> tuple[list[RegionOutcome], ConveyorError | None]:
     """Run the rollout while a thread renews our lease; SIGTERM cancels it cleanly, like Ctrl-C.
 
     A renewal that finds the lock someone else's, or a store that cannot be written twice in a row, stops
@@ -786,14 +820,27 @@ def _run_with_heartbeat(ledger: Store, lease: Lease, rollout: Rollout,
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         handled = threading.current_thread() is threading.main_thread() and task is not None
+
+        def on_signal(number: int) -> None:
+            # The first Ctrl-C (or SIGTERM, as CI sends when a job is cancelled) lets the hosts at work finish
+            # their step and stops; a second one cancels them mid-step.
+            signals.append(number)
+            if len(signals) == 1:
+                rollout.stop(f"interrupted by {signal.Signals(number).name}")
+                print(f"conveyor: {signal.Signals(number).name}: letting the hosts at work finish their step, then "
+                      "stopping (Ctrl-C again stops them at once)", file=sys.stderr, flush=True)
+            elif task is not None:
+                task.cancel()
+
         if handled:
-            assert task is not None
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            for number in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(number, on_signal, number)
         try:
             return await rollout.run(plan)
         finally:
             if handled:
-                loop.remove_signal_handler(signal.SIGTERM)
+                for number in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(number)
 
     thread = threading.Thread(target=beat, name="conveyor-lease", daemon=True)
     thread.start()

@@ -67,7 +67,8 @@ class StoreRecorder:
         self.closed = True
         with _plainly():
             for region in result.regions:
-                self.results += [pending.to_json() for pending in region.hosts if pending.status == "pending"]
+                self.results += [pending.to_json() for pending in region.hosts
+                                 if pending.status in ("pending", "interrupted")]
             self.flush()
 
     def record(self, event: Event) -> None:

@@ -70,6 +70,9 @@ class LocalConnection:
             return Completed(exit_code=124, output=output, timed_out=True)
         except asyncio.CancelledError:
             _kill_group(proc.pid)
+            # Reap it before the loop ends, or asyncio's child watcher complains about a closed loop.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proc.wait()), 5)
             raise
         assert proc.returncode is not None
         return Completed(exit_code=proc.returncode, output=collected.decode("utf-8", "replace"))
