@@ -90,6 +90,11 @@ def register(app: typer.Typer) -> None:
                         state = styled("[red]{} unreadable[/red]", str(len(errors)))
                     table.add_row(env, region, role, str(len(hosts)), ", ".join(releases), state)
         out.print(table)
+        for env, env_doc in document["environments"].items():
+            for region, doc in env_doc["regions"].items():
+                if doc.get("drift"):
+                    fix = f"; `{doc['repair']}` repairs it" if doc.get("repair") else ""
+                    out.print(styled("[yellow]{}/{}: {}{}[/yellow]", env, region, doc["drift"], fix))
         if not any(e["verified"] for e in document["environments"].values()):
             out.print(styled("[dim](as recorded; --verify reads every host)[/dim]"))
 

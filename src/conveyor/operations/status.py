@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections import Counter
 from functools import partial
 from typing import Any
@@ -66,8 +65,6 @@ def status(ws: Workspace, environment: str | None = None, *, verify: bool = Fals
                 found = repair(env, region, rows, pointer, last)
                 if found is not None:
                     entry["drift"], entry["repair"] = found
-                    # The table `status` prints has no room for this; a person must see it all the same.
-                    print(f"conveyor: {env}/{region}: {found[0]}; `{found[1]}` repairs it", file=sys.stderr)
             regions[region] = entry
         out["environments"][env] = {"regions": regions, "verified": verify}
     return out
