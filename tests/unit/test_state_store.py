@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from conveyor.errors import LockHeld, LockLost, StateError
-from conveyor.state import store as store_module
+from conveyor.state import clock
 from conveyor.state import tables as t
 from conveyor.state.liveness import pid_start_time, process_alive
 from conveyor.state.store import DatabaseTime, Store, iso, utcnow
@@ -155,14 +155,14 @@ def test_a_lease_is_judged_by_the_databases_clock_not_this_machines(store: Store
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     # This controller's clock runs a day ahead: by it, every lease elsewhere would have expired long ago.
     ahead = utcnow() + timedelta(days=1)
-    monkeypatch.setattr(store_module, "utcnow", lambda: ahead)
+    monkeypatch.setattr(clock, "utcnow", lambda: ahead)
     hold_elsewhere(store, 300)
     assert store.lock_holder("production") is not None
     assert store.reap() == []
     with pytest.raises(LockHeld, match=r"runner-7\.example"):
         store.lock("production", owner="bob", reason="deploy", lease=60, pid=os.getpid())
     # ... and one running a day behind takes over a lease that expired by the database's clock.
-    monkeypatch.setattr(store_module, "utcnow", lambda: ahead - timedelta(days=2))
+    monkeypatch.setattr(clock, "utcnow", lambda: ahead - timedelta(days=2))
     hold_elsewhere(store, -1)
     assert store.lock_holder("production") is None
     assert store.lock("production", owner="bob", reason="deploy", lease=60, pid=os.getpid()).previous is not None
