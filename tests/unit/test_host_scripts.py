@@ -473,6 +473,7 @@ echo "@@conveyor step=switch"
 echo "@@conveyor 0123456789abcdef0123456789abcdef step=switch"
 echo "@@conveyor $mark step=switch"
 echo "@@conveyor $mark current=$CONVEYOR_PREVIOUS_RELEASE"
+printf 'a line that carries on\r@@conveyor %s step=done\n' "$mark"
 printf 'cannot restart, and no newline'
 exit 1
 """
@@ -777,6 +778,12 @@ def test_a_step_without_a_genuine_mark_is_output_not_a_step() -> None:
     assert last_step(output) == "restart"
     assert tail(output).splitlines()[0] == "@@conveyor step=switch"  # shown, as what the host printed
     assert len(tail(output).splitlines()) == 3
+
+
+def test_markers_start_lines_cut_at_newlines_only() -> None:
+    output = f"@@conveyor {M} step=restart\nx\r@@conveyor {M} step=done\ny\x85@@conveyor {M} current=R1\n"
+    assert last_step(output) == "restart"
+    assert current_at_exit(output) is None
 
 
 def test_tail_drops_markers_and_keeps_the_last_lines() -> None:

@@ -58,6 +58,13 @@ class Probe:
         return False
 
 
+def output_lines(output: str) -> list[str]:
+    """A script's output cut at newlines only, as its markers are printed: a carriage return (or any other
+    character str.splitlines() also breaks at) that a host command prints cannot start a line of its own."""
+    cut = output.split("\n")
+    return cut[:-1] if cut and cut[-1] == "" else cut
+
+
 def marker(line: str) -> str | None:
     """What a genuine marker line says (`step=switch`), or None for any other line."""
     if not line.startswith(MARK):
@@ -68,7 +75,7 @@ def marker(line: str) -> str | None:
 
 def markers(output: str) -> Iterator[tuple[str, str]]:
     """(key, value) of each genuine marker in a script's output, in order (`journal` has an empty value)."""
-    for line in output.splitlines():
+    for line in output_lines(output):
         body = marker(line)
         if body is not None:
             key, _, value = body.partition("=")
@@ -81,7 +88,7 @@ def parse_probe(output: str) -> Probe:
     releases: list[str] = []
     journal: list[dict[str, Any]] = []
     in_journal = False
-    for line in output.splitlines():
+    for line in output_lines(output):
         if in_journal:
             try:
                 entry = json.loads(line)
@@ -130,5 +137,5 @@ def current_at_exit(output: str) -> str | None:
 
 def tail(output: str, lines: int = 20) -> str:
     """The last lines of a script's output, without our markers (a forged one stays: it is output)."""
-    kept = [line for line in output.splitlines() if marker(line) is None and not _PID.fullmatch(line)]
+    kept = [line for line in output_lines(output) if marker(line) is None and not _PID.fullmatch(line)]
     return "\n".join(kept[-lines:])
