@@ -7,13 +7,18 @@ the hosts' files itself, never only Conveyor's reports.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
+import random
 import re
+import shutil
+import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,15 +86,16 @@ class Site:
         self.cli.write_config()
 
 
-def settings_for(transport: str, ssh_fleet: SshFleet | None, deploy_to: str, **extra: Any) -> dict[str, Any]:
+def settings_for(transport: str, ssh_fleet: SshFleet | None, deploy_to: str, hosts: list[str] | None = None,
+                 **extra: Any) -> dict[str, Any]:
     """A conveyor.yml with one region `r` of web hosts: local directories, or the SSH fleet's hosts."""
     environment: dict[str, Any]
     if transport == "local":
-        environment = {"transport": "local", "regions": {"r": {"hosts": {"web": ["local-1", "local-2"]}}}}
+        environment = {"transport": "local", "regions": {"r": {"hosts": {"web": hosts or ["local-1", "local-2"]}}}}
     else:
         assert ssh_fleet is not None
         environment = {"transport": "ssh", "regions": {"r": {"hosts": {"web": [
-            {"name": n, "address": "127.0.0.1", "port": ssh_fleet.host(n).port} for n in SSH_HOSTS]}}}}
+            {"name": n, "address": "127.0.0.1", "port": ssh_fleet.host(n).port} for n in hosts or SSH_HOSTS]}}}}
     settings: dict[str, Any] = {
         "app": "shop", "artifact": {"path": "app"}, "deploy_to": deploy_to,
         "roles": {"web": {"restart": RESTART, "canary": 1, "batch": 1}},
@@ -272,3 +278,112 @@ def test_a_tarball_that_matches_its_manifest_but_holds_a_setuid_file_is_refused_
         assert site.current(name) is None, name
         assert not (host / "releases").exists() or os.listdir(host / "releases") == [], name
         assert not (host / "incoming").exists() or os.listdir(host / "incoming") == [], name
+
+
+# --------------------------------------------------------------------------------------------- full disks
+
+DISK_MB = 24
+ROOM = 2 * 1024 * 1024  # what is left free on the host's disk when the big release comes
+BIG = 3 * 1024 * 1024  # incompressible bytes in that release
+
+
+@contextlib.contextmanager
+def small_disk(root: Path, size_mb: int = DISK_MB) -> Iterator[Path]:
+    """A small ext4 filesystem loop-mounted at root/disk, as tests/sshfleet puts its hosts on one."""
+    if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
+        pytest.skip("a small disk needs root and mkfs.ext4")
+    image, mount = root / "disk.img", root / "disk"
+    mount.mkdir()
+    subprocess.run(["truncate", "-s", f"{size_mb}M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
+    mounted = subprocess.run(["mount", "-o", "loop,noatime", str(image), str(mount)], capture_output=True,
+                             text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot loop-mount an ext4 image here: {mounted.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        deadline = time.monotonic() + 5
+        while subprocess.run(["umount", str(mount)], capture_output=True, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                subprocess.run(["umount", "-l", str(mount)], check=False)
+                break
+            time.sleep(0.1)
+        image.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def filled(disk: Path, leave: int) -> Iterator[Path]:
+    """The filesystem at `disk` filled but for about `leave` bytes, by a file removed on the way out."""
+    filler = disk / "filler"
+    status = os.statvfs(disk)
+    todo = status.f_bavail * status.f_frsize - leave
+    try:
+        with filler.open("wb") as out:
+            while todo > 0:
+                todo -= out.write(b"\0" * min(todo, 1 << 20))
+            out.flush()
+            os.fsync(out.fileno())
+        yield filler
+    finally:
+        filler.unlink(missing_ok=True)
+
+
+def big_shop(version: int, where: str = "assets") -> dict[str, bytes]:
+    """A release that does not fit: its big file in assets/ has files after it, that tar cannot write either;
+    in zz/ it comes last, and tar says only "Wrote only N of M bytes"."""
+    return {**shop(version), f"{where}/video.bin": random.Random(version).randbytes(BIG)}
+
+
+def disk_full_scenario(cli: Any, disk: Path, host: Path, how: str, where: str = "assets") -> None:
+    """Deploy R1, fill the disk, deploy a big R2 sent `how`: the reason names the full disk."""
+    (name,) = [h if isinstance(h, str) else h["name"]
+               for h in cli.settings["environments"]["prod"]["regions"]["r"]["hosts"]["web"]]
+    site = Site(cli, {name: host})
+    first = site.deploy(shop(1))
+    assert first["status"] == "succeeded", first
+    if how != "delta":
+        site.set(artifact={"path": "app", "delta": False})
+    if how == "pull":
+        cli.settings["environments"]["prod"]["transfer"] = "pull"
+        cli.write_config()
+    with filled(disk, ROOM):
+        result = site.deploy(big_shop(2, where), expect=1)
+        (outcome,) = site.hosts_of(result).values()
+        said = f"{outcome['step']} {outcome['exit_code']}: {outcome['error']}\n{outcome['output_tail']}"
+        assert outcome["exit_code"] == 21, said
+        assert outcome["step"] == ("download" if how == "pull" else "unpack"), said
+        assert "checksum" not in outcome["error"], said
+        assert "No space left on device" in outcome["error"], said
+        assert site.current(name) == first["release"]
+        assert os.listdir(host / "incoming") == []
+    again = site.deploy(big_shop(2, where))  # room again: the same release goes through
+    assert again["status"] == "succeeded", again
+    assert site.current(name) == again["release"]
+
+
+@pytest.mark.parametrize("where", ["assets", "zz"])
+@pytest.mark.parametrize("how", ["delta", "full", "pull"])
+def test_a_local_host_with_a_full_disk_says_so(make_fleet: Callable[[dict[str, Any]], Any], tmp_path: Path,
+                                                how: str, where: str) -> None:
+    with small_disk(tmp_path) as disk:
+        settings = settings_for("local", None, "/srv/shop", ["h"])
+        settings["environments"]["prod"]["local_root"] = str(disk)
+        disk_full_scenario(make_fleet(settings), disk, disk / "prod" / "r" / "h" / "srv" / "shop", how, where)
+
+
+@pytest.fixture(scope="module")
+def full_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshFleet]:
+    """One sshd host whose /srv is on a small ext4 image."""
+    missing = missing_requirements()
+    if missing:
+        pytest.skip(f"the sshd fleet needs {', '.join(missing)} (see tests/sshfleet)")
+    with SshFleet(tmp_path_factory.mktemp("fullfleet"), names=["full-1"], image_size_mb=DISK_MB) as started:
+        yield started
+
+
+@pytest.mark.parametrize("how", ["delta", "full", "pull"])
+def test_an_ssh_host_with_a_full_disk_says_so(make_fleet: Callable[[dict[str, Any]], Any], full_fleet: SshFleet,
+                                               how: str) -> None:
+    cli = make_fleet(settings_for("ssh", full_fleet, f"/srv/full-{how}", ["full-1"]))
+    disk_full_scenario(cli, full_fleet.mountpoint, full_fleet.host("full-1").srv / f"full-{how}", how)

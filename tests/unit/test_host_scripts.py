@@ -6,6 +6,7 @@ paths and values: nothing in a value may ever be executed, and everything must l
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -369,6 +370,35 @@ def test_a_hostile_delta_is_refused_too(tmp_path: Path, host: HostDirectory, art
     assert (ran.code, ran.step) == (19, "inspect"), ran.output
     assert "refused the delta: bin/su is setuid" in ran.output
     assert host.releases() == ["R1"]
+
+
+HOST_TOOLS = ("sh", "tar", "gzip", "sha256sum", "mkdir", "ln", "mv", "rm", "tee", "cat", "mkfifo", "readlink",
+              "tail", "head", "cp", "dirname", "printf", "find", "tr", "awk", "dd")
+
+
+@pytest.mark.parametrize("missing", ["sha256sum", "tar", "find"])
+def test_a_missing_tool_is_the_reason_given_not_what_it_breaks(tmp_path: Path, host: HostDirectory,
+                                                               artifact: Artifact, missing: str) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in HOST_TOOLS:
+        found = shutil.which(tool)
+        if found and tool != missing:
+            (tools / tool).symlink_to(found)
+    line = commands.receive(host.deploy_to, "R1", artifact.sha256, list(host.shared))
+    done = subprocess.run(["sh", "-c", line], cwd=host.cwd, input=artifact.data, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, env={"PATH": str(tools)}, check=False)
+    ran = Ran(done.returncode, done.stdout.decode())
+    assert ran.code == 14, ran.output
+    assert tail(ran.output, 1) == f"conveyor: {missing} is not installed on this host"
+    assert host.releases() == []
+
+
+def test_a_tarball_that_unpacks_badly_says_what_tar_said(host: HostDirectory) -> None:
+    data = gzip.compress(b"not a tar archive, but gzip all right\n" * 40)
+    ran = host.receive("R1", Artifact(data, hashlib.sha256(data).hexdigest()))
+    assert (ran.code, ran.step) == (11, "unpack"), ran.output
+    assert tail(ran.output, 1) == "conveyor: cannot unpack the release: tar: This does not look like a tar archive"
 
 
 def test_activate_switches_current_journals_the_switch_and_restarts_in_the_release(

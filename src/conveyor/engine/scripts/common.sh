@@ -45,33 +45,90 @@ prune_releases() {
     fi
   done
 }
+# need TOOL...: fail 14 unless every TOOL is installed here (a missing tool is the cause, not what it breaks).
+need() {
+  for nt in "$@"; do command -v "$nt" > /dev/null 2>&1 || fail 14 "$nt is not installed on this host"; done
+}
+# host_cause TEXT: the reason this host could not write that a tool's messages TEXT (in the C locale) name, if
+# any: no space, quota, read-only file system, permission, too many open files.
+host_cause() {
+  for hc in "No space left on device" "Disk quota exceeded" "Read-only file system" "Permission denied" \
+    "Operation not permitted" "Too many open files"; do
+    case $1 in *"$hc"*) printf '%s' "$hc"; return 0 ;; esac
+  done
+}
+# room_cause DIR: why this host cannot write in DIR, learnt by writing a little there (1 MiB, then removed), for
+# tools that saw only a short write and do not say why (tar's "Wrote only", curl's exit 23).
+room_cause() {
+  rp="$1/.conveyor-room.$$"
+  re=$(LC_ALL=C dd if=/dev/zero of="$rp" bs=1024 count=1024 2>&1) || :
+  rm -f -- "$rp"
+  host_cause "$re"
+}
+# must WHAT COMMAND...: run COMMAND; if it fails, fail 21 saying this host cannot WHAT, and why in the words of
+# the error it gave.
+must() {
+  mw=$1
+  shift
+  if me=$(LC_ALL=C "$@" 2>&1); then
+    [ -z "$me" ] || printf '%s\n' "$me"
+    return 0
+  fi
+  printf '%s\n' "$me"
+  mc=$(host_cause "$me")
+  fail 21 "cannot $mw: ${mc:-$(printf '%s\n' "$me" | tail -n 1)}"
+}
+# untar DIR WHAT COMPRESSION: unpack the tarball on stdin into DIR, then read the rest of it, so the checksum
+# covers every byte whatever tar did. Exits 0; or, with tar's first complaints and a line that says why, 21 when
+# this host cannot write (no space, permission...), 11 when the tarball does not unpack.
+untar() {
+  xs=0
+  case $3 in
+    gzip) xe=$(LC_ALL=C tar -xzof - -C "$1" 2>&1) || xs=$? ;;
+    zstd) xe=$( { zstd -dqc | LC_ALL=C tar -xof - -C "$1"; } 2>&1) || xs=$? ;;
+    *) xe=$(LC_ALL=C tar -xof - -C "$1" 2>&1) || xs=$? ;;
+  esac
+  cat > /dev/null
+  [ -z "$xe" ] || printf '%s\n' "$xe" | head -n 5
+  [ "$xs" -ne 0 ] || exit 0
+  xc=$(host_cause "$xe")
+  if [ -z "$xc" ]; then case $xe in *"Wrote only"*) xc=$(room_cause "$1") ;; esac; fi
+  [ -z "$xc" ] || fail 21 "cannot unpack the $2 into $1: $xc"
+  fail 11 "cannot unpack the $2${xe:+: $(printf '%s\n' "$xe" | head -n 1)}"
+}
 # unpack_verified TMP SHA256 WHAT COMPRESSION: unpack the tarball on stdin (gzip, zstd or none) into TMP.d
-# while hashing it (one pass, no spooled copy); fail 10 on a checksum mismatch, 11 if it did not unpack
-# whole. Uses TMP.fifo, TMP.sum. A damaged stream is caught by the checksum, which covers every byte.
+# while hashing it (one pass, no spooled copy), then inspect it. The first real cause is the one reported: a
+# missing tool (14), then a host that cannot write (21), then a checksum mismatch (10), then a tarball that does
+# not unpack (11). A damaged stream is caught by the checksum, which covers every byte. Uses TMP.fifo.
 unpack_verified() {
   ut=$1 usum=$2 uwhat=$3 uz=$4
   case $uz in
-    gzip|none) ;;
-    zstd) command -v zstd > /dev/null 2>&1 || fail 14 "zstd is not installed on this host" ;;
+    gzip) need gzip ;;
+    zstd) need zstd ;;
+    none) ;;
     *) fail 2 "unknown compression $uz" ;;
   esac
-  mkfifo -- "$ut.fifo"
-  sha256sum < "$ut.fifo" > "$ut.sum" &
-  uhasher=$!
-  # tar may stop reading at the end of the archive: drain the rest so the checksum covers every byte.
+  need tar sha256sum tee mkfifo find
+  must "make $ut.fifo" mkfifo -- "$ut.fifo"
+  # The hash stays in memory (a sum written to a full disk would read as a mismatch): it is taken here, while
+  # tar unpacks in the background, from the tarball on fd 5 (a background job's own stdin is /dev/null).
+  exec 5<&0
+  { tee -- "$ut.fifo" <&5 | untar "$ut.d" "$uwhat" "$uz"; } &
+  uunpack=$!
+  exec 5<&-
+  ugot=$(sha256sum < "$ut.fifo") || ugot=
   ustatus=0
-  case $uz in
-    gzip) tee -- "$ut.fifo" | { tar -xzof - -C "$ut.d" || exit 11; cat > /dev/null; } || ustatus=$? ;;
-    zstd) tee -- "$ut.fifo" | { zstd -dqc | tar -xof - -C "$ut.d" || exit 11; cat > /dev/null; } || ustatus=$? ;;
-    none) tee -- "$ut.fifo" | { tar -xof - -C "$ut.d" || exit 11; cat > /dev/null; } || ustatus=$? ;;
-  esac
-  wait "$uhasher" || true
+  wait "$uunpack" || ustatus=$?
+  if [ "$ustatus" -eq 21 ]; then step unpack; exit 21; fi
   step verify
-  ugot=$(cat -- "$ut.sum")
   ugot=${ugot%% *}
-  [ "$ugot" = "$usum" ] || fail 10 "checksum mismatch: expected $usum, received $ugot"
+  [ "$ugot" = "$usum" ] || fail 10 "checksum mismatch: expected $usum, received ${ugot:-nothing}"
   step unpack
-  [ "$ustatus" -eq 0 ] || fail 11 "cannot unpack the $uwhat"
+  case $ustatus in
+    0) ;;
+    11) exit 11 ;;
+    *) fail 11 "cannot unpack the $uwhat (exit $ustatus)" ;;
+  esac
   inspect_release "$ut.d" "$uwhat"
 }
 # inspect_release DIR WHAT: refuse (exit 19) what no release may hold, whatever brought it here (push, pull,
@@ -80,7 +137,6 @@ unpack_verified() {
 # script says why the first of them may not stay (see release_suspect).
 inspect_release() {
   step inspect
-  command -v find > /dev/null 2>&1 || fail 14 "find is not installed on this host"
   case $1 in /*) idir=$1 ;; *) idir=./$1 ;; esac  # find takes a word that starts with - for an option
   why=$(LC_ALL=C find "$idir" \( -type l -o -type b -o -type c -o -type p -o -type s -o \
     \( -type f \( -perm -4000 -o -perm -2000 \) \) \) -exec sh -c "$release_suspect" "$idir" {} + 2>&1) || :
@@ -163,12 +219,16 @@ link_shared() {
   for p in "$@"; do
     if above=$(link_above "$sr" "$p"); then fail 18 "shared path $p lies under $above, which is a link"; fi
     if [ ! -e "$sd/shared/$p" ] && [ ! -L "$sd/shared/$p" ]; then
-      mkdir -p -- "$(dirname -- "$sd/shared/$p")"
-      if [ -e "$sr/$p" ]; then cp -Rp -- "$sr/$p" "$sd/shared/$p"; else mkdir -- "$sd/shared/$p"; fi
+      must "make shared/$p" mkdir -p -- "$(dirname -- "$sd/shared/$p")"
+      if [ -e "$sr/$p" ]; then
+        must "seed shared/$p" cp -Rp -- "$sr/$p" "$sd/shared/$p"
+      else
+        must "make shared/$p" mkdir -- "$sd/shared/$p"
+      fi
     fi
     rm -rf -- "$sr/$p"
-    mkdir -p -- "$(dirname -- "$sr/$p")"
-    ln -s -- "$sd/shared/$p" "$sr/$p"
+    must "link shared/$p" mkdir -p -- "$(dirname -- "$sr/$p")"
+    must "link shared/$p" ln -s -- "$sd/shared/$p" "$sr/$p"
   done
 }
 # place_release DEPLOY_TO RELEASE TMP: move the complete TMP.d into releases/RELEASE (atomic rename).

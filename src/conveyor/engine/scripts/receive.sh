@@ -5,9 +5,9 @@
 d=$1 rel=$2 sum=$3 z=$4
 shift 4
 tmp="$d/incoming/$rel.$$"
-trap 'rm -rf -- "$tmp.d" "$tmp.fifo" "$tmp.sum"' EXIT
+trap 'rm -rf -- "$tmp.d" "$tmp.fifo"' EXIT
 step receive
-mkdir -p -- "$d/incoming" "$d/releases" "$d/shared" "$tmp.d"
+must "make the layout under $d" mkdir -p -- "$d/incoming" "$d/releases" "$d/shared" "$tmp.d"
 unpack_verified "$tmp" "$sum" release "$z"
 step link
 link_shared "$d" "$tmp.d" "$@"

@@ -3,14 +3,29 @@
 url=$1
 shift
 step download
-mkdir -p -- "$1/incoming"
+must "make the layout under $1" mkdir -p -- "$1/incoming"
 dl="$1/incoming/$2.$$.download"
+trap 'rm -f -- "$dl"' EXIT
+# A download this host cannot write (no space...) fails 21, told apart from one the store or the network
+# refused (16).
 if command -v curl > /dev/null 2>&1; then
-  curl -fsS --retry 2 --connect-timeout 10 -o "$dl" -- "$url" || { rm -f -- "$dl"; fail 16 "cannot download the release (curl)"; }
+  gs=0
+  ge=$(LC_ALL=C curl -fsS --retry 2 --connect-timeout 10 -o "$dl" -- "$url" 2>&1) || gs=$?
+  if [ "$gs" -eq 23 ]; then  # curl says only that it could not write
+    gp=$(room_cause "$1/incoming")
+    [ -z "$gp" ] || ge="$ge ($gp)"
+  fi
 elif command -v wget > /dev/null 2>&1; then
-  wget -q -T 30 -O "$dl" -- "$url" || { rm -f -- "$dl"; fail 16 "cannot download the release (wget)"; }
+  gs=0
+  ge=$(LC_ALL=C wget -q -T 30 -O "$dl" -- "$url" 2>&1) || gs=$?
 else
   fail 17 "neither curl nor wget is installed on this host: install one, or use transfer: push"
+fi
+if [ "$gs" -ne 0 ]; then
+  printf '%s\n' "$ge"
+  gc=$(host_cause "$ge")
+  [ -z "$gc" ] || fail 21 "cannot write the release to $1/incoming: $gc"
+  fail 16 "cannot download the release: $(printf '%s\n' "$ge" | tail -n 1)"
 fi
 # The rest reads the download as its standard input; the name goes at once, the open file stays.
 exec < "$dl"
