@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from conveyor.artifact import Release, build_release
-from conveyor.artifact.pointers import PointerFiles, read_pointer
+from conveyor.artifact.pointers import PointerFiles
 from conveyor.artifact.s3 import S3Store
 from conveyor.engine.events import Event
 from conveyor.errors import ArtifactError
@@ -236,6 +236,43 @@ def test_a_release_is_copied_to_a_region_store_once(
         store.presigned_url(fresh, region="za")  # not deployed to za yet: replicate first
 
 
+def test_a_download_url_for_a_region_with_its_own_store_copies_the_release_there_first(
+        moto_endpoint: str, s3: Any, new_bucket: Callable[[], str], tmp_path: Path) -> None:
+    main, za = new_bucket(), new_bucket()
+    store = store_for(moto_endpoint, f"s3://{main}/shop", tmp_path / "cache", regions={"za": f"s3://{za}/www"})
+    release = build(store, tmp_path / "app", "1")
+    name = release.path.name
+
+    url = store.download_url(release, "za", expires=600)
+    assert url.startswith(f"{moto_endpoint}/{za}/www/releases/{name}?")
+    assert "X-Amz-Expires=600" in url
+    assert keys(s3, za) == {f"www/releases/{name}", f"www/releases/{release.id}.json"}
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert hashlib.sha256(response.read()).hexdigest() == release.sha256
+    assert store.download_url(release, "uk").startswith(f"{moto_endpoint}/{main}/shop/releases/{name}?")
+    with pytest.raises(ArtifactError, match="1 second to 7 days"):
+        store.download_url(release, "za", expires=0)
+
+
+def test_what_an_s3_store_has_cached_is_known_without_the_bucket(
+        moto_endpoint: str, new_bucket: Callable[[], str], tmp_path: Path) -> None:
+    url = f"s3://{new_bucket()}/shop"
+    release = build(store_for(moto_endpoint, url, tmp_path / "cache"), tmp_path / "app", "1")
+    with socket.socket() as probe:  # the same cache, and an endpoint nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        offline = S3Store(url, tmp_path / "cache", endpoint_url=f"http://127.0.0.1:{probe.getsockname()[1]}",
+                          connect_timeout=1, read_timeout=1, attempts=1)
+    cached = offline.cached(release.id)
+    assert cached is not None
+    assert (cached.sha256, cached.path) == (release.sha256, release.path)
+    assert offline.cached("20200101T000000Z-0badc0de") is None
+    # Another machine has not cached it: `cached` does not fetch it, `get` does.
+    other = store_for(moto_endpoint, url, tmp_path / "other")
+    assert other.cached(release.id) is None
+    assert other.get(release.id).sha256 == release.sha256
+    assert other.cached(release.id) == other.get(release.id)
+
+
 def test_region_pointers_are_written_to_the_region_store_in_one_piece(
         moto_endpoint: str, s3: Any, new_bucket: Callable[[], str], tmp_path: Path) -> None:
     main, za = new_bucket(), new_bucket()
@@ -244,7 +281,7 @@ def test_region_pointers_are_written_to_the_region_store_in_one_piece(
     first = build(store, tmp_path / "app", "1")
     when = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
-    written = read_pointer(store, "production", "za")
+    written = store.read_pointer("production", "za")
     assert written is None
     document = store.write_pointer("production", "za", first.id, app="shop", deployment_id=7, user="alice", now=when)
     name = first.path.name
@@ -263,15 +300,15 @@ def test_region_pointers_are_written_to_the_region_store_in_one_piece(
     # A region without a store of its own has its pointer in the main store; another machine reads both.
     store.write_pointer("production", "uk", first.id, app="shop", deployment_id=7, user="alice")
     other = store_for(moto_endpoint, url, tmp_path / "other", regions={"za": f"s3://{za}/www"})
-    uk = read_pointer(other, "production", "uk")
+    uk = other.read_pointer("production", "uk")
     assert uk is not None
     assert set(uk) == POINTER_FIELDS
     assert uk["artifact"]["url"] == f"s3://{main}/shop/releases/{name}"
-    assert read_pointer(other, "production", "za") == document
+    assert other.read_pointer("production", "za") == document
 
     second = build(store, tmp_path / "app", "2")
     store.write_pointer("production", "za", second.id, app="shop", deployment_id=8, user="bob")
-    moved = read_pointer(other, "production", "za")
+    moved = other.read_pointer("production", "za")
     assert moved is not None
     assert (moved["release"], moved["sha256"], moved["deployment_id"]) == (second.id, second.sha256, 8)
 
@@ -286,13 +323,13 @@ def test_the_recorder_writes_the_pointer_file_after_the_state_store(
         recorder = StoreRecorder(state, "production", 3, pointer_files=PointerFiles(store, "shop", "alice"))
         recorder(Event("region_finished", {"region": "za", "status": "succeeded", "release": release.id}))
         assert state.pointers("production")["za"]["release"] == release.id
-        pointer = read_pointer(store, "production", "za")
+        pointer = store.read_pointer("production", "za")
         assert pointer is not None
         assert (pointer["release"], pointer["deployment_id"], pointer["updated_by"]) == (release.id, 3, "alice")
         # A region that did not succeed moves neither pointer.
         recorder(Event("region_finished", {"region": "uk", "status": "rolled_back", "release": release.id}))
         assert "uk" not in state.pointers("production")
-        assert read_pointer(store, "production", "uk") is None
+        assert store.read_pointer("production", "uk") is None
 
         # The bucket goes away: the state store's pointer is written all the same, with a warning.
         gone = store_for(moto_endpoint, "s3://conveyor-gone-bucket/shop", tmp_path / "cache2")

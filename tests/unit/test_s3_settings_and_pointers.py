@@ -16,14 +16,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.artifact import LocalStore, Release, build_release
-from conveyor.artifact.pointers import (
-    PointerFiles,
-    local_pointer_path,
-    pointer_document,
-    pointer_name,
-    read_pointer,
-    write_pointer,
-)
+from conveyor.artifact.pointers import PointerFiles, pointer_document, pointer_name
 from conveyor.artifact.s3 import INSTALL_HINT, S3Location, S3Store, parse_s3_url
 from conveyor.config.loader import parse_config
 from conveyor.engine.events import Event
@@ -168,19 +161,19 @@ def test_a_pointer_file_needs_names_the_config_allows(environment: str, region: 
 
 def test_a_local_store_keeps_pointers_beside_its_releases_replaced_whole(tmp_path: Path) -> None:
     store, first = local_release(tmp_path, "1")
-    assert read_pointer(store, "production", "za") is None
-    document = write_pointer(store, "production", "za", first.id, app="www", deployment_id=1, user="alice", now=WHEN)
+    assert store.read_pointer("production", "za") is None
+    document = store.write_pointer("production", "za", first.id, app="www", deployment_id=1, user="alice", now=WHEN)
     path = store.root / "pointers" / "production" / "za.json"
-    assert local_pointer_path(store, "production", "za") == path
+    assert store.pointer_path("production", "za") == path
     assert json.loads(path.read_text(encoding="utf-8")) == document
     assert document["artifact"] == {"url": first.path.resolve().as_uri(), "path": str(first.path.resolve())}
-    assert read_pointer(store, "production", "za") == document
+    assert store.read_pointer("production", "za") == document
     assert [r.id for r in store.list()] == [first.id]  # pointers are not releases
 
     (tmp_path / "app-1" / "VERSION").write_text("2", encoding="utf-8")
     second, _ = build_release(tmp_path / "app-1", store, user="alice", now=datetime.now(UTC), git=None)
-    write_pointer(store, "production", "za", second.id, app="www", deployment_id=2, user="bob")
-    moved = read_pointer(store, "production", "za")
+    store.write_pointer("production", "za", second.id, app="www", deployment_id=2, user="bob")
+    moved = store.read_pointer("production", "za")
     assert moved is not None
     assert (moved["release"], moved["deployment_id"], moved["updated_by"]) == (second.id, 2, "bob")
     assert [p.name for p in path.parent.iterdir()] == ["za.json"]  # the temp file was renamed, none is left
@@ -188,10 +181,10 @@ def test_a_local_store_keeps_pointers_beside_its_releases_replaced_whole(tmp_pat
 
 def test_a_pointer_that_cannot_be_replaced_leaves_no_temp_file(tmp_path: Path) -> None:
     store, release = local_release(tmp_path, "1")
-    path = local_pointer_path(store, "production", "za")
+    path = store.pointer_path("production", "za")
     (path / "in-the-way").mkdir(parents=True)  # a directory where the file goes: rename(2) fails
     with pytest.raises(ArtifactError, match=r"cannot write the pointer .*za\.json"):
-        write_pointer(store, "production", "za", release.id, app="www", deployment_id=1, user="alice")
+        store.write_pointer("production", "za", release.id, app="www", deployment_id=1, user="alice")
     assert sorted(p.name for p in path.parent.iterdir()) == ["za.json"]
     assert [p.name for p in path.iterdir()] == ["in-the-way"]
 
@@ -199,7 +192,7 @@ def test_a_pointer_that_cannot_be_replaced_leaves_no_temp_file(tmp_path: Path) -
 def test_a_pointer_to_a_release_the_store_lacks_is_refused(tmp_path: Path) -> None:
     store, _ = local_release(tmp_path, "1")
     with pytest.raises(ArtifactError, match="unknown release ID"):
-        write_pointer(store, "production", "za", "20200101T000000Z-0badc0de", app="www", deployment_id=1, user="a")
+        store.write_pointer("production", "za", "20200101T000000Z-0badc0de", app="www", deployment_id=1, user="a")
     assert not (store.root / "pointers").exists()
 
 
@@ -211,7 +204,7 @@ def test_the_recorder_keeps_the_state_pointer_when_the_pointer_file_fails(
         recorder = StoreRecorder(state, "production", 5, pointer_files=PointerFiles(store, "www", "alice"))
         recorder(Event("region_finished", {"region": "za", "status": "succeeded", "release": release.id}))
         assert state.pointers("production")["za"]["release"] == release.id
-        written = read_pointer(store, "production", "za")
+        written = store.read_pointer("production", "za")
         assert written is not None
         assert (written["release"], written["deployment_id"]) == (release.id, 5)
         assert capsys.readouterr().err == ""
@@ -219,7 +212,7 @@ def test_the_recorder_keeps_the_state_pointer_when_the_pointer_file_fails(
         missing = "20200101T000000Z-0badc0de"  # built elsewhere: not in this store
         recorder(Event("region_finished", {"region": "uk", "status": "succeeded", "release": missing}))
         assert state.pointers("production")["uk"]["release"] == missing
-        assert read_pointer(store, "production", "uk") is None
+        assert store.read_pointer("production", "uk") is None
         err = capsys.readouterr().err
         assert err.startswith("conveyor: warning: production/uk: the pointer file was not written (the state "
                               f"store points at {missing}): {missing}: unknown release ID")

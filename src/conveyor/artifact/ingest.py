@@ -8,17 +8,17 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from conveyor.artifact.base import ArtifactStore
 from conveyor.artifact.build import pack
 from conveyor.artifact.compression import DEFAULT as DEFAULT_COMPRESSION
 from conveyor.artifact.compression import SUFFIXES, Compression
 from conveyor.artifact.release import Release, release_id
-from conveyor.artifact.store import LocalStore
 from conveyor.artifact.validate import validate_tarball
 from conveyor.errors import ArtifactError
 
 
 def build_release(
-    source: Path, store: LocalStore, *, user: str, now: datetime, git: dict[str, str] | None,
+    source: Path, store: ArtifactStore, *, user: str, now: datetime, git: dict[str, str] | None,
     compression: Compression = DEFAULT_COMPRESSION, diff_sha256: str | None = None,
 ) -> tuple[Release, bool]:
     """Pack `source` into `store`: (new release, True), or (the release with that content, False).
@@ -65,7 +65,7 @@ def build_release(
             temp.unlink(missing_ok=True)
 
 
-def _after_newest(store: LocalStore, now: datetime) -> datetime:
+def _after_newest(store: ArtifactStore, now: datetime) -> datetime:
     """`now`, moved past the newest release's second so release ids sort in build order.
 
     Hosts prune by id order; two builds in one second would otherwise sort by their hashes.

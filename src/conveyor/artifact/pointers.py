@@ -3,7 +3,7 @@
 The state store holds the pointers people and the CLI read. A host that starts later (autoscaling) reaches
 the artifact store, not the state store, so after a region is deployed or rolled back its pointer is also
 written to `<store>/pointers/<env>/<region>.json`, in one step (a single S3 PUT, or a rename), so that a
-reader sees the old document or the new one, never part of one:
+reader sees the old document or the new one, never part of one (each store's `write_pointer`):
 
     {"app", "environment", "region", "release", "sha256",
      "artifact": {"url", ...where the tarball is: bucket and key, or path},
@@ -12,17 +12,17 @@ reader sees the old document or the new one, never part of one:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conveyor.artifact.release import Release
-from conveyor.artifact.store import LocalStore, write_atomically
 from conveyor.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from conveyor.artifact.base import ArtifactStore
+    from conveyor.artifact.release import Release
 
 POINTERS = "pointers"
 # Environment and region names as the config allows them: safe as a file name and as a key part.
@@ -53,60 +53,15 @@ def pointer_document(*, app: str, environment: str, region: str, release: Releas
     }
 
 
-def local_pointer_path(store: LocalStore, environment: str, region: str) -> Path:
-    """Where a local store keeps the pointer of (environment, region)."""
-    return store.root / pointer_name(environment, region)
-
-
-def write_pointer(store: LocalStore, environment: str, region: str, release_id: str, *, app: str,
-                  deployment_id: int | None, user: str, now: datetime | None = None) -> dict[str, Any]:
-    """Point (environment, region) at a release of `store` (local or S3); the document written."""
-    from conveyor.artifact.s3 import S3Store
-
-    if isinstance(store, S3Store):
-        return store.write_pointer(environment, region, release_id, app=app, deployment_id=deployment_id,
-                                   user=user, now=now)
-    release = store.get(release_id)
-    tarball = release.path.resolve()
-    document = pointer_document(app=app, environment=environment, region=region, release=release,
-                                artifact={"url": tarball.as_uri(), "path": str(tarball)},
-                                deployment_id=deployment_id, user=user, now=now)
-    path = local_pointer_path(store, environment, region)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, json.dumps(document, indent=2) + "\n")
-    except OSError as exc:
-        raise ArtifactError(f"cannot write the pointer {path}: {exc}") from exc
-    return document
-
-
-def read_pointer(store: LocalStore, environment: str, region: str) -> dict[str, Any] | None:
-    """The pointer of (environment, region) in `store` (local or S3); None if none was written."""
-    from conveyor.artifact.s3 import S3Store
-
-    if isinstance(store, S3Store):
-        return store.read_pointer(environment, region)
-    path = local_pointer_path(store, environment, region)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"cannot read the pointer {path}: {exc}") from exc
-    if not isinstance(document, dict):
-        raise ArtifactError(f"the pointer {path} is not a JSON object")
-    return document
-
-
 @dataclass(frozen=True)
 class PointerFiles:
     """Writes the pointer files of one app's deployments to its artifact store."""
 
-    store: LocalStore
+    store: ArtifactStore
     app: str
     user: str
 
     def write(self, environment: str, region: str, release_id: str, deployment_id: int | None) -> dict[str, Any]:
         """Point (environment, region) at `release_id`; the document written."""
-        return write_pointer(self.store, environment, region, release_id, app=self.app,
-                             deployment_id=deployment_id, user=self.user)
+        return self.store.write_pointer(environment, region, release_id, app=self.app,
+                                        deployment_id=deployment_id, user=self.user)

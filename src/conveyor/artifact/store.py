@@ -1,4 +1,6 @@
-"""The local artifact store: a directory of release tarballs, each with a JSON manifest beside it."""
+"""The local artifact store: a directory of release tarballs, each with a JSON manifest beside it, and the
+region pointer files under `pointers/`. One of the two `ArtifactStore`s (base.py); the S3 store keeps its
+cache in one."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from conveyor.artifact.compression import SUFFIXES, Compression
+from conveyor.artifact.pointers import pointer_document, pointer_name
 from conveyor.artifact.release import Release, is_release_id
 from conveyor.errors import ArtifactError
 
@@ -68,6 +71,15 @@ class LocalStore:
             raise ArtifactError(f"release {release_id} has lost its tarball ({release.path})")
         return release
 
+    def cached(self, release_id: str) -> Release | None:
+        """The release whose manifest is here (its tarball may be gone); None if there is none."""
+        if release_id not in self:
+            return None
+        try:
+            return self._load(self.manifest_path(release_id))
+        except ArtifactError:
+            return None
+
     def find_by_sha256(self, sha256: str) -> Release | None:
         """The release whose tarball has this sha256, if the store has one."""
         for release in self.list():
@@ -116,6 +128,48 @@ class LocalStore:
             return release.path.open("rb")
         except OSError as exc:
             raise ArtifactError(f"cannot read release {release_id}: {exc}") from exc
+
+    def pointer_path(self, environment: str, region: str) -> Path:
+        """Where this store keeps the pointer of (environment, region)."""
+        return self.root / pointer_name(environment, region)
+
+    def write_pointer(self, environment: str, region: str, release_id: str, *, app: str,
+                      deployment_id: int | None, user: str, now: datetime | None = None) -> dict[str, Any]:
+        """Point (environment, region) at a release of this store, replacing the file with a rename; the
+        document written. Its artifact is the tarball's path (and file:// URL)."""
+        release = self.get(release_id)
+        tarball = release.path.resolve()
+        document = pointer_document(app=app, environment=environment, region=region, release=release,
+                                    artifact={"url": tarball.as_uri(), "path": str(tarball)},
+                                    deployment_id=deployment_id, user=user, now=now)
+        path = self.pointer_path(environment, region)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, json.dumps(document, indent=2) + "\n")
+        except OSError as exc:
+            raise ArtifactError(f"cannot write the pointer {path}: {exc}") from exc
+        return document
+
+    def read_pointer(self, environment: str, region: str) -> dict[str, Any] | None:
+        """The pointer of (environment, region); None if none was written."""
+        path = self.pointer_path(environment, region)
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"cannot read the pointer {path}: {exc}") from exc
+        if not isinstance(document, dict):
+            raise ArtifactError(f"the pointer {path} is not a JSON object")
+        return document
+
+    def download_url(self, release: Release, region: str | None = None, *, expires: float = 3600) -> str:
+        """The tarball's file:// URL, for hosts that share this machine's filesystem; it does not expire."""
+        return release.path.resolve().as_uri()
+
+    def region_store(self, region: str | None) -> LocalStore:
+        """This store: every region's hosts read the same directory."""
+        return self
 
     def _load(self, manifest: Path) -> Release:
         """Read one manifest; ArtifactError if it cannot be read or is malformed."""

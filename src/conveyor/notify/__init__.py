@@ -15,7 +15,6 @@ carries on. Apprise is loaded only in those child processes.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -131,10 +130,10 @@ def head_commit(ws: Workspace, release: str) -> Sequence[Commit]:
     """The head commit a release's manifest records (no network: a remote store's manifest is in its local
     cache once the release was deployed from here)."""
     try:
-        manifest = json.loads(ws.artifacts.manifest_path(release).read_text(encoding="utf-8"))
+        known = ws.artifacts.cached(release)
     except (OSError, ValueError, ConveyorError):
         return ()
-    git = manifest.get("git") if isinstance(manifest, dict) else None
+    git = known.git if known is not None else None
     if not isinstance(git, dict) or not git.get("sha"):
         return ()
     return (Commit.from_git(git),)

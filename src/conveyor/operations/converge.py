@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor.artifact.pointers import read_pointer
-from conveyor.artifact.store import LocalStore
+from conveyor.artifact.base import ArtifactStore
 from conveyor.config.models import check_host_name
 from conveyor.engine.events import EventBus, Subscriber
 from conveyor.engine.plan import make_plan
@@ -63,12 +62,9 @@ def host_name(given: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", socket.gethostname()).strip("-.") or "localhost"
 
 
-def _region_store(ws: Workspace, region: str) -> LocalStore:
+def _region_store(ws: Workspace, region: str) -> ArtifactStore:
     """Where the region's hosts read pointers and releases: its own S3 store if it has one."""
-    from conveyor.artifact.s3 import S3Store
-
-    store = ws.artifacts
-    return store.region_store(region) if isinstance(store, S3Store) else store
+    return ws.artifacts.region_store(region)
 
 
 def converge(ws: Workspace, environment: str, region: str, role: str, *, name: str | None = None,
@@ -82,7 +78,7 @@ def converge(ws: Workspace, environment: str, region: str, role: str, *, name: s
         raise UsageError(f"unknown role {role!r}; known: {', '.join(ws.config.roles)}")
     host = Host(name=host_name(name), environment=environment, region=region, role=role, address="localhost")
     store = _region_store(ws, region)
-    pointer = read_pointer(store, environment, region)
+    pointer = store.read_pointer(environment, region)
     if pointer is None:
         return ConvergeResult(environment, region, role, host.name, None, "no_pointer",
                               f"{environment}/{region} has not been deployed yet: nothing to install")

@@ -726,14 +726,8 @@ def _pull_source(ws: Workspace, env: str) -> Callable[[str, Shipment], Awaitable
     made: dict[tuple[str, str], asyncio.Future[str]] = {}
 
     def url_for(region: str, release_id: str) -> str:
-        from conveyor.artifact.s3 import S3Store
-
         store = ws.artifacts
-        release = store.get(release_id)
-        if isinstance(store, S3Store):
-            store.replicate(release, region)
-            return store.presigned_url(release, region, expires=PULL_URL_SECONDS)
-        return release.path.resolve().as_uri()
+        return store.download_url(store.get(release_id), region, expires=PULL_URL_SECONDS)
 
     async def pull(region: str, shipment: Shipment) -> str:
         key = (region, shipment.release)

@@ -19,7 +19,7 @@ from conveyor.secrets import register_url
 from conveyor.transport.base import Transport
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) and the artifact store load when a command first uses them
-    from conveyor.artifact import LocalStore
+    from conveyor.artifact import ArtifactStore
     from conveyor.state.store import Store
 
 
@@ -86,7 +86,7 @@ class Workspace:
         return Store(self.state_url, self.config.app)
 
     @cached_property
-    def artifacts(self) -> LocalStore:
+    def artifacts(self) -> ArtifactStore:
         """The artifact store: a local directory, or an S3Store (a bucket, cached under .conveyor/cache/s3)."""
         from conveyor.artifact import LocalStore
 
