@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from conveyor.artifact import Release, is_release_id
 from conveyor.artifact.delta import Delta, build_delta
 from conveyor.artifact.pointers import PointerFiles
-from conveyor.config.models import AlertsCheck
 from conveyor.engine.events import EventBus, Subscriber
 from conveyor.engine.plan import Plan, make_plan
 from conveyor.engine.probe import Probe
@@ -31,11 +30,12 @@ from conveyor.errors import (
     Interrupted,
     LockHeld,
     LockLost,
-    PromotionRefused,
     StateError,
     UsageError,
 )
-from conveyor.gates.analysis import Measurement, Scope, Verdict, http_fetch, preflight_alerts
+from conveyor.gates.approval import ApprovalNeeded
+from conveyor.gates.base import GateContext
+from conveyor.gates.registry import judge
 from conveyor.gates.windows import evaluate, now
 from conveyor.inventory import Host
 from conveyor.operations.integrations import integrations
@@ -136,126 +136,45 @@ def plan_for(ws: Workspace, request: Request) -> Plan:
     return make_plan(ws.config, env, hosts, regions=request.regions or None, roles=request.roles or None)
 
 
+def gate_context(ws: Workspace, request: Request, kind: str, release: str | None, *, explicit: bool = True,
+                 regions: list[str] | None = None, lock_follows: bool = False,
+                 migrations: Mapping[str, RegionMigrations] | None = None) -> GateContext:
+    """What the gates judge of a request: its release going to `regions` (default: every region) now."""
+    env = request.environment
+    manifest = (ws.store.release_manifest(release) or {}) if kind == "deploy" and release is not None else {}
+    return GateContext(
+        config=ws.config, ledger=ws.store, environment=env, kind=kind, release=release,
+        regions=tuple(regions or ws.config.environments[env].regions), explicit=explicit, manifest=manifest,
+        requested_regions=tuple(request.regions), overrides=tuple(request.overrides), reason=request.reason,
+        approval=request.approval, auto=request.auto, lock_follows=lock_follows, migrations=migrations, at=now())
+
+
 def gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: bool = True,
           regions: list[str] | None = None) -> list[dict[str, Any]]:
-    """Every gate and its verdict now, for plan output; the first closed one holds a deploy.
-
-    Promotion applies to deploys, and to a rollback to a named release (`--to`): a release production
-    really ran has passed staging, so only a release it never ran is held.
-    """
-    out: list[dict[str, Any]] = []
-    environment = ws.config.environments[env]
-    holder = ws.store.lock_holder(env)
-    out.append({"gate": "lock", "open": holder is None, "detail": holder.describe() if holder else "not locked"})
-    if environment.promote_from and (kind == "deploy" or explicit):
-        source = environment.promote_from
-        ok = release is not None and (ws.store.succeeded_in(source, release)
-                                      or (kind == "rollback" and ws.store.succeeded_in(env, release)))
-        out.append({"gate": "promotion", "open": ok,
-                    "detail": f"{release} succeeded in {source}" if ok else
-                    f"{release} has not succeeded in {source} yet"})
-    if kind == "deploy" and release is not None:
-        out.append(_clean_gate(ws, env, release))
-    if environment.window and kind == "deploy":  # a rollback is the remedy: no window holds it
-        verdict = evaluate(environment.window, ws.config.windows[environment.window], now())
-        detail = f"window {environment.window} is {'open' if verdict.open else 'closed'}: {verdict.rule}"
-        if not verdict.open and verdict.next_open:
-            detail += f"; opens {verdict.next_open.isoformat()}"
-        out.append({"gate": "window", "open": verdict.open, "detail": detail})
-    if kind == "deploy" and any(isinstance(c, AlertsCheck) and c.before_start for c in environment.checks):
-        out.append(_alerts_gate(ws, env, release, regions or list(environment.regions)))
-    return out
-
-
-def _clean_gate(ws: Workspace, env: str, release: str) -> dict[str, Any]:
-    """A release built from uncommitted changes goes only where allow_dirty lets it."""
-    manifest = ws.store.release_manifest(release) or {}
-    if not manifest.get("dirty"):
-        return {"gate": "clean", "open": True, "detail": f"{release} was built from a clean commit (or no git)"}
-    diff = str(manifest.get("diff_sha256") or "")[:12]
-    allowed = ws.config.environments[env].dirty_allowed
-    detail = (f"{release} was built from a work tree with uncommitted changes (diff {diff}); "
-              + (f"{env} allows it" if allowed else f"{env} has allow_dirty: false (commit, then build again)"))
-    return {"gate": "clean", "open": allowed, "detail": detail}
-
-
-def _alerts_gate(ws: Workspace, env: str, release: str | None, regions: list[str]) -> dict[str, Any]:
-    """Do not deploy into an incident: no alert may fire for a region about to move."""
-    checks = ws.config.environments[env].checks
-
-    async def ask() -> list[Measurement]:
-        found = await asyncio.gather(*(preflight_alerts(
-            checks, Scope(app=ws.config.app, environment=env, region=region, release=release, host=None),
-            fetch=http_fetch) for region in regions))
-        return [m for group in found for m in group]
-
-    measurements = asyncio.run(ask())
-    bad = [m for m in measurements if m.verdict != Verdict.PASS]
-    if not bad:
-        return {"gate": "alerts", "open": True, "detail": f"no active alert for {', '.join(regions)}"}
-    detail = "; ".join(f"{m.scope}: {m.detail}" + (" (could not ask)" if m.verdict == Verdict.INCONCLUSIVE
-                                                     else "") for m in bad)
-    return {"gate": "alerts", "open": False, "detail": detail}
-
-
-def holding_error(ws: Workspace, env: str, release: str | None, kind: str, gate_list: list[dict[str, Any]], *,
-                  request: Request, lock: bool = True) -> ConveyorError | None:
-    """The error a deploy (or rollback) would stop on before any host changes, judged without side effects:
-    the first closed gate the request does not override, then the approval. Marks overridden gates."""
-    environment = ws.config.environments[env]
-    if request.overrides and not (request.reason or "").strip():
-        return UsageError(f"--{request.overrides[0].replace('_', '-')} needs --reason TEXT: it is audited")
-    if request.auto and not environment.auto:
-        return HeldError(f"{env} is not deployed automatically (auto: false): a person deploys it, "
-                         "so `deploy --auto` is refused")
-    for gate in gate_list:
-        if gate["open"]:
-            continue
-        if gate["gate"] == "lock":
-            if lock:
-                return LockHeld(gate["detail"])
-            continue  # the lock is taken (or refused) atomically when the deployment starts
-        if gate["gate"] == "promotion":
-            if request.skip_promotion:
-                gate["overridden"] = "skip_promotion"
-                continue
-            return PromotionRefused(f"{env} refuses {release}: {gate['detail']} (promote_from; "
-                                    "--skip-promotion --reason TEXT overrides it)")
-        if gate["gate"] == "window":
-            if request.break_glass:
-                gate["overridden"] = "break_glass"
-                continue
-            return HeldError(f"{env} is held: {gate['detail']} (--break-glass --reason TEXT overrides it)")
-        return HeldError(f"{env} is held: {gate['detail']}")
-    # An approval named on the command line is checked wherever it is used: a request approved for one
-    # environment must not be spent (or honoured) by a deploy to another one.
-    if kind == "deploy" and release is not None and (environment.approval == "required"
-                                                     or request.approval is not None):
-        return _approval_problem(ws, env, release, request)
-    return None
+    """Every gate a plan lists and its verdict now (see conveyor.gates); the first closed one holds a deploy."""
+    return judge(gate_context(ws, Request(env), kind, release, explicit=explicit, regions=regions)).listed()
 
 
 def _check_gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: bool = True,
-                 lock: bool = False, regions: list[str] | None = None, request: Request | None = None) -> None:
-    """Raise the error of the first gate that holds; overrides the request carries are audited."""
+                 lock: bool = False, regions: list[str] | None = None, request: Request | None = None,
+                 migrations: Mapping[str, RegionMigrations] | None = None) -> None:
+    """Raise the error of the first gate that holds; overrides the request carries are audited. Without
+    `lock`, a held lock is left for taking the lock to refuse (atomically)."""
     request = request or Request(env)
-    gate_list = gates(ws, env, release, kind, explicit=explicit, regions=regions)
-    problem = holding_error(ws, env, release, kind, gate_list, request=request, lock=lock)
-    for gate in gate_list:
-        if gate.get("overridden"):
-            ws.store.add_event(gate["overridden"], ws.user, environment=env, release=release,
-                               reason=request.reason, gate=gate["detail"])
-    if isinstance(problem, _ApprovalNeeded):
+    judged = judge(gate_context(ws, request, kind, release, explicit=explicit, regions=regions,
+                                lock_follows=not lock, migrations=migrations))
+    for verdict in judged.overridden:
+        assert verdict.override is not None
+        ws.store.add_event(verdict.override, ws.user, environment=env, release=release, reason=request.reason,
+                           gate=verdict.detail)
+    problem = judged.problem
+    if isinstance(problem, ApprovalNeeded):
         # The one gate whose holding writes something: the request another person then approves.
         assert release is not None
         problem = _request_approval(ws, env, release, regions or list(ws.config.environments[env].regions),
                                     request)
     if problem is not None:
         raise problem
-
-
-class _ApprovalNeeded(HeldError):
-    """No approval was named for an environment that needs one: a deploy records a request."""
 
 
 def _request_approval(ws: Workspace, env: str, release: str, regions: list[str], request: Request) -> HeldError:
@@ -267,32 +186,6 @@ def _request_approval(ws: Workspace, env: str, release: str, regions: list[str],
     return HeldError(f"{env} needs approval: request #{approval_id} recorded for {release}; another person "
                      f"runs `conveyor approve {approval_id}`, then `conveyor deploy {env} --request "
                      f"{approval_id}`")
-
-
-def _approval_problem(ws: Workspace, env: str, release: str, request: Request) -> HeldError | None:
-    """Why an environment with `approval: required` cannot move on this request (None: it can)."""
-    regions = request.regions or list(ws.config.environments[env].regions)
-    if request.approval is None:
-        return _ApprovalNeeded(f"{env} needs approval: a deploy records a request for {release} that another person "
-                         "approves (`conveyor approve ID`)")
-    record = ws.store.approval(request.approval)
-    if record is None or record["environment"] != env:
-        return HeldError(f"no approval request #{request.approval} for {env}")
-    if record["release"] != release:
-        return HeldError(f"approval #{request.approval} is for {record['release']}, not {release}")
-    outside = [r for r in regions if r not in record["regions"]]
-    if outside:
-        return HeldError(f"approval #{request.approval} covers {', '.join(record['regions'])}, not "
-                         f"{', '.join(outside)}; request a new one for those regions")
-    if record["used_by"] is not None:
-        return HeldError(f"approval #{request.approval} was already used by deployment #{record['used_by']}")
-    # Expired before "not approved yet": approving an expired request would be refused anyway.
-    if datetime.fromisoformat(record["expires_at"]) < datetime.now(UTC):
-        return HeldError(f"approval #{request.approval} expired at {record['expires_at']}; request a new one")
-    if record["approved_by"] is None:
-        return HeldError(f"approval #{request.approval} has not been approved yet (`conveyor approve "
-                         f"{request.approval}` by someone other than {record['requested_by']})")
-    return None
 
 
 def approve(ws: Workspace, approval_id: int) -> dict[str, Any]:
@@ -477,11 +370,7 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
     regions = [r.region for r in plan.regions]
     try:
         _check_gates(ws, env, release, kind, explicit=kind == "deploy" or bool(request.release), regions=regions,
-                     request=request)
-        if schema is not None:
-            from conveyor.operations.migrations import check_migrations
-
-            check_migrations(ws, env, schema[1], break_glass=request.break_glass, reason=request.reason)
+                     request=request, migrations=schema[1] if schema is not None else None)
         if confirm is not None and not confirm(plan, release or "(the previous release)"):
             raise HeldError("not confirmed; nothing was changed")
         lease = store.lock(env, owner=ws.user, reason=request.reason or f"{kind} {release}",

@@ -6,7 +6,8 @@ a region's code switches, and remembered so that a rollback the schema no longer
 - **contract** migrations run only once every region of the environment runs a release that carries them
   (so no running code needs the old schema), at the start of each region of a later deployment;
 - a migration judged `breaking` is refused in the expand phase; one judged `needs-window` runs only while
-  the environment's `migration_window` is open (or with `--break-glass --reason`, audited);
+  the environment's `migration_window` is open (or with `--break-glass --reason`, audited): the migrations
+  gate (gates/migrations.py) decides that from the plan made here;
 - a rollback to a release that lacks an applied contract or breaking migration is refused
   (`--force --reason` overrides it, audited).
 """
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.artifact.compression import open_tar, read_errors
 from conveyor.engine import commands
 from conveyor.engine.probe import tail
-from conveyor.errors import ArtifactError, ConveyorError, HeldError, MigrationRefused, UsageError
+from conveyor.errors import ArtifactError, ConveyorError, MigrationRefused, UsageError
 from conveyor.migrations.catalog import Migration, migrations_of
 from conveyor.transport.base import Completed
 from conveyor.transport.local import LocalConnection
@@ -164,42 +165,6 @@ def plan_migrations(ws: Workspace, env: str, regions: list[str], target: Release
                 plan.waiting.append(verdict)
         plans[region] = plan
     return plans
-
-
-def check_migrations(ws: Workspace, env: str, plans: dict[str, RegionMigrations], *, break_glass: bool,
-                     reason: str | None, audit: bool = True) -> None:
-    """Refuse breaking expand migrations; hold needs-window ones outside the migration window (a break-glass
-    is audited unless `audit` is false: a plan only says what a deploy would do)."""
-    breaking = [(region, j) for region, plan in plans.items() for j in plan.expand if j.cls == "breaking"]
-    if breaking:
-        lines = []
-        for region, j in breaking:
-            first = next((f for f in j.findings if f["class"] == "breaking"), None)
-            why = f" (line {first['line']}: {first['rule']}: {first['message']}; {first['hint']})" if first else ""
-            lines.append(f"{region}: {j.name}{why}")
-        raise MigrationRefused("a migration breaks the release still running, so it cannot run before the "
-                               "code switches; make it a contract migration (first line `-- conveyor: contract`) "
-                               "for a later deployment: " + "; ".join(lines))
-    windowed = sorted({j.name for plan in plans.values() for j in plan.to_run if j.cls == "needs-window"})
-    if not windowed:
-        return
-    from conveyor.gates.windows import evaluate, now
-
-    name = ws.config.environments[env].migration_window
-    if name is None:
-        detail = "no migration_window is set for this environment"
-    else:
-        verdict = evaluate(name, ws.config.windows[name], now())
-        if verdict.open:
-            return
-        detail = f"migration window {name} is closed: {verdict.rule}"
-    if break_glass:
-        if audit:
-            ws.store.add_event("break_glass", ws.user, environment=env, reason=reason,
-                               gate=f"migrations {', '.join(windowed)}: {detail}")
-        return
-    raise HeldError(f"{env} is held: {', '.join(windowed)} take strong locks or rewrite tables and run only in a "
-                    f"migration window; {detail} (--break-glass --reason TEXT overrides it)")
 
 
 def check_rollback(ws: Workspace, env: str, targets: dict[str, str | None], *, force: bool,

@@ -8,16 +8,20 @@ artifact, a closed gate, a migration refused) stops the plan with the same exit 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.artifact import Release
 from conveyor.engine.plan import Plan
 from conveyor.errors import ConveyorError
-from conveyor.operations.deploy import Request, estimate_seconds, gates, holding_error, plan_for, resolve_release
+from conveyor.gates.registry import judge
+from conveyor.operations.deploy import Request, estimate_seconds, gate_context, plan_for, resolve_release
 from conveyor.operations.release import record_release
 from conveyor.operations.workspace import Workspace
+
+if TYPE_CHECKING:
+    from conveyor.operations.migrations import RegionMigrations
 
 STEPS = {
     "deploy": ["probe: make the layout, read current and the journal",
@@ -53,18 +57,15 @@ def preview(ws: Workspace, request: Request, kind: str,
         release = resolve_release(ws, request.release)
     release_id = release.id if release is not None else None
     regions = [r.region for r in plan.regions]
-    gate_list = gates(ws, plan.environment, release_id, kind, explicit=kind == "deploy" or bool(request.release),
-                      regions=regions)
-    problem = holding_error(ws, plan.environment, release_id, kind, gate_list, request=request)
-    document = plan_document(ws, plan, release, kind, gate_list, built=built)
-    if problem is None and kind == "deploy" and release is not None and ws.config.migrations is not None:
-        from conveyor.operations.migrations import check_migrations, plan_migrations
+    schema = None
+    if kind == "deploy" and release is not None and ws.config.migrations is not None:
+        from conveyor.operations.migrations import plan_migrations
 
-        try:
-            check_migrations(ws, plan.environment, plan_migrations(ws, plan.environment, regions, release),
-                             break_glass=request.break_glass, reason=request.reason, audit=False)
-        except ConveyorError as exc:
-            problem = exc
+        schema = plan_migrations(ws, plan.environment, regions, release)
+    judged = judge(gate_context(ws, request, kind, release_id, explicit=kind == "deploy" or bool(request.release),
+                                regions=regions, migrations=schema))
+    document = plan_document(ws, plan, release, kind, judged.listed(), built=built, migrations=schema)
+    problem = judged.problem
     if problem is not None:
         document["holds"] = {"message": problem.message, "exit_code": problem.exit_code}
     return Preview(document, problem)
@@ -89,9 +90,10 @@ def candidate(release: Release | str | None, built: bool | None) -> dict[str, An
 
 
 def plan_document(ws: Workspace, plan: Plan, release: Release | str | None, kind: str,
-                  gate_list: list[dict[str, Any]],
-                  *, built: bool | None = None) -> dict[str, Any]:
-    """A plan as JSON: waves, regions, roles, batches and hosts, gates, each host's steps, the estimate."""
+                  gate_list: list[dict[str, Any]], *, built: bool | None = None,
+                  migrations: Mapping[str, RegionMigrations] | None = None) -> dict[str, Any]:
+    """A plan as JSON: waves, regions, roles, batches and hosts, gates, each host's steps, the estimate.
+    `migrations`: the release's migrations as already planned (planned here otherwise)."""
     from conveyor.vcs.changes import plan_commits
 
     environment = ws.config.environments[plan.environment]
@@ -127,6 +129,7 @@ def plan_document(ws: Workspace, plan: Plan, release: Release | str | None, kind
     if ws.config.migrations is not None and kind == "deploy" and isinstance(release, Release):
         from conveyor.operations.migrations import plan_migrations
 
-        plans = plan_migrations(ws, plan.environment, [r.region for r in plan.regions], release)
+        plans = migrations if migrations is not None else plan_migrations(
+            ws, plan.environment, [r.region for r in plan.regions], release)
         document["migrations"] = {region: p.to_json() for region, p in plans.items()}
     return document
