@@ -19,17 +19,11 @@ from typing import Any
 import pytest
 from promstack import Stack, free_port
 
+from conveyor.checks.alerts import measure_alerts
+from conveyor.checks.prometheus import measure_prometheus
 from conveyor.config.models import AlertsCheck, PrometheusCheck
 from conveyor.errors import TransportError
-from conveyor.gates.analysis import (
-    Scope,
-    Verdict,
-    http_fetch,
-    measure_alerts,
-    measure_prometheus,
-    preflight_alerts,
-    watch,
-)
+from conveyor.gates.analysis import Scope, Verdict, http_fetch, preflight_alerts, watch
 
 pytestmark = pytest.mark.integration
 

@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
 
+from conveyor.checks.alerts import measure_alerts
+from conveyor.checks.prometheus import evaluate_condition, measure_prometheus
 from conveyor.config.models import AlertsCheck, Check, CommandCheck, HttpCheck, PrometheusCheck
 from conveyor.errors import TransportError
 from conveyor.gates.analysis import (
@@ -27,10 +29,7 @@ from conveyor.gates.analysis import (
     Verdict,
     WatchResult,
     estimate,
-    evaluate_condition,
     http_fetch,
-    measure_alerts,
-    measure_prometheus,
     preflight_alerts,
     watch,
 )

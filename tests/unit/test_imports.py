@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-HEAVY = {"sqlalchemy", "asyncssh", "boto3", "tarfile"}
+HEAVY = {"sqlalchemy", "asyncssh", "boto3", "tarfile", "httpx"}
 
 
 def modules_after(statement: str) -> set[str]:

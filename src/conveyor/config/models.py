@@ -8,7 +8,14 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from conveyor.config.values import Duration, HostAmount, check_name, describe, parse_amount, whole_number
+# Each kind of check keeps its model in its own module (conveyor.checks); `as` re-exports them from here too.
+from conveyor.checks import AlertsCheck as AlertsCheck  # noqa: PLC0414
+from conveyor.checks import AnyCheck
+from conveyor.checks import Check as Check  # noqa: PLC0414
+from conveyor.checks import CommandCheck as CommandCheck  # noqa: PLC0414
+from conveyor.checks import HttpCheck as HttpCheck  # noqa: PLC0414
+from conveyor.checks import PrometheusCheck as PrometheusCheck  # noqa: PLC0414
+from conveyor.config.values import Duration, HostAmount, Int, check_name, describe, http_url, parse_amount
 from conveyor.gates.windows import Window
 
 HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
@@ -16,16 +23,8 @@ HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 ADDRESS_RE = re.compile(r"^[A-Za-z0-9\[:][A-Za-z0-9._:%\[\]-]{0,252}$")
 # A login name: no spaces, no shell or ssh option syntax; `@` and `\` allow directory (domain) accounts.
 USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._@\\-]{0,63}$")
-_HTTP_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 # An AWS region: eu-west-2, us-gov-west-1, ap-southeast-3.
 AWS_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
-
-
-def http_url(value: str, message: str) -> str:
-    """`value` if it is an http:// or https:// URL with a host (and no whitespace), else ValueError(message)."""
-    if not _HTTP_URL.match(value):
-        raise ValueError(message)
-    return value
 
 
 class Strict(BaseModel):
@@ -39,8 +38,6 @@ def _name(what: str) -> Any:
 
 
 AppName = Annotated[str, _name("app")]
-# YAML reads `true`/`yes` as a boolean, which pydantic would otherwise take as 1.
-Int = Annotated[int, BeforeValidator(whole_number)]
 
 
 def check_user(value: str | None) -> str | None:
@@ -105,144 +102,6 @@ SSH_DEFAULTS = SSHSettings(
     port=22, known_hosts="strict", connect_timeout=10.0, command_timeout=600.0, max_concurrency=64,
     agent_forwarding=False,
 )
-
-
-class Repeat(Strict):
-    """How a check repeats while it watches (bake, canary bake): every `interval`, `count` times or for
-    `duration`, failing once more than `failure_limit` measurements fail."""
-
-    interval: Duration = 10.0
-    count: Int | None = Field(default=None, ge=1, le=100000)
-    duration: Duration | None = None
-    failure_limit: Int = Field(default=0, ge=0, le=100000)
-    timeout: Duration = 10.0
-    name: str | None = None
-
-
-class HttpCheck(Repeat):
-    """An HTTP GET made from the host's side: status `expect`, body `contains`/`matches`, `max_latency`."""
-
-    http: str
-    expect: Int = Field(default=200, ge=100, le=599)
-    contains: str | None = None
-    matches: str | None = None
-    max_latency: Duration | None = None
-    timeout: Duration = 5.0
-    retries: Int = Field(default=3, ge=0, le=1000)
-    interval: Duration = 1.0
-
-    @field_validator("http")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return http_url(value, f"expected an http:// or https:// URL, got {value!r}")
-
-    @field_validator("matches")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        return value
-
-    def describe(self) -> str:
-        """One line for plans and reports."""
-        text = self.name or f"GET {self.http} expects {self.expect}"
-        if not self.name and self.contains:
-            text += f" containing {self.contains!r}"
-        return text
-
-
-class CommandCheck(Repeat):
-    """A command that passes with exit 0: on each host of the role, on one host, or on the controller."""
-
-    command: str = Field(min_length=1)
-    on: Literal["each", "one", "local"] = "each"
-    timeout: Duration = 30.0
-    retries: Int = Field(default=0, ge=0, le=1000)
-    interval: Duration = 1.0
-
-    def describe(self) -> str:
-        """One line for plans and reports."""
-        return self.name or f"run {self.command!r}" + ("" if self.on == "each" else f" ({self.on})")
-
-
-_CONDITION = re.compile(r"^\s*result\s*(<=|>=|==|!=|<|>)\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-
-
-def parse_condition(text: str) -> tuple[str, float]:
-    """`result < 0.01` as ('<', 0.01)."""
-    match = _CONDITION.match(text)
-    if not match:
-        raise ValueError(f"expected a condition like \"result < 0.01\" (operators < <= > >= == !=), got {text!r}")
-    return match.group(1), float(match.group(2))
-
-
-class PrometheusCheck(Repeat):
-    """An instant PromQL query whose value must meet `condition`; an empty result or NaN follows policy.
-
-    `$region`, `$environment`, `$release`, `$app` and `$host` in the query are replaced before it is sent.
-    """
-
-    prometheus: str
-    query: str = Field(min_length=1)
-    condition: str
-    on_empty: Literal["fail", "pass", "inconclusive"] = "inconclusive"
-    on_nan: Literal["fail", "pass", "inconclusive"] = "inconclusive"
-
-    @field_validator("prometheus")
-    @classmethod
-    def _server(cls, value: str) -> str:
-        return http_url(value, f"expected the Prometheus server's http:// or https:// URL, got {value!r}").rstrip("/")
-
-    @field_validator("condition")
-    @classmethod
-    def _condition(cls, value: str) -> str:
-        parse_condition(value)
-        return value
-
-    def describe(self) -> str:
-        """One line for plans and reports."""
-        return self.name or f"prometheus {self.query} ⇒ {self.condition}"
-
-
-class AlertsCheck(Repeat):
-    """No active Alertmanager alert matches these labels (values may use `$region`, `$environment`...)."""
-
-    alerts: str
-    matchers: dict[str, str] = Field(default_factory=dict)
-    before_start: bool = True
-
-    @field_validator("alerts")
-    @classmethod
-    def _server(cls, value: str) -> str:
-        return http_url(value, f"expected the Alertmanager's http:// or https:// URL, got {value!r}").rstrip("/")
-
-    def describe(self) -> str:
-        """One line for plans and reports."""
-        labels = ",".join(f"{k}={v}" for k, v in self.matchers.items())
-        return self.name or f"no active alert{' matching ' + labels if labels else ''}"
-
-
-Check = HttpCheck | CommandCheck | PrometheusCheck | AlertsCheck
-_CHECK_KINDS: dict[str, type[Repeat]] = {
-    "http": HttpCheck, "command": CommandCheck, "prometheus": PrometheusCheck, "alerts": AlertsCheck,
-}
-
-
-def _check(value: Any) -> Any:
-    if isinstance(value, dict):
-        kinds = [key for key in _CHECK_KINDS if key in value]
-        if len(kinds) > 1:
-            raise ValueError(f"a check is one of http:, command:, prometheus:, alerts:, not {' and '.join(kinds)}")
-        if not kinds:
-            raise ValueError("a check needs one of http: URL, command: TEXT, prometheus: URL, alerts: URL")
-        return _CHECK_KINDS[kinds[0]].model_validate(value)
-    raise ValueError(f"expected a mapping like {{http: URL, expect: 200}} or {{command: TEXT}}, got {describe(value)}")
-
-
-AnyCheck = Annotated[Check, BeforeValidator(_check)]
 
 
 class Role(Strict):

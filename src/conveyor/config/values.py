@@ -14,6 +14,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 # Names that become directory names, shell arguments and URL parts: keep them boring.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_HTTP_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 
 
 def parse_duration(value: Any) -> float:
@@ -131,6 +132,17 @@ def whole_number(value: Any) -> Any:
     """Refuse booleans where a number is expected: YAML reads `yes`/`true` as True, which is not 1."""
     if isinstance(value, bool):
         raise ValueError(f"expected a whole number, got {describe(value)}")
+    return value
+
+
+# YAML reads `true`/`yes` as a boolean, which pydantic would otherwise take as 1.
+Int = Annotated[int, BeforeValidator(whole_number)]
+
+
+def http_url(value: str, message: str) -> str:
+    """`value` if it is an http:// or https:// URL with a host (and no whitespace), else ValueError(message)."""
+    if not _HTTP_URL.match(value):
+        raise ValueError(message)
     return value
 
 

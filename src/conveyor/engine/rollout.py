@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,8 +18,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from conveyor.artifact.delta import Delta
-from conveyor.config.models import Check, CommandCheck, Config, HttpCheck
+from conveyor.checks import Place, kind_of
+from conveyor.config.models import Check, Config
 from conveyor.engine import commands
+from conveyor.engine.checking import OnHost
 from conveyor.engine.events import EventBus
 from conveyor.engine.limits import Limits
 from conveyor.engine.plan import Plan, RegionPlan
@@ -298,13 +299,13 @@ class Rollout:
         targets = hosts if hosts is not None else [h for h in region.hosts if h.status == HostStatus.SUCCEEDED]
         plans: list[tuple[Check, Scope]] = []
         for check in checks:
-            if isinstance(check, HttpCheck | CommandCheck) and not (
-                    isinstance(check, CommandCheck) and check.on == "local"):
-                chosen = targets[:1] if isinstance(check, CommandCheck) and check.on == "one" else targets
-                plans += [(check, Scope(app=scope.app, environment=scope.environment, region=scope.region,
-                                        release=scope.release, host=h.host.name)) for h in chosen]
-            else:
+            spread = kind_of(check).spread(check)
+            if spread == "region":
                 plans.append((check, scope))
+                continue
+            chosen = targets[:1] if spread == "one" else targets
+            plans += [(check, Scope(app=scope.app, environment=scope.environment, region=scope.region,
+                                    release=scope.release, host=h.host.name)) for h in chosen]
         by_name = {h.host.name: h for h in targets}
 
         async def measure_other(check: Check, where: Scope) -> Measurement:
@@ -325,39 +326,27 @@ class Rollout:
 
     async def _measure_on_host(self, check: Check, scope: Scope, outcome: HostOutcome | None) -> Measurement:
         """Measure an http or command check once, on a host (or on the controller for `on: local`)."""
-        now = datetime.now(UTC)
-        where = f"host {scope.host}" if scope.host else f"region {scope.region}"
-        if isinstance(check, CommandCheck) and (check.on == "local" or outcome is None):
-            proc = await asyncio.create_subprocess_exec(
-                "sh", "-c", scope.substitute(check.command), stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT)
-            try:
-                out, _ = await asyncio.wait_for(proc.communicate(), check.timeout)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-                return Measurement(check.describe(), "command", where, None, "exit 0", Verdict.FAIL, now,
-                                   f"timed out after {check.timeout:g}s")
-            verdict = Verdict.PASS if proc.returncode == 0 else Verdict.FAIL
-            return Measurement(check.describe(), "command", where, proc.returncode, "exit 0", verdict, now,
-                               tail(out.decode("utf-8", "replace"), 3))
-        if outcome is None:
-            return Measurement(check.describe(), "http", where, None, "", Verdict.INCONCLUSIVE, now,
-                               "no host to measure on")
-        if isinstance(check, CommandCheck):
-            deploy_to = self._deploy_to(outcome.host)
-            release = outcome.release or ""
-            env = self._env(outcome.host, release, outcome.previous, self.spec.kind, deploy_to)
-            done = await self._run(outcome, "check", commands.check(
-                f"{deploy_to}/releases/{release}", check.command, 0, 0, env), timeout=check.timeout, track=False)
-            verdict = Verdict.PASS if done.exit_code == 0 else Verdict.FAIL
-            return Measurement(check.describe(), "command", where, done.exit_code, "exit 0", verdict, now,
-                               "timed out" if done.timed_out else tail(done.output, 3))
-        assert isinstance(check, HttpCheck)
-        status, problem, latency = await self._http_once(outcome, check)
-        verdict = Verdict.PASS if problem is None else Verdict.FAIL
-        return Measurement(check.describe(), "http", where, status, f"status {check.expect}", verdict, now,
-                           problem or f"{latency * 1000:.0f} ms")
+        on_host = None if outcome is None else self._on_host(outcome, outcome.release or "", track=False)
+        return await kind_of(check).measure(check, self._place(scope, on_host))
+
+    def _on_host(self, outcome: HostOutcome, release: str, *, track: bool) -> OnHost:
+        """The host as its checks reach it; verification `track`s its step, a bake's measurements do not."""
+        host = outcome.host
+        deploy_to = self._deploy_to(host)
+
+        async def run(command: str, timeout: float) -> Completed:
+            return await self._run(outcome, "check", command, timeout=timeout, track=track)
+
+        async def connection() -> Connection:
+            return await self.connections.get(host)
+
+        return OnHost(run, connection, f"{deploy_to}/releases/{release}",
+                      self._env(host, release, outcome.previous, self.spec.kind, deploy_to))
+
+    def _place(self, scope: Scope, on_host: OnHost | None) -> Place:
+        return Place(scope, host=on_host, fetch=self.spec.fetch or http_fetch, clock=self.spec.clock,
+                     sleep=self.spec.sleep)
+
     # -- regions ----------------------------------------------------------------------------
     async def _region(self, plan: RegionPlan, outcome: RegionOutcome) -> None:
         target = outcome.target
@@ -754,51 +743,21 @@ class Rollout:
         }
 
     async def _checks(self, outcome: HostOutcome, release: str | None) -> None:
+        """Verify a host after its restart: each host check of its role, with the check's retries."""
         if release is None:
             return
         host = outcome.host
-        deploy_to = self._deploy_to(host)
+        scope = Scope(app=self.spec.app, environment=host.environment, region=host.region, release=release,
+                      host=host.name)
         for check in self.config.roles[host.role].checks:
-            if isinstance(check, CommandCheck):
-                env = self._env(host, release, outcome.previous, self.spec.kind, deploy_to)
-                done = await self._run(outcome, "check", commands.check(
-                    f"{deploy_to}/releases/{release}", check.command, check.retries, check.interval, env),
-                    timeout=check.timeout * (check.retries + 1) + check.interval * check.retries + 5)
-                if done.exit_code != 0:
-                    raise StepFailed("check", f"check {check.command!r} failed with exit {done.exit_code}", done)
-            elif isinstance(check, HttpCheck):
-                await self._http_check(outcome, check)
-
-    async def _http_once(self, outcome: HostOutcome, check: HttpCheck) -> tuple[int | None, str | None, float]:
-        """One GET from the host's side: (status, what is wrong or None, latency in seconds)."""
-        connection = await self.connections.get(outcome.host)
-        started = self.spec.clock()
-        try:
-            status, body = await connection.http_get(check.http, check.timeout)
-        except TransportError as exc:
-            return None, exc.message, self.spec.clock() - started
-        latency = self.spec.clock() - started
-        if status != check.expect:
-            return status, f"{check.http} answered {status}, expected {check.expect}", latency
-        if check.contains is not None and check.contains not in body:
-            return status, f"{check.http} answered {status} without {check.contains!r}", latency
-        if check.matches is not None and not re.search(check.matches, body):
-            return status, f"{check.http} answered {status} not matching {check.matches!r}", latency
-        if check.max_latency is not None and latency > check.max_latency:
-            return status, f"{check.http} took {latency * 1000:.0f} ms (max {check.max_latency * 1000:.0f} ms)", latency
-        return status, None, latency
-
-    async def _http_check(self, outcome: HostOutcome, check: HttpCheck) -> None:
-        outcome.step = "check"
-        last = ""
-        for attempt in range(check.retries + 1):
-            if attempt:
-                await self.spec.sleep(check.interval)
-            _status, problem, _latency = await self._http_once(outcome, check)
-            if problem is None:
-                return
-            last = problem
-        raise StepFailed("check", f"check failed after {check.retries + 1} attempt(s): {last}")
+            kind = kind_of(check)
+            if kind.verify is None:
+                continue  # a region's signal (prometheus, alerts) is watched by bakes, not asked of one host
+            outcome.step = "check"
+            on_host = self._on_host(outcome, release, track=True)
+            measured = await kind.verify(check, self._place(scope, on_host))
+            if measured.verdict is not Verdict.PASS:
+                raise StepFailed("check", measured.detail, on_host.last)
 
     def _protected(self, outcome: HostOutcome, probe: Probe, release: str | None) -> list[str]:
         """Releases a prune must keep: the new one, what ran before, and (for a rollback) where it goes back to."""
