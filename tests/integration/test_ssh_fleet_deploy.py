@@ -796,7 +796,7 @@ def test_http_checks_go_through_the_hosts_ssh_connection(make_site: Callable[...
         assert ok["status"] == "succeeded", ok
         assert site.currents(names) == dict.fromkeys(names, r1)
         log = (tmp_path / "http.log").read_text()
-        assert log.count("GET /health HTTP/1.0\" 200") == len(names), log
+        assert log.count("GET /health HTTP/1.1\" 200") == len(names), log
 
         # a check that gets a 404: the deploy fails at step check, and the region is switched back
         role["checks"] = [{"http": f"{url}/missing", "expect": 200, "timeout": "2s", "retries": 1,
@@ -814,7 +814,7 @@ def test_http_checks_go_through_the_hosts_ssh_connection(make_site: Callable[...
             {"h11": "rolled_back", "h12": "pending"}
         assert detail["by_host"]["h12"]["status"] == "pending"
         assert site.currents(names) == dict.fromkeys(names, r1)
-        assert (tmp_path / "http.log").read_text().count("GET /missing HTTP/1.0\" 404") == 2
+        assert (tmp_path / "http.log").read_text().count("GET /missing HTTP/1.1\" 404") == 2
     finally:
         for name in mounted:
             nsenter_umount(fleet.host(name), "/etc/hosts")

@@ -1,5 +1,6 @@
 """The check registry and its kinds, measured on a scripted host: what each kind asks of the host, and how
-it judges the answer."""
+it judges the answer. The same table against real servers, over local and SSH hosts, is
+tests/integration/test_checks_http.py."""
 
 from __future__ import annotations
 
@@ -45,11 +46,11 @@ class ScriptedHost:
 
     answers: list[tuple[int, str] | TransportError] = field(default_factory=lambda: [(200, "ok")])
     ran: list[Ran] = field(default_factory=lambda: [Ran(0)])
-    gets: list[tuple[str, float]] = field(default_factory=list)
+    gets: list[tuple[str, float, bool]] = field(default_factory=list)
     commands: list[tuple[str, int, float, float]] = field(default_factory=list)
 
-    async def http_get(self, url: str, timeout: float) -> tuple[int, str]:
-        self.gets.append((url, timeout))
+    async def http_get(self, url: str, timeout: float, *, follow_redirects: bool = True) -> tuple[int, str]:
+        self.gets.append((url, timeout, follow_redirects))
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, TransportError):
             raise answer
@@ -139,7 +140,7 @@ def test_an_http_check_passes_on_the_expected_status_and_text_and_says_how_long_
     assert (m.kind, m.scope, m.value, m.condition, m.verdict, m.at) == (
         "http", "host za-web-1", 200, "status 200", Verdict.PASS, T0)
     assert m.detail == "0 ms"
-    assert host.gets == [("http://127.0.0.1:8080/health", 2.0)]
+    assert host.gets == [("http://127.0.0.1:8080/health", 2.0, True)]
 
 
 @pytest.mark.parametrize(("fields", "answer", "detail"), [
@@ -159,13 +160,21 @@ def test_a_slow_answer_fails_max_latency() -> None:
     clock = Clock()
 
     class Slow(ScriptedHost):
-        async def http_get(self, url: str, timeout: float) -> tuple[int, str]:
+        async def http_get(self, url: str, timeout: float, *, follow_redirects: bool = True) -> tuple[int, str]:
             clock.now += 0.7
             return 200, "ok"
 
     check = http(max_latency="500ms")
     m = run(kind_of(check).measure(check, place(Slow(), clock)))
     assert (m.verdict, m.detail) == (Verdict.FAIL, "http://127.0.0.1:8080/health took 700 ms (max 500 ms)")
+
+
+@pytest.mark.parametrize(("expect", "follows"), [(200, True), (404, True), (301, False), (302, False), (308, False)])
+def test_redirects_are_followed_unless_the_check_expects_one(expect: int, follows: bool) -> None:
+    host = ScriptedHost(answers=[(expect, "")])
+    check = http(expect=expect)
+    assert run(kind_of(check).measure(check, place(host))).verdict is Verdict.PASS
+    assert host.gets[0][2] is follows
 
 
 def test_verification_retries_an_interval_apart_until_it_passes() -> None:

@@ -173,8 +173,9 @@ class HostSide(Protocol):
         `retries` times `interval` apart until it exits 0, all within `timeout`; never raise for an exit code."""
         ...
 
-    async def http_get(self, url: str, timeout: float) -> tuple[int, str]:
-        """GET `url` from the host's side; (status, body). Raise TransportError when nothing answers."""
+    async def http_get(self, url: str, timeout: float, *, follow_redirects: bool = True) -> tuple[int, str]:
+        """GET `url` from the host's side (the policy of conveyor.checks.client); (status, body). Raise
+        TransportError when nothing answers."""
         ...
 
 

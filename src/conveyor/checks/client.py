@@ -1,14 +1,19 @@
-"""HTTP as checks make it: one client (httpx) and one policy.
+"""HTTP as checks make it: one client (httpx) and one policy, whichever way the connection goes.
 
-Prometheus and Alertmanager are asked from the controller, by these rules:
+A host check's GET goes out from the host: from this machine for a local host, through a direct-tcpip
+channel of its SSH connection for an SSH host (transport/tunnel.py gives httpx those channels). Prometheus
+and Alertmanager are asked from the controller. The same rules hold on every transport:
 
-- redirects are followed, up to MAX_REDIRECTS, and the final answer is judged; more is an error;
-- at most `limit` bytes of a body are read (QUERY_BODY for a query's answer), asked for uncompressed;
+- redirects are followed, up to MAX_REDIRECTS, and the final answer is judged; more is an error. A check
+  that expects a 3xx status itself is judged on the first answer (`follow_redirects=False`);
+- at most `limit` bytes of a body are read (HOST_BODY, 1 MiB, for a host check; QUERY_BODY for a query's
+  answer), asked for uncompressed; the rest is left unread;
 - `timeout` bounds the whole exchange: connecting, TLS, every redirect and the body;
 - https certificates are verified for the name in the URL against this machine's trust store (the system's,
-  or the one SSL_CERT_FILE / SSL_CERT_DIR name);
-- the proxy the environment names (HTTPS_PROXY, NO_PROXY) is used, except for loopback, whose answer must
-  come from this machine;
+  or the one SSL_CERT_FILE / SSL_CERT_DIR name). TLS runs on the controller also through an SSH channel, so
+  one trust store serves every transport: a self-signed certificate fails until it is trusted there;
+- a host check uses no proxy (it is made from the host); the controller's queries use the proxy the
+  environment names (HTTPS_PROXY, NO_PROXY), except for loopback, whose answer must come from this machine;
 - credentials in a URL (https://user:password@host/) are sent as basic authentication, never printed.
 """
 
@@ -21,28 +26,40 @@ import json
 import os
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from conveyor.errors import TransportError
 
+if TYPE_CHECKING:
+    import httpx
+
 __all__ = [
+    "HOST_BODY",
     "MAX_REDIRECTS",
     "QUERY_BODY",
     "Fetch",
+    "Network",
     "ask",
     "get",
+    "host_get",
     "http_fetch",
     "redact",
     "trust_store",
 ]
 
 MAX_REDIRECTS = 5
+HOST_BODY = 1 << 20
+"""The most of a host check's body that is read: `contains` and `matches` look at this much."""
 QUERY_BODY = 16 << 20
 """The most of a query's answer that is read: a result larger than this is not a signal but a mistake."""
 
 Fetch = Callable[[str, float], Awaitable[tuple[int, bytes]]]
 """GET a URL with a timeout in seconds: (HTTP status, body). Raises TransportError when nothing answers."""
+
+Network = Callable[[ssl.SSLContext], "httpx.AsyncBaseTransport"]
+"""How a GET reaches its server, given the TLS context to verify with: an httpx transport (an SSH host's
+channels). None: this machine's own network."""
 
 _HEADERS = {"User-Agent": "conveyor-check", "Accept-Encoding": "identity"}
 
@@ -99,7 +116,8 @@ def _why(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-async def get(url: str, timeout: float, *, limit: int, follow_redirects: bool = True, proxies: bool = False,
+async def get(url: str, timeout: float, *, limit: int, follow_redirects: bool = True,
+              network: Network | None = None, proxies: bool = False,
               headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
     """GET `url` by the module's policy: (final status, at most `limit` bytes of its body), also for HTTP
     error statuses. TransportError when no answer comes within `timeout` seconds, or none can be had."""
@@ -108,9 +126,10 @@ async def get(url: str, timeout: float, *, limit: int, follow_redirects: bool = 
     import httpx
 
     context = trust_store()
+    transport = network(context) if network is not None else None
     try:
         async with asyncio.timeout(timeout), httpx.AsyncClient(
-                verify=context, follow_redirects=follow_redirects,
+                transport=transport, verify=context, follow_redirects=follow_redirects,
                 max_redirects=MAX_REDIRECTS, timeout=timeout, headers={**_HEADERS, **(headers or {})},
                 trust_env=proxies and not _is_loopback(urlsplit(url).hostname)) as client, \
                 client.stream("GET", url) as response:
@@ -126,6 +145,13 @@ async def get(url: str, timeout: float, *, limit: int, follow_redirects: bool = 
         raise TransportError(f"GET {redact(url)}: more than {MAX_REDIRECTS} redirects") from exc
     except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
         raise TransportError(f"GET {redact(url)}: {_why(exc)}") from exc
+
+
+async def host_get(url: str, timeout: float, *, follow_redirects: bool = True,
+                   network: Network | None = None) -> tuple[int, str]:
+    """A host check's GET: (status, the first HOST_BODY bytes of the body as text), by the module's policy."""
+    status, body = await get(url, timeout, limit=HOST_BODY, follow_redirects=follow_redirects, network=network)
+    return status, body.decode("utf-8", "replace")
 
 
 async def http_fetch(url: str, timeout: float) -> tuple[int, bytes]:

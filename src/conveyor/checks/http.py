@@ -1,7 +1,8 @@
-"""`http`: a GET made from the host's side (through its connection), on each host that moved.
+"""`http`: a GET made from the host's side, on each host that moved.
 
-It passes when the status is `expect`, the body `contains` a text and `matches` a regular expression, and
-the answer came within `max_latency`.
+It passes when the final status is `expect`, the body `contains` a text and `matches` a regular expression
+(both look at its first MiB), and the answer came within `max_latency`. Redirects, https, the body limit and
+timeouts follow conveyor.checks.client, the same over SSH as on a local host.
 """
 
 from __future__ import annotations
@@ -51,12 +52,17 @@ class HttpCheck(Repeat):
             text += f" containing {self.contains!r}"
         return text
 
+    @property
+    def follows_redirects(self) -> bool:
+        """Redirects are followed to the final answer, unless the check expects a redirect itself."""
+        return not 300 <= self.expect < 400
+
 
 async def _once(check: HttpCheck, host: HostSide, at: Place) -> tuple[int | None, str | None, float]:
     """One GET from the host's side: (status, what is wrong or None, latency in seconds)."""
     started = at.clock()
     try:
-        status, body = await host.http_get(check.http, check.timeout)
+        status, body = await host.http_get(check.http, check.timeout, follow_redirects=check.follows_redirects)
     except TransportError as exc:
         return None, exc.message, at.clock() - started
     latency = at.clock() - started

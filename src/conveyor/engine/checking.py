@@ -37,7 +37,7 @@ class OnHost:
         self.last = done
         return dataclasses.replace(done, output=tail(done.output, _EVERY_LINE))
 
-    async def http_get(self, url: str, timeout: float) -> tuple[int, str]:
+    async def http_get(self, url: str, timeout: float, *, follow_redirects: bool = True) -> tuple[int, str]:
         """GET from the host's side of its connection."""
         connection = await self.connection()
-        return await connection.http_get(url, timeout)
+        return await connection.http_get(url, timeout, follow_redirects=follow_redirects)

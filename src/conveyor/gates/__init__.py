@@ -10,7 +10,7 @@
     approval.py    approval: required, and no approved request
     migrations.py  a breaking migration, or one that needs a window outside it (--break-glass)
     windows/       the window rules themselves (allow, deny, cron, time zones)
-    analysis.py    measuring checks: Prometheus, Alertmanager, and watching them over a bake
+    analysis.py    watching checks over a bake (each kind measures itself: conveyor.checks)
 
 Each gate module has `check(context) -> GateVerdict | None`: None where it does not apply (no window
 configured, a rollback), else `GateVerdict(name, open, detail, override, refusal)`. A closed gate names the

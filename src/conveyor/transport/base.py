@@ -25,8 +25,9 @@ class Connection(Protocol):
         """Run a shell command line; stream `stdin`'s file into it; never raise for a non-zero exit."""
         ...
 
-    async def http_get(self, url: str, timeout: float) -> tuple[int, str]:
-        """GET a URL from the host's side; (status, body). Raise TransportError if nothing answers."""
+    async def http_get(self, url: str, timeout: float, *, follow_redirects: bool = True) -> tuple[int, str]:
+        """GET a URL from the host's side by checks/client.py's policy (redirects, body limit, https, timeout);
+        (status, body). Raise TransportError if nothing answers."""
         ...
 
     async def close(self) -> None:

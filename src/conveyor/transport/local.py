@@ -6,10 +6,9 @@ import asyncio
 import contextlib
 import os
 import signal
-import urllib.error
-import urllib.request
 from pathlib import Path
 
+from conveyor.checks.client import host_get
 from conveyor.errors import TransportError
 from conveyor.inventory import Host
 from conveyor.transport.base import Completed
@@ -77,25 +76,13 @@ class LocalConnection:
         assert proc.returncode is not None
         return Completed(exit_code=proc.returncode, output=collected.decode("utf-8", "replace"))
 
-    async def http_get(self, url: str, timeout: float) -> tuple[int, str]:
-        """GET a URL from this machine (a local host shares the controller's network)."""
-        return await asyncio.to_thread(_get, url, timeout)
+    async def http_get(self, url: str, timeout: float, *, follow_redirects: bool = True) -> tuple[int, str]:
+        """GET a URL from this machine (a local host shares the controller's network), by the same policy as
+        on any other transport (checks/client.py)."""
+        return await host_get(url, timeout, follow_redirects=follow_redirects)
 
     async def close(self) -> None:
         """Nothing to release for a local directory."""
-
-
-def _get(url: str, timeout: float) -> tuple[int, str]:
-    request = urllib.request.Request(url, headers={"User-Agent": "conveyor-check"})  # noqa: S310 - http(s) only
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - validated scheme
-            return int(response.status), response.read(1 << 20).decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        body = exc.read(1 << 20).decode("utf-8", "replace") if exc.fp else ""
-        return int(exc.code), body
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TransportError(f"{url}: {reason}") from exc
 
 
 def _kill_group(pid: int) -> None:

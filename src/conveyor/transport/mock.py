@@ -153,11 +153,13 @@ class MockConnection:
             raise TypeError(f"a scripted {step} answers a Completed, not {answer!r}")
         return answer
 
-    async def http_get(self, url: str, timeout: float) -> tuple[int, str]:
+    async def http_get(self, url: str, timeout: float, *, follow_redirects: bool = True) -> tuple[int, str]:
         """The scripted (status, body), the passthrough's, or (200, "")."""
         scripted, answer = self.transport.answer(Call(self.host, "http_get", timeout=timeout, url=url))
         if not scripted:
-            return await self.inner.http_get(url, timeout) if self.inner is not None else (200, "")
+            if self.inner is None:
+                return 200, ""
+            return await self.inner.http_get(url, timeout, follow_redirects=follow_redirects)
         if isinstance(answer, Completed) or not isinstance(answer, tuple):
             raise TypeError(f"a scripted http_get answers (status, body), not {answer!r}")
         return int(answer[0]), str(answer[1])

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from conveyor.checks.client import host_get
 from conveyor.config.models import SSHSettings
 from conveyor.errors import TransportError
 from conveyor.inventory import Host
@@ -232,39 +232,13 @@ class SSHConnection:
                                                          "status"))
         return Completed(exit_code=status, output=output.decode("utf-8", "replace"))
 
-    async def http_get(self, url: str, timeout: float) -> tuple[int, str]:
-        """GET a URL from the host's side, through a forwarded connection (works behind a bastion)."""
-        parts = urlsplit(url)
-        if parts.scheme != "http":
-            raise TransportError(f"{url}: only http:// checks can be forwarded over SSH")
-        target = parts.hostname or "127.0.0.1"
-        port = parts.port or 80
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        try:
-            reader, writer = await asyncio.wait_for(self.conn.open_connection(target, port), timeout)
-        except (TimeoutError, asyncssh.Error, OSError) as exc:
-            raise TransportError(f"{url}: cannot connect from {self.host.name}: {_reason(exc)}") from exc
-        try:
-            request = (f"GET {path} HTTP/1.0\r\nHost: {parts.netloc}\r\nUser-Agent: conveyor-check\r\n"
-                       "Connection: close\r\n\r\n")
-            writer.write(request.encode("ascii", "replace"))
-            raw = await asyncio.wait_for(reader.read(1 << 20), timeout)
-            while True:
-                more = await asyncio.wait_for(reader.read(1 << 20), timeout)
-                if not more:
-                    break
-                raw += more
-        except (TimeoutError, asyncssh.Error, OSError) as exc:
-            raise TransportError(f"{url}: no answer within {timeout:g}s") from exc
-        finally:
-            writer.close()
-        head, _, body = raw.partition(b"\r\n\r\n")
-        status_line = head.split(b"\r\n", 1)[0].split()
-        if len(status_line) < 2 or not status_line[1].isdigit():
-            raise TransportError(f"{url}: not an HTTP answer")
-        return int(status_line[1]), body.decode("utf-8", "replace")
+    async def http_get(self, url: str, timeout: float, *, follow_redirects: bool = True) -> tuple[int, str]:
+        """GET a URL from the host's side, over channels of this connection (works behind a bastion), by the
+        same policy as on any other transport (checks/client.py)."""
+        from conveyor.transport.tunnel import channels  # httpx loads when a check needs it
+
+        return await host_get(url, timeout, follow_redirects=follow_redirects,
+                              network=channels(self.conn, self.host.name))
 
     async def close(self) -> None:
         """Close the connection, once the stops sent to timed-out commands got there (or gave up)."""
