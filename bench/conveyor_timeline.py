@@ -34,13 +34,12 @@ def main() -> None:
     connects: list[list[object]] = RECORD["connects"]  # type: ignore[assignment]
     emit = ev.EventBus.emit
 
-    def timed_emit(self: ev.EventBus, kind: str, /, **data: object) -> None:
-        host = data.get("host")
-        outcome = data.get("outcome")
-        if outcome is not None:
-            host = outcome.host.name  # type: ignore[attr-defined]
-        events.append([time.monotonic() - T0, kind, host, data.get("step")])
-        emit(self, kind, **data)
+    def timed_emit(self: ev.EventBus, event: ev.Event, /) -> None:
+        host = getattr(event, "host", None)
+        if isinstance(event, ev.HostFinished):
+            host = event.outcome.host.name
+        events.append([time.monotonic() - T0, event.kind, host, getattr(event, "step", None)])
+        emit(self, event)
 
     ev.EventBus.emit = timed_emit  # type: ignore[method-assign]
     connect = ssh.SSHTransport.connect

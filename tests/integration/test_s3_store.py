@@ -26,7 +26,7 @@ import pytest
 from conveyor.artifact import Release, build_release
 from conveyor.artifact.pointers import PointerFiles
 from conveyor.artifact.s3 import S3Store
-from conveyor.engine.events import Event
+from conveyor.engine.events import RegionFinished
 from conveyor.errors import ArtifactError
 from conveyor.operations.recording import StoreRecorder
 from conveyor.state.store import Store
@@ -321,20 +321,20 @@ def test_the_recorder_writes_the_pointer_file_after_the_state_store(
     state = Store(f"sqlite:///{tmp_path / 'state.db'}", "shop")
     try:
         recorder = StoreRecorder(state, "production", 3, pointer_files=PointerFiles(store, "shop", "alice"))
-        recorder(Event("region_finished", {"region": "za", "status": "succeeded", "release": release.id}))
+        recorder(RegionFinished(region="za", status="succeeded", release=release.id))
         assert state.pointers("production")["za"]["release"] == release.id
         pointer = store.read_pointer("production", "za")
         assert pointer is not None
         assert (pointer["release"], pointer["deployment_id"], pointer["updated_by"]) == (release.id, 3, "alice")
         # A region that did not succeed moves neither pointer.
-        recorder(Event("region_finished", {"region": "uk", "status": "rolled_back", "release": release.id}))
+        recorder(RegionFinished(region="uk", status="rolled_back", release=release.id))
         assert "uk" not in state.pointers("production")
         assert store.read_pointer("production", "uk") is None
 
         # The bucket goes away: the state store's pointer is written all the same, with a warning.
         gone = store_for(moto_endpoint, "s3://conveyor-gone-bucket/shop", tmp_path / "cache2")
         recorder = StoreRecorder(state, "production", 4, pointer_files=PointerFiles(gone, "shop", "alice"))
-        recorder(Event("region_finished", {"region": "ca", "status": "succeeded", "release": release.id}))
+        recorder(RegionFinished(region="ca", status="succeeded", release=release.id))
         ca = state.pointers("production")["ca"]
         assert (ca["release"], ca["deployment_id"]) == (release.id, 4)
         warning = capsys.readouterr().err

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from conveyor.artifact import LocalStore, Release, build_release
 from conveyor.config.models import Config
-from conveyor.engine.events import Event, EventBus
+from conveyor.engine.events import Event, EventBus, Measured
 from conveyor.engine.plan import make_plan
 from conveyor.engine.results import HostStatus, RegionOutcome, RegionStatus
 from conveyor.engine.rollout import Rollout, RolloutSpec, Shipment
@@ -106,9 +106,9 @@ class Fleet:
         seen: list[tuple[str, str, str, float]] = []
 
         def listen(event: Event) -> None:
-            if event.kind == "measurement":
-                m = event.data["measurement"]
-                seen.append((event.data["phase"], m.scope, str(m.verdict), fake.now - start))
+            if isinstance(event, Measured):
+                m = event.measurement
+                seen.append((event.phase, m.scope, str(m.verdict), fake.now - start))
 
         plan = make_plan(config, ENV, static_hosts(config, ENV))
         environment = config.environments[ENV]

@@ -7,14 +7,22 @@ import io
 from rich.console import Console
 
 from conveyor.cli.display import Display
-from conveyor.engine.events import Event
+from conveyor.engine.events import (
+    BakeFinished,
+    BakeStarted,
+    DeploymentFinished,
+    HostFinished,
+    HostStarted,
+    HostStep,
+    Measured,
+)
 from conveyor.engine.results import DeploymentResult, DeploymentStatus, HostOutcome
 
 
 def shown(result: DeploymentResult) -> str:
     out = io.StringIO()
     display = Display(Console(file=out, width=200, no_color=True), live=False)
-    display(Event("deployment_finished", {"result": result}))
+    display(DeploymentFinished(result))
     return out.getvalue()
 
 
@@ -47,8 +55,8 @@ def a_log_display() -> tuple[Display, Clock, io.StringIO]:
 
 def test_a_slow_restart_gets_a_plain_line_in_a_log_at_most_every_ten_seconds() -> None:
     display, clock, out = a_log_display()
-    display(Event("host_started", {"host": "uk-web-1", "region": "uk", "role": "web"}))
-    display(Event("host_step", {"host": "uk-web-1", "region": "uk", "step": "restart"}))
+    display(HostStarted("uk-web-1", "uk", "web"))
+    display(HostStep("uk-web-1", "uk", "restart"))
     clock.now += 5
     display.tick()
     assert "still running" not in out.getvalue()  # nothing has been running 10 s yet
@@ -61,7 +69,7 @@ def test_a_slow_restart_gets_a_plain_line_in_a_log_at_most_every_ten_seconds() -
     clock.now += 8
     display.tick()
     assert out.getvalue().splitlines()[-1] == "  still running: uk/uk-web-1 restart 23s"
-    display(Event("host_finished", {"outcome": _outcome("uk-web-1")}))
+    display(HostFinished(_outcome("uk-web-1")))
     clock.now += 30
     display.tick()
     assert out.getvalue().count("still running") == 2  # nothing runs any more: silence
@@ -73,15 +81,15 @@ def test_a_bake_counts_down_with_its_last_measurement() -> None:
     from conveyor.gates.analysis import Measurement, Verdict
 
     display, clock, out = a_log_display()
-    display(Event("bake_started", {"wave": 1, "regions": ["uk"], "seconds": 300.0}))
+    display(BakeStarted(1, ["uk"], 300.0))
     reading = Measurement(check="error_ratio", kind="prometheus", scope="region uk", value=0.002,
                           condition="< 0.01", verdict=Verdict.PASS, at=datetime.now(UTC), detail="")
-    display(Event("measurement", {"phase": "bake", "measurement": reading}))
+    display(Measured("bake", reading))
     clock.now += 10
     display.tick()
     assert out.getvalue().splitlines()[-1] == ("  still running: bake wave 1 (uk): 4m50s left, last reading "
                                                "region uk: error_ratio = 0.002 (pass)")
-    display(Event("bake_finished", {"wave": 1, "verdicts": {"uk": "pass"}}))
+    display(BakeFinished(1, {"uk": "pass"}))
     clock.now += 10
     display.tick()
     assert "still running" not in out.getvalue().splitlines()[-1]

@@ -15,7 +15,7 @@ import pytest
 
 from conveyor.config.loader import parse_config
 from conveyor.config.models import Config, NotifyTarget
-from conveyor.engine.events import Event
+from conveyor.engine.events import DeploymentFinished, DeploymentStarted, HostStep
 from conveyor.engine.plan import Plan, RegionPlan
 from conveyor.engine.results import (
     DeploymentResult,
@@ -388,15 +388,15 @@ def test_the_notifier_sends_each_target_only_the_events_it_asked_for() -> None:
                   Courier("b", 1.0, failures)),
     ], failures)
     plan = Plan("production", ((RegionPlan("za", ()), RegionPlan("uk", ())),))
-    notifier(Event("deployment_started", {"id": 7, "environment": "production", "kind": "deploy", "release": R2,
-                                          "plan": plan, "user": "alice", "reason": None, "overrides": []}))
-    notifier(Event("host_finished", {"outcome": None}))  # events people do not hear about are ignored
+    notifier(DeploymentStarted(id=7, environment="production", deployment_kind="deploy", release=R2, plan=plan,
+                               user="alice"))
+    notifier(HostStep("za-web-1", "za", "switch"))  # events people do not hear about are ignored
     result = DeploymentResult(7, "production", "deploy", R2, DeploymentStatus.SUCCEEDED, regions=[
         RegionOutcome(region, R2, RegionStatus.SUCCEEDED,
                       hosts=[HostOutcome(host(f"{region}-web-1", region), HostStatus.SUCCEEDED, release=R2,
                                          previous=R1)])
         for region in ("za", "uk")])
-    notifier(Event("deployment_finished", {"result": result}))
+    notifier(DeploymentFinished(result))
 
     assert failures_only.messages == []
     started, succeeded = everything.messages

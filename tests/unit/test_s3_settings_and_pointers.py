@@ -19,7 +19,7 @@ from conveyor.artifact import LocalStore, Release, build_release
 from conveyor.artifact.pointers import PointerFiles, pointer_document, pointer_name
 from conveyor.artifact.s3 import INSTALL_HINT, S3Location, S3Store, parse_s3_url
 from conveyor.config.loader import parse_config
-from conveyor.engine.events import Event
+from conveyor.engine.events import RegionFinished
 from conveyor.errors import ArtifactError, ConfigError
 from conveyor.operations.recording import StoreRecorder
 from conveyor.state.store import Store
@@ -202,7 +202,7 @@ def test_the_recorder_keeps_the_state_pointer_when_the_pointer_file_fails(
     state = Store(f"sqlite:///{tmp_path / 'state.db'}", "www")
     try:
         recorder = StoreRecorder(state, "production", 5, pointer_files=PointerFiles(store, "www", "alice"))
-        recorder(Event("region_finished", {"region": "za", "status": "succeeded", "release": release.id}))
+        recorder(RegionFinished(region="za", status="succeeded", release=release.id))
         assert state.pointers("production")["za"]["release"] == release.id
         written = store.read_pointer("production", "za")
         assert written is not None
@@ -210,7 +210,7 @@ def test_the_recorder_keeps_the_state_pointer_when_the_pointer_file_fails(
         assert capsys.readouterr().err == ""
 
         missing = "20200101T000000Z-0badc0de"  # built elsewhere: not in this store
-        recorder(Event("region_finished", {"region": "uk", "status": "succeeded", "release": missing}))
+        recorder(RegionFinished(region="uk", status="succeeded", release=missing))
         assert state.pointers("production")["uk"]["release"] == missing
         assert store.read_pointer("production", "uk") is None
         err = capsys.readouterr().err
@@ -228,7 +228,7 @@ def test_without_pointer_files_the_recorder_writes_only_the_state_store(tmp_path
     state = Store(f"sqlite:///{tmp_path / 'state.db'}", "www")
     try:
         StoreRecorder(state, "production", 5)(
-            Event("region_finished", {"region": "za", "status": "succeeded", "release": release.id}))
+            RegionFinished(region="za", status="succeeded", release=release.id))
         assert state.pointers("production")["za"]["release"] == release.id
         assert not (store.root / "pointers").exists()
     finally:

@@ -20,7 +20,7 @@ import yaml
 
 from conveyor.artifact import Release, build_release
 from conveyor.config.loader import load_config
-from conveyor.engine.events import Event, EventBus
+from conveyor.engine.events import Event, EventBus, WaveFinished, WaveHeld, WaveStarted
 from conveyor.engine.plan import make_plan
 from conveyor.engine.results import HostStatus, RegionOutcome, RegionStatus
 from conveyor.engine.rollout import Rollout, RolloutSpec, Shipment
@@ -137,10 +137,10 @@ def test_a_reason_before_wave_two_holds_every_region_of_it_and_moves_none_of_its
 
     assert asked == [2]  # never asked before the first wave: the start of a deployment has its own gates
     assert_held_after_wave_one(workspace, release, outcomes, "closed for the test")
-    kinds = [(e.kind, e.data.get("wave")) for e in seen if e.kind.startswith("wave_")]
+    kinds = [(e.kind, e.wave) for e in seen if isinstance(e, WaveStarted | WaveFinished | WaveHeld)]
     assert kinds == [("wave_started", 1), ("wave_finished", 1), ("wave_held", 2)]
-    held = next(e for e in seen if e.kind == "wave_held")
-    assert held.data["reason"] == "closed for the test"
+    held = next(e for e in seen if isinstance(e, WaveHeld))
+    assert held.reason == "closed for the test"
 
 
 def test_the_window_closing_while_wave_one_runs_holds_wave_two_and_says_when_it_opens(
@@ -148,7 +148,7 @@ def test_the_window_closing_while_wave_one_runs_holds_wave_two_and_says_when_it_
     set_clock(monkeypatch, INSIDE)
 
     def clock_moves(event: Event) -> None:
-        if event.kind == "wave_finished" and event.data["wave"] == 1:
+        if isinstance(event, WaveFinished) and event.wave == 1:
             set_clock(monkeypatch, CLOSED)
 
     outcomes = roll(workspace, release, window_before_wave(workspace, "production", Request("production")),

@@ -4,18 +4,41 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from conveyor.ci.sections import for_log
 from conveyor.config.values import format_duration
-from conveyor.engine.events import Event
+from conveyor.engine.events import (
+    BakeFinished,
+    BakeStarted,
+    BatchStarted,
+    CanaryBakeFinished,
+    CanaryBakeStarted,
+    DeploymentFinished,
+    DeploymentStarted,
+    Event,
+    HostFinished,
+    HostsJoined,
+    HostStarted,
+    HostStep,
+    LockTakenOver,
+    Measured,
+    RegionFinished,
+    RegionRollingBack,
+    Warning,
+    WaveFinished,
+    WaveStarted,
+)
 from conveyor.engine.plan import Plan
 from conveyor.engine.results import DeploymentResult, HostOutcome
 from conveyor.secrets import mask
+
+if TYPE_CHECKING:
+    from conveyor.gates.analysis import Measurement
 
 # How often the line about long steps is refreshed: every second on a terminal; in a log at most every 10 s,
 # and only for what has been running that long.
@@ -39,7 +62,7 @@ class Display:
         self.run = "deployment"
         # What is under way now: host -> (region, step, since), bake label -> (ends at, region(s)).
         self.running: dict[str, tuple[str, str, float]] = {}
-        self.bakes: dict[str, tuple[float, list[str]]] = {}
+        self.bakes: dict[str, tuple[float, Sequence[str]]] = {}
         self.last_reading: str | None = None  # the latest measurement, for a bake's countdown
         self.status_task: TaskID | None = None
         self.last_log_tick = self.started
@@ -52,19 +75,56 @@ class Display:
         target = self.progress.console if self.progress else self.console
         target.print(mask(text), style=style, highlight=False, markup=False)
 
+    shows_warnings = True  # the bus hands it warnings to print above the progress, masked
+
     def __call__(self, event: Event) -> None:
         """Show one event."""
-        handler = getattr(self, f"on_{event.kind}", None)
-        if handler is not None:
-            handler(**event.data)
+        match event:
+            case LockTakenOver():
+                self.on_lock_taken_over(event.environment, event.previous, event.interrupted)
+            case DeploymentStarted():
+                self.on_deployment_started(event.id, event.environment, event.deployment_kind, event.release,
+                                           event.plan, event.user)
+            case HostStarted():
+                self.on_host_started(event.host, event.region)
+            case HostStep():
+                self.on_host_step(event.host, event.region, event.step)
+            case WaveStarted():
+                self.on_wave_started(event.wave, event.regions)
+            case WaveFinished():
+                self.on_wave_finished()
+            case BatchStarted():
+                self.on_batch_started(event.region, event.role, event.batch, event.canary, event.hosts)
+            case HostFinished():
+                self.on_host_finished(event.outcome)
+            case HostsJoined():
+                self.on_hosts_joined(event.region, event.hosts)
+            case BakeStarted():
+                self.on_bake_started(event.wave, event.regions, event.seconds)
+            case BakeFinished():
+                self.on_bake_finished(event.wave, event.verdicts)
+            case CanaryBakeStarted():
+                self.on_canary_bake_started(event.region, event.role, event.hosts, event.seconds)
+            case CanaryBakeFinished():
+                self.on_canary_bake_finished(event.region, event.role, event.verdict, event.reason)
+            case Measured():
+                self.on_measurement(event.phase, event.measurement)
+            case RegionRollingBack():
+                self.on_region_rolling_back(event.region, event.hosts)
+            case RegionFinished():
+                self.on_region_finished(event.region, event.status, event.message)
+            case DeploymentFinished():
+                self.on_deployment_finished(event.result)
+            case Warning():
+                self.line(f"conveyor: warning: {event.message}", "yellow")
 
-    def on_lock_taken_over(self, environment: str, previous: str, interrupted: int | None, **_: Any) -> None:
+    def on_lock_taken_over(self, environment: str, previous: str, interrupted: int | None) -> None:
         """A dead holder's lock was taken over."""
         what = f"; deployment #{interrupted} marked interrupted" if interrupted else ""
         self.line(f"took over the lock of {environment} from a dead holder ({previous}){what}", "yellow")
 
     def on_deployment_started(self, id: int, environment: str, kind: str, release: str | None,
-                              plan: Plan, user: str, **_: Any) -> None:
+                              plan: Plan, user: str) -> None:
         """Announce the deployment and start the progress bars."""
         self.run = f"{kind}_{id}"
         what = release or ("each region's previous release (read from its hosts)" if kind == "rollback"
@@ -90,7 +150,7 @@ class Display:
         while not self._stop.wait(LIVE_INTERVAL if self.live else 1.0):
             self.tick()
 
-    def under_way(self, now: float) -> list[str]:
+    def under_way(self, now: float) -> Sequence[str]:
         """What is running now, longest first: `uk/web-1 restart 12s`, `bake wave 1 (uk): 4m10s left, ...`."""
         items = [f"{region}/{host} {step} {now - since:.0f}s"
                  for host, (region, step, since) in sorted(self.running.items(), key=lambda kv: kv[1][2])]
@@ -119,16 +179,16 @@ class Display:
         self.line("  still running: " + "; ".join(items[:8]) + (f"; and {len(items) - 8} more" if len(items) > 8
                                                                   else ""), "dim")
 
-    def on_host_started(self, host: str, region: str, **_: Any) -> None:
+    def on_host_started(self, host: str, region: str) -> None:
         """A host's work begins."""
         self.running[host] = (region, "start", self.clock())
 
-    def on_host_step(self, host: str, region: str, step: str, **_: Any) -> None:
+    def on_host_step(self, host: str, region: str, step: str) -> None:
         """A host moved on to another step."""
         since = self.running.get(host, (region, step, self.clock()))[2]
         self.running[host] = (region, step, since)
 
-    def on_wave_started(self, wave: int, regions: list[str], **_: Any) -> None:
+    def on_wave_started(self, wave: int, regions: Sequence[str]) -> None:
         """A wave begins (in a CI log: a section titled so)."""
         title = f"wave {wave}: {', '.join(regions)}"
         if self.sections:
@@ -136,19 +196,18 @@ class Display:
         else:
             self.line(title)
 
-    def on_wave_finished(self, **_: Any) -> None:
+    def on_wave_finished(self) -> None:
         """A wave is done, its bake included: its CI log section ends."""
         if self.sections:
             self.sections.close()
 
-    def on_batch_started(self, region: str, role: str, batch: int, canary: bool, hosts: list[str],
-                         **_: Any) -> None:
+    def on_batch_started(self, region: str, role: str, batch: int, canary: bool, hosts: Sequence[str]) -> None:
         """A batch begins."""
         if not self.live:
             label = "canary" if canary else f"batch {batch}"
             self.line(f"  {region} {role} {label}: {', '.join(hosts)}")
 
-    def on_host_finished(self, outcome: HostOutcome, **_: Any) -> None:
+    def on_host_finished(self, outcome: HostOutcome) -> None:
         """A host is done (or was switched back)."""
         host = outcome.host
         self.running.pop(host.name, None)
@@ -168,7 +227,7 @@ class Display:
         if self.progress and host.region in self.tasks:
             self.progress.advance(self.tasks[host.region])
 
-    def on_hosts_joined(self, region: str, hosts: list[str], **_: Any) -> None:
+    def on_hosts_joined(self, region: str, hosts: Sequence[str]) -> None:
         """Hosts appeared in a region's inventory while it moved: they are caught up now."""
         self.line(f"{region}: {len(hosts)} host(s) joined during the deployment, catching up: {', '.join(hosts)}",
                   "cyan")
@@ -177,45 +236,45 @@ class Display:
             total = self.progress.tasks[task].total or 0
             self.progress.update(task, total=total + len(hosts))
 
-    def on_bake_started(self, wave: int, regions: list[str], seconds: float, **_: Any) -> None:
+    def on_bake_started(self, wave: int, regions: Sequence[str], seconds: float) -> None:
         """A wave's bake begins."""
         self.line(f"wave {wave}: baking {', '.join(regions)} for {seconds:g}s")
         self.bakes[f"bake wave {wave} ({', '.join(regions)})"] = (self.clock() + seconds, list(regions))
 
-    def on_bake_finished(self, wave: int, verdicts: dict[str, str], **_: Any) -> None:
+    def on_bake_finished(self, wave: int, verdicts: dict[str, str]) -> None:
         """A wave's bake ended."""
         self.bakes = {k: v for k, v in self.bakes.items() if not k.startswith(f"bake wave {wave} (")}
         self.line(f"wave {wave}: bake " + ", ".join(f"{r} {v}" for r, v in verdicts.items()),
                   "green" if all(v == "pass" for v in verdicts.values()) else "red")
 
-    def on_canary_bake_started(self, region: str, role: str, hosts: list[str], seconds: float, **_: Any) -> None:
+    def on_canary_bake_started(self, region: str, role: str, hosts: Sequence[str], seconds: float) -> None:
         """A canary bake begins."""
         self.line(f"  {region} {role} canary {', '.join(hosts)}: baking for {seconds:g}s")
         self.bakes[f"canary bake {region} {role}"] = (self.clock() + seconds, [region])
 
-    def on_canary_bake_finished(self, region: str, role: str, verdict: str, reason: str, **_: Any) -> None:
+    def on_canary_bake_finished(self, region: str, role: str, verdict: str, reason: str) -> None:
         """A canary bake ended."""
         self.bakes.pop(f"canary bake {region} {role}", None)
         self.line(f"  {region} {role} canary bake: {verdict}" + (f" — {reason}" if verdict != "pass" else ""),
                   "green" if verdict == "pass" else "red")
 
-    def on_measurement(self, phase: str, measurement: Any, **_: Any) -> None:
+    def on_measurement(self, phase: str, measurement: Measurement) -> None:
         """Show measurements that did not pass (the passing ones are kept in history)."""
         self.last_reading = f"{measurement.scope}: {measurement.check} = {measurement.value} ({measurement.verdict})"
         if str(measurement.verdict) != "pass":
             self.line(f"    {phase} {measurement.scope}: {measurement.check} = {measurement.value} "
                       f"({measurement.verdict}: {measurement.detail})", "yellow")
 
-    def on_region_rolling_back(self, region: str, hosts: list[str], **_: Any) -> None:
+    def on_region_rolling_back(self, region: str, hosts: Sequence[str]) -> None:
         """A region is being switched back."""
         self.line(f"{region}: switching {len(hosts)} host(s) back", "yellow")
 
-    def on_region_finished(self, region: str, status: str, message: str | None = None, **_: Any) -> None:
+    def on_region_finished(self, region: str, status: str, message: str | None = None) -> None:
         """A region is done."""
         style = "green" if status == "succeeded" else "red"
         self.line(f"{region}: {status}" + (f" — {message}" if message else ""), style)
 
-    def on_deployment_finished(self, result: DeploymentResult, **_: Any) -> None:
+    def on_deployment_finished(self, result: DeploymentResult) -> None:
         """Stop the progress bars and print the verdict."""
         self._stop.set()
         if self._thread is not None:

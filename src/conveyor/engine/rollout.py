@@ -22,7 +22,28 @@ from conveyor.checks import Place, kind_of
 from conveyor.config.models import Check, Config
 from conveyor.engine import commands
 from conveyor.engine.checking import OnHost
-from conveyor.engine.events import EventBus
+from conveyor.engine.events import (
+    BakeFinished,
+    BakeStarted,
+    BatchStarted,
+    CanaryBakeFinished,
+    CanaryBakeStarted,
+    EventBus,
+    HostFinished,
+    HostReverting,
+    HostsJoined,
+    HostStarted,
+    HostStep,
+    Measured,
+    MigrationsFinished,
+    MigrationsStarted,
+    RegionFinished,
+    RegionRollingBack,
+    RegionStarted,
+    WaveFinished,
+    WaveHeld,
+    WaveStarted,
+)
 from conveyor.engine.limits import Limits
 from conveyor.engine.plan import Plan, RegionPlan
 from conveyor.engine.probe import Probe, current_at_exit, last_step, parse_probe, tail
@@ -227,15 +248,15 @@ class Rollout:
                         for region in later:
                             outcomes[region.region].status = RegionStatus.HELD
                             outcomes[region.region].message = reason
-                    self.bus.emit("wave_held", wave=number, reason=reason)
+                    self.bus.emit(WaveHeld(wave=number, reason=reason))
                     break
-                self.bus.emit("wave_started", wave=number, regions=[r.region for r in wave])
+                self.bus.emit(WaveStarted(wave=number, regions=[r.region for r in wave]))
                 await asyncio.gather(*(self._region(region, outcomes[region.region]) for region in wave))
                 failed = [r.region for r in wave if outcomes[r.region].status != RegionStatus.SUCCEEDED]
                 if not failed and number < len(plan.waves):
                     await self._bake(number, [outcomes[r.region] for r in wave])
                     failed = [r.region for r in wave if outcomes[r.region].status != RegionStatus.SUCCEEDED]
-                self.bus.emit("wave_finished", wave=number, failed=failed)
+                self.bus.emit(WaveFinished(wave=number, failed=failed))
                 stop = bool(failed)
         finally:
             await self.connections.close()
@@ -269,14 +290,14 @@ class Rollout:
         moved = [r for r in regions if any(h.status == HostStatus.SUCCEEDED for h in r.hosts)]
         if not bake or not moved:
             return  # nothing moved in this wave (a resumed deployment): nothing new to watch
-        self.bus.emit("bake_started", wave=wave, regions=[r.region for r in moved], seconds=bake)
+        self.bus.emit(BakeStarted(wave=wave, regions=[r.region for r in moved], seconds=bake))
         watched = await self._unless_stopped(
             asyncio.gather(*(self._watch_region(r, self.spec.checks, bake, "bake") for r in moved)))
         if watched is None:  # stopped: the wave's hosts keep what they run; nothing more is judged
             for region in moved:
                 self._interrupted(region)
-            self.bus.emit("bake_finished", wave=wave, verdicts=dict.fromkeys((r.region for r in moved),
-                                                                             "interrupted"))
+            self.bus.emit(BakeFinished(wave=wave, verdicts=dict.fromkeys((r.region for r in moved),
+                                                                             "interrupted")))
             return
         results = watched
         for region, result in zip(moved, results, strict=True):
@@ -288,8 +309,8 @@ class Rollout:
                 continue
             region.message = f"bake failed: {result.reason}"
             await self._halt(region)
-        self.bus.emit("bake_finished", wave=wave, verdicts={r.region: str(x.verdict)
-                                                            for r, x in zip(moved, results, strict=True)})
+        self.bus.emit(BakeFinished(wave=wave, verdicts={r.region: str(x.verdict)
+                                                            for r, x in zip(moved, results, strict=True)}))
 
     async def _watch_region(self, region: RegionOutcome, checks: list[Check], seconds: float,
                             phase: str, hosts: list[HostOutcome] | None = None) -> WatchResult:
@@ -312,7 +333,7 @@ class Rollout:
             return await self._measure_on_host(check, where, by_name.get(where.host or ""))
 
         def record(measurement: Measurement) -> None:
-            self.bus.emit("measurement", phase=phase, measurement=measurement)
+            self.bus.emit(Measured(phase=phase, measurement=measurement))
 
         # Over a bake, every check watches for the whole period, at its own interval.
         groups: dict[Scope, list[Check]] = {}
@@ -351,32 +372,32 @@ class Rollout:
     async def _region(self, plan: RegionPlan, outcome: RegionOutcome) -> None:
         target = outcome.target
         by_host = {o.host.key: o for o in outcome.hosts}
-        self.bus.emit("region_started", region=plan.region, release=target, hosts=len(outcome.hosts))
+        self.bus.emit(RegionStarted(region=plan.region, release=target, hosts=len(outcome.hosts)))
         started = time.monotonic()
         if self._interrupted(outcome):
-            self.bus.emit("region_finished", region=plan.region, status=str(outcome.status),
-                          message=outcome.message, duration=time.monotonic() - started)
+            self.bus.emit(RegionFinished(region=plan.region, status=str(outcome.status),
+                          message=outcome.message, duration=time.monotonic() - started))
             return
         if self.spec.migrate is not None and target is not None:
             problem = await self._migrations(plan, outcome, target)
             if problem is not None:
                 outcome.status, outcome.message = RegionStatus.FAILED, problem  # no host has switched
-                self.bus.emit("region_finished", region=plan.region, status=str(outcome.status),
-                              message=outcome.message, duration=time.monotonic() - started)
+                self.bus.emit(RegionFinished(region=plan.region, status=str(outcome.status),
+                              message=outcome.message, duration=time.monotonic() - started))
                 return
         for role in plan.roles:
             role_outcomes = [by_host[h.key] for h in role.hosts]
             for batch in role.batches:
                 members = [by_host[h.key] for h in batch.hosts]
-                self.bus.emit("batch_started", region=plan.region, role=role.role, batch=batch.number,
-                              canary=batch.canary, hosts=[h.name for h in batch.hosts])
+                self.bus.emit(BatchStarted(region=plan.region, role=role.role, batch=batch.number,
+                              canary=batch.canary, hosts=[h.name for h in batch.hosts]))
                 # Before every batch (the recorder confirms the lease as it records the batch's start), and
                 # after it: a rollout that must stop lets the batch in flight finish and changes nothing more.
                 if not self._interrupted(outcome):
                     await asyncio.gather(*(self._host(o, target) for o in members))
                 if self._interrupted(outcome):
-                    self.bus.emit("region_finished", region=plan.region, status=str(outcome.status),
-                                  message=outcome.message, duration=time.monotonic() - started)
+                    self.bus.emit(RegionFinished(region=plan.region, status=str(outcome.status),
+                                  message=outcome.message, duration=time.monotonic() - started))
                     return
                 if self.spec.revert_on_failure:
                     # A failed host does not keep serving the release that failed on it, whether or not it is
@@ -390,8 +411,8 @@ class Rollout:
                     if verdict is not None:
                         outcome.message = verdict
                         if outcome.status == RegionStatus.HELD:
-                            self.bus.emit("region_finished", region=plan.region, status=str(outcome.status),
-                                          message=outcome.message, duration=time.monotonic() - started)
+                            self.bus.emit(RegionFinished(region=plan.region, status=str(outcome.status),
+                                          message=outcome.message, duration=time.monotonic() - started))
                             return
                         failures = len(role_outcomes)  # a canary that fails its bake condemns the role
                 if failures > role.max_failures:
@@ -399,17 +420,17 @@ class Rollout:
                         f"{failures} of {len(role_outcomes)} {role.role} host(s) failed "
                         f"(max_failures {role.max_failures}); region halted")
                     await self._halt(outcome)
-                    self.bus.emit("region_finished", region=plan.region, status=str(outcome.status),
-                                  message=outcome.message, duration=time.monotonic() - started)
+                    self.bus.emit(RegionFinished(region=plan.region, status=str(outcome.status),
+                                  message=outcome.message, duration=time.monotonic() - started))
                     return
         if self.spec.refresh_hosts is not None and not await self._catch_up(plan, outcome):
             await self._halt(outcome)
-            self.bus.emit("region_finished", region=plan.region, status=str(outcome.status),
-                          message=outcome.message, duration=time.monotonic() - started)
+            self.bus.emit(RegionFinished(region=plan.region, status=str(outcome.status),
+                          message=outcome.message, duration=time.monotonic() - started))
             return
         outcome.status = RegionStatus.SUCCEEDED
-        self.bus.emit("region_finished", region=plan.region, status=str(outcome.status), release=target,
-                      message=outcome.message, duration=time.monotonic() - started)
+        self.bus.emit(RegionFinished(region=plan.region, status=str(outcome.status), release=target,
+                      message=outcome.message, duration=time.monotonic() - started))
 
     async def _migrations(self, plan: RegionPlan, outcome: RegionOutcome, target: str) -> str | None:
         """Run the region's migrations before any of its hosts switches; why they failed, or None."""
@@ -438,9 +459,9 @@ class Rollout:
                 except TransportError as exc:
                     return Completed(exit_code=255, output=f"{chosen.host.name}: {exc.message}")
 
-        self.bus.emit("migrations_started", region=plan.region, release=target)
+        self.bus.emit(MigrationsStarted(region=plan.region, release=target))
         problem = await self.spec.migrate(plan.region, run)
-        self.bus.emit("migrations_finished", region=plan.region, release=target, problem=problem)
+        self.bus.emit(MigrationsFinished(region=plan.region, release=target, problem=problem))
         return problem
 
     async def _catch_up(self, plan: RegionPlan, outcome: RegionOutcome, rounds: int = 3) -> bool:
@@ -456,7 +477,7 @@ class Rollout:
             joined = [HostOutcome(h) for h in current if h.key not in known and h.role in roles]
             if not joined:
                 return True
-            self.bus.emit("hosts_joined", region=plan.region, hosts=[o.host.name for o in joined])
+            self.bus.emit(HostsJoined(region=plan.region, hosts=[o.host.name for o in joined]))
             outcome.hosts.extend(joined)
             if self._interrupted(outcome):
                 return False
@@ -488,7 +509,7 @@ class Rollout:
             gone.status = HostStatus.LEFT
             after = f"; {gone.note}" if gone.note else ""  # switched back, or why it could not be
             gone.note = f"left the inventory during the deployment (was: {gone.error}){after}"
-            self.bus.emit("host_finished", outcome=gone)
+            self.bus.emit(HostFinished(outcome=gone))
         return current
 
     async def _canary_bake(self, region: RegionOutcome, role: str, canaries: list[HostOutcome]) -> str | None:
@@ -502,16 +523,16 @@ class Rollout:
         if not seconds or not moved:
             return None
         checks = [*self.config.roles[role].checks, *self.spec.checks]
-        self.bus.emit("canary_bake_started", region=region.region, role=role, hosts=[o.host.name for o in moved],
-                      seconds=seconds)
+        self.bus.emit(CanaryBakeStarted(region=region.region, role=role, hosts=[o.host.name for o in moved],
+                      seconds=seconds))
         watched = await self._unless_stopped(self._watch_region(region, checks, seconds, "canary_bake", hosts=moved))
         if watched is None:  # stopped: the canaries keep what they run, and the next batch never starts
-            self.bus.emit("canary_bake_finished", region=region.region, role=role, verdict="interrupted",
-                          reason=self.stopped or "stopped")
+            self.bus.emit(CanaryBakeFinished(region=region.region, role=role, verdict="interrupted",
+                          reason=self.stopped or "stopped"))
             return None
         result = watched
-        self.bus.emit("canary_bake_finished", region=region.region, role=role, verdict=str(result.verdict),
-                      reason=result.reason)
+        self.bus.emit(CanaryBakeFinished(region=region.region, role=role, verdict=str(result.verdict),
+                      reason=result.reason))
         if result.verdict == Verdict.PASS:
             return None
         if result.verdict == Verdict.INCONCLUSIVE:
@@ -522,7 +543,7 @@ class Rollout:
             canary.status = HostStatus.FAILED
             canary.step = "canary_bake"
             canary.error = f"canary bake failed: {result.reason}"
-            self.bus.emit("host_finished", outcome=canary)
+            self.bus.emit(HostFinished(outcome=canary))
         return f"{role} canary bake failed: {result.reason}; region halted"
 
     async def _halt(self, outcome: RegionOutcome) -> None:
@@ -533,7 +554,7 @@ class Rollout:
             return
         moved = [o for o in outcome.hosts if o.moved]
         if moved:
-            self.bus.emit("region_rolling_back", region=outcome.region, hosts=[o.host.name for o in moved])
+            self.bus.emit(RegionRollingBack(region=outcome.region, hosts=[o.host.name for o in moved]))
         await asyncio.gather(*(self._revert(o) for o in moved))
         stuck = [o.host.name for o in outcome.hosts if o.moved]
         if stuck:
@@ -561,7 +582,7 @@ class Rollout:
             if self._interrupted():
                 return  # not reached: it stays pending
             started = time.monotonic()
-            self.bus.emit("host_started", host=host.name, region=host.region, role=host.role)
+            self.bus.emit(HostStarted(host=host.name, region=host.region, role=host.role))
             try:
                 await self._move(outcome, target)
             except StepFailed as exc:
@@ -578,14 +599,14 @@ class Rollout:
                 outcome.step = outcome.step or "connect"
                 outcome.error = mask(exc.message)
             outcome.duration = time.monotonic() - started
-            self.bus.emit("host_finished", outcome=outcome)
+            self.bus.emit(HostFinished(outcome=outcome))
 
     async def _run(self, outcome: HostOutcome, step: str, command: str, *, stdin: Path | None = None,
                    timeout: float | None = None, track: bool = True) -> Completed:
         connection = await self.connections.get(outcome.host)
         if track:
             outcome.step = step
-        self.bus.emit("host_step", host=outcome.host.name, region=outcome.host.region, step=step)
+        self.bus.emit(HostStep(host=outcome.host.name, region=outcome.host.region, step=step))
         limit = self.spec.limits_for(outcome.host.region).command_timeout
         return await connection.run(command, stdin=stdin, timeout=timeout or limit)
 
@@ -772,9 +793,9 @@ class Rollout:
         host = outcome.host
         if self._interrupted():
             outcome.note = f"not switched back: {self.stopped}"
-            self.bus.emit("host_finished", outcome=outcome)
+            self.bus.emit(HostFinished(outcome=outcome))
             return
-        self.bus.emit("host_reverting", host=host.name, region=host.region, to=outcome.previous)
+        self.bus.emit(HostReverting(host=host.name, region=host.region, to=outcome.previous))
         alone = outcome.failed
         try:
             async with self._slot(host):
@@ -783,14 +804,14 @@ class Rollout:
             message = exc.message if isinstance(exc, TransportError) else str(exc)
             outcome.note = f"switching back to {outcome.previous or '(nothing)'} failed: {mask(message)}"
             outcome.failed = True
-            self.bus.emit("host_finished", outcome=outcome)
+            self.bus.emit(HostFinished(outcome=outcome))
             return
         outcome.moved = False
         outcome.release = outcome.previous
         outcome.status = HostStatus.ROLLED_BACK
         outcome.note = (f"switched back to {outcome.previous or '(nothing: first deploy)'}"
                         + ("" if alone else " with its region"))
-        self.bus.emit("host_finished", outcome=outcome)
+        self.bus.emit(HostFinished(outcome=outcome))
 
 
 def _combine(results: list[WatchResult]) -> WatchResult:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.engine.events import Event
+from conveyor.engine.events import DeploymentFinished, DeploymentStarted, Event
 from conveyor.metrics.exposition import CONTENT_TYPE, render
 
 if TYPE_CHECKING:
@@ -77,12 +77,13 @@ class MetricsPublisher:
 
     def __call__(self, event: Event) -> None:
         """Time the deployment; publish when it ends."""
-        if event.kind == "deployment_started":
-            self.started = time.monotonic()
-            self.deployment_id = event.data.get("id")
-        elif event.kind == "deployment_finished":
-            seconds = time.monotonic() - self.started if self.started is not None else None
-            self.publish(event.data.get("result"), seconds)
+        match event:
+            case DeploymentStarted(id=deployment_id):
+                self.started = time.monotonic()
+                self.deployment_id = deployment_id
+            case DeploymentFinished(result=result):
+                seconds = time.monotonic() - self.started if self.started is not None else None
+                self.publish(result, seconds)
 
     def publish(self, result: Any, seconds: float | None) -> None:
         """Compute the metrics and send them to each configured target; failures are warnings."""

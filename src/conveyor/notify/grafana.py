@@ -17,7 +17,15 @@ import time
 from functools import partial
 from typing import Any
 
-from conveyor.engine.events import Event
+from conveyor.engine.events import (
+    DeploymentBlocked,
+    DeploymentFinished,
+    DeploymentStarted,
+    Event,
+    HostFinished,
+    RegionFinished,
+    RegionStarted,
+)
 from conveyor.engine.results import DeploymentResult
 from conveyor.notify.calls import CallerProcess, CallFailed, CallTimedOut
 from conveyor.notify.delivery import Courier, DeliveryError, Failures
@@ -134,29 +142,28 @@ class Annotations:
 
     def __call__(self, event: Event) -> None:
         """Open, follow and close each region's annotation."""
-        data = event.data
-        if event.kind in {"deployment_started", "deployment_blocked"}:
-            self.deployment_id = data.get("id")
-            if event.kind == "deployment_blocked" and self.api is not None:
-                self.api.close()  # nothing moves: no annotation to make
-        elif event.kind == "region_started" and self.api is not None:
-            region = data["region"]
-            self.releases[region] = data.get("release")
-            body = opening(app=self.app, environment=self.environment, region=region,
-                           release=data.get("release"), kind=self.kind, user=self.user, at_ms=_now_ms(),
-                           dashboard_uid=self.dashboard_uid)
-            self.courier.post(partial(self._open, region, body), "region_started")
-        elif event.kind == "region_finished":
-            self.ended[data["region"]] = _now_ms()
-        elif event.kind == "host_finished":
-            region = data["outcome"].host.region
-            if region in self.ended:  # switched back after its bake: the region's story ends later
+        match event:
+            case DeploymentStarted(id=deployment_id):
+                self.deployment_id = deployment_id
+            case DeploymentBlocked(id=deployment_id):
+                self.deployment_id = deployment_id
+                if self.api is not None:
+                    self.api.close()  # nothing moves: no annotation to make
+            case RegionStarted(region=region, release=release) if self.api is not None:
+                self.releases[region] = release
+                body = opening(app=self.app, environment=self.environment, region=region, release=release,
+                               kind=self.kind, user=self.user, at_ms=_now_ms(), dashboard_uid=self.dashboard_uid)
+                self.courier.post(partial(self._open, region, body), "region_started")
+            case RegionFinished(region=region):
                 self.ended[region] = _now_ms()
-        elif event.kind == "deployment_finished":
-            self._close_all(data["result"])
-            self.courier.drain()
-            if self.api is not None:
-                self.api.close()
+            case HostFinished(outcome=outcome) if outcome.host.region in self.ended:
+                # switched back after its bake: the region's story ends later
+                self.ended[outcome.host.region] = _now_ms()
+            case DeploymentFinished(result=result):
+                self._close_all(result)
+                self.courier.drain()
+                if self.api is not None:
+                    self.api.close()
         self.failures.flush(self.deployment_id)
 
     def _open(self, region: str, body: dict[str, Any]) -> None:

@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, Protocol
+from typing import Protocol
 
 from conveyor.config.models import NotifyTarget
-from conveyor.engine.events import Event
+from conveyor.engine.events import BreakGlass, DeploymentBlocked, DeploymentFinished, DeploymentStarted, Event
 from conveyor.engine.results import DeploymentResult
 from conveyor.notify.delivery import Courier, Failures
 from conveyor.notify.message import (
@@ -73,28 +73,30 @@ class Notifier:
 
     def __call__(self, event: Event) -> None:
         """React to the events people hear about; every other event only reports failures so far."""
-        handler = getattr(self, f"_on_{event.kind}", None)
-        if handler is not None:
-            handler(**event.data)
+        match event:
+            case DeploymentStarted():
+                self._on_deployment_started(event)
+            case BreakGlass(release=release, reason=reason):
+                self._send(replace(self._facts("break_glass"), release=release or self.release, reason=reason))
+            case DeploymentBlocked():
+                self._on_deployment_blocked(event)
+            case DeploymentFinished(result=result):
+                self._on_deployment_finished(result)
         self.failures.flush(self.deployment_id)
 
     # -- events -------------------------------------------------------------------------------------------
-    def _on_deployment_started(self, *, id: int, release: str | None, plan: Any = None,
-                               reason: str | None = None, **_: Any) -> None:
-        self.deployment_id, self.started, self.release, self.reason = id, time.monotonic(), release, reason
-        self.regions = tuple(r.region for r in plan.regions) if plan is not None else ()
+    def _on_deployment_started(self, event: DeploymentStarted) -> None:
+        self.deployment_id, self.started = event.id, time.monotonic()
+        self.release, self.reason = event.release, event.reason
+        self.regions = tuple(r.region for r in event.plan.regions)
         self._send(self._facts("started"))
 
-    def _on_break_glass(self, *, release: str | None = None, reason: str | None = None, **_: Any) -> None:
-        self._send(replace(self._facts("break_glass"), release=release or self.release, reason=reason))
-
-    def _on_deployment_blocked(self, *, id: int, release: str | None, regions: Sequence[str],
-                               reason: str | None = None, **_: Any) -> None:
-        self.deployment_id, self.release, self.regions = id, release, tuple(regions)
-        self._send(replace(self._facts("blocked"), summary=reason))
+    def _on_deployment_blocked(self, event: DeploymentBlocked) -> None:
+        self.deployment_id, self.release, self.regions = event.id, event.release, tuple(event.regions)
+        self._send(replace(self._facts("blocked"), summary=event.reason))
         self._drain()
 
-    def _on_deployment_finished(self, *, result: DeploymentResult, **_: Any) -> None:
+    def _on_deployment_finished(self, result: DeploymentResult) -> None:
         if self.deployment_id is None:
             self.deployment_id = result.id
         status = str(result.status)

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 from conveyor.artifact import Release, is_release_id
 from conveyor.artifact.delta import Delta, build_delta
 from conveyor.artifact.pointers import PointerFiles
-from conveyor.engine.events import EventBus, Subscriber
+from conveyor.engine.events import (
+    BreakGlass,
+    DeploymentBlocked,
+    DeploymentFinished,
+    DeploymentStarted,
+    EventBus,
+    LockTakenOver,
+    Subscriber,
+)
 from conveyor.engine.plan import Plan, make_plan
 from conveyor.engine.probe import Probe
 from conveyor.engine.results import DeploymentResult, DeploymentStatus, HostStatus, RegionOutcome, RegionStatus
@@ -233,9 +241,9 @@ def _record_blocked(ws: Workspace, request: Request, regions: list[str], release
     store.finish_deployment(deployment_id, "blocked", [], summary=exc.message)
     store.add_event("blocked", ws.user, environment=request.environment, deployment_id=deployment_id,
                     reason=exc.message, holder=exc.holder if isinstance(exc, LockHeld) else None)
-    EventBus(integrations(ws, request, kind)).emit(
-        "deployment_blocked", id=deployment_id, environment=request.environment, kind=kind, release=release,
-        regions=regions, user=ws.user, reason=exc.message)
+    EventBus(integrations(ws, request, kind)).emit(DeploymentBlocked(
+        id=deployment_id, environment=request.environment, deployment_kind=kind, release=release,
+        regions=regions, user=ws.user, reason=exc.message))
 
 
 def deploy(ws: Workspace, request: Request, *, subscribers: Sequence[Subscriber], confirm: Confirm | None = None,
@@ -380,8 +388,8 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
         raise
     bus = EventBus(list(subscribers))
     if lease.previous is not None:
-        bus.emit("lock_taken_over", environment=env, previous=lease.previous.describe(),
-                 interrupted=lease.previous.deployment_id)
+        bus.emit(LockTakenOver(environment=env, previous=lease.previous.describe(),
+                 interrupted=lease.previous.deployment_id))
     # Every write of this deployment carries its lease's fencing token: once another controller holds the
     # lock, the ledger refuses them, and the deployment stops.
     ledger = store.under(lease)
@@ -440,11 +448,11 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
             spec.resolve_targets = resolved
         for subscriber in integrations(ws, request, kind):
             bus.subscribe(subscriber)
-        bus.emit("deployment_started", id=deployment_id, environment=env, kind=kind, release=release,
-                 plan=plan, user=ws.user, reason=request.reason, overrides=request.overrides)
+        bus.emit(DeploymentStarted(id=deployment_id, environment=env, deployment_kind=kind, release=release,
+                 plan=plan, user=ws.user, reason=request.reason, overrides=request.overrides))
         if request.break_glass:
-            bus.emit("break_glass", id=deployment_id, environment=env, kind=kind, release=release,
-                     user=ws.user, reason=request.reason)
+            bus.emit(BreakGlass(id=deployment_id, environment=env, deployment_kind=kind, release=release,
+                     user=ws.user, reason=request.reason))
         rollout = Rollout(ws.config, spec, ws.transport(env), bus)
         try:
             outcomes, stop = _run_with_heartbeat(ledger, lease, rollout, plan, signals)
@@ -481,7 +489,7 @@ def _execute(ws: Workspace, request: Request, plan: Plan, kind: str, release: st
             result.status = DeploymentStatus.INTERRUPTED
             result.message = result.message or "stopped by an error"
         unrecorded = _close_the_record(ws, store, lease, result, None if bus.failure else recorder)
-        bus.emit("deployment_finished", result=result)
+        bus.emit(DeploymentFinished(result=result))
     if stop is None and isinstance(unrecorded, LockLost):
         raise LockLost(result.message or unrecorded.message, result)
     if stop is None and unrecorded is not None:

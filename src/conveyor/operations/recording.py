@@ -12,8 +12,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from conveyor.engine.events import Event
-from conveyor.engine.results import HostOutcome
+from conveyor.engine.events import (
+    BakeStarted,
+    BatchStarted,
+    CanaryBakeStarted,
+    Event,
+    HostFinished,
+    Measured,
+    RegionFinished,
+    RegionRollingBack,
+    WaveFinished,
+    WaveHeld,
+)
 from conveyor.errors import ConveyorError, LockLost, StateError
 
 if TYPE_CHECKING:
@@ -25,8 +35,8 @@ if TYPE_CHECKING:
 # truth about a host is on the host: what a killed controller had not written yet, `status --verify` reads.
 FLUSH_HOSTS = 200
 FLUSH_SECONDS = 1.0
-_FLUSH_ON = {"batch_started", "region_rolling_back", "region_finished", "wave_finished", "wave_held",
-             "bake_started", "canary_bake_started"}
+_FLUSH_ON = (BatchStarted, RegionRollingBack, RegionFinished, WaveFinished, WaveHeld, BakeStarted,
+             CanaryBakeStarted)
 
 
 class StoreRecorder:
@@ -73,29 +83,27 @@ class StoreRecorder:
 
     def record(self, event: Event) -> None:
         """Record one event."""
-        if event.kind == "batch_started":
+        if isinstance(event, BatchStarted):
             self.store.check_lease()  # the fencing token, before any host of the batch changes
-        if event.kind == "host_finished":
-            outcome: HostOutcome = event.data["outcome"]
-            host = outcome.host
-            self.results.append(outcome.to_json())
-            if outcome.status == "left":
-                self.store.forget_hosts(self.environment, [host.name])  # scaled in: it runs nothing now
-            elif outcome.status != "pending":
-                self.releases.append((host.name, host.region, host.role, outcome.release))
-            if len(self.results) >= FLUSH_HOSTS or time.monotonic() - self.flushed >= FLUSH_SECONDS:
+        match event:
+            case HostFinished(outcome=outcome):
+                host = outcome.host
+                self.results.append(outcome.to_json())
+                if outcome.status == "left":
+                    self.store.forget_hosts(self.environment, [host.name])  # scaled in: it runs nothing now
+                elif outcome.status != "pending":
+                    self.releases.append((host.name, host.region, host.role, outcome.release))
+                if len(self.results) >= FLUSH_HOSTS or time.monotonic() - self.flushed >= FLUSH_SECONDS:
+                    self.flush()
+                return
+            case _ if isinstance(event, _FLUSH_ON):
                 self.flush()
-            return
-        if event.kind in _FLUSH_ON:
-            self.flush()
-        if event.kind == "measurement":
-            self.store.record_measurement(self.deployment_id, event.data["phase"],
-                                          event.data["measurement"].to_json())
-        elif event.kind == "region_finished" and event.data.get("status") == "succeeded":
-            release = event.data.get("release")
-            if release:
-                self.store.set_pointer(self.environment, event.data["region"], release, self.deployment_id)
-                self.write_pointer_file(event.data["region"], release)
+        match event:
+            case Measured(phase=phase, measurement=measurement):
+                self.store.record_measurement(self.deployment_id, phase, measurement.to_json())
+            case RegionFinished(status="succeeded", region=region, release=release) if release:
+                self.store.set_pointer(self.environment, region, release, self.deployment_id)
+                self.write_pointer_file(region, release)
 
     def write_pointer_file(self, region: str, release: str) -> None:
         """Write the region's pointer file too; a failure is a warning, and the state store's pointer stands."""

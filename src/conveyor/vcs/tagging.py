@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from conveyor.engine.events import Event
+from conveyor.engine.events import DeploymentFinished, DeploymentStarted, Event, RegionFinished
 from conveyor.vcs.git import GitError, push_tags, tag_release
 
 if TYPE_CHECKING:
@@ -35,15 +35,13 @@ class ReleaseTagger:
 
     def __call__(self, event: Event) -> None:
         """Tag on a succeeded region, push at the end."""
-        if event.kind == "deployment_started":
-            self.deployment_id = event.data.get("id")
-        elif event.kind == "region_finished" and event.data.get("status") == "succeeded":
-            release = event.data.get("release")
-            if release and not self.stopped:
-                self._guarded(lambda: self.tag(event.data["region"], release), region=event.data["region"],
-                              release=release)
-        elif event.kind == "deployment_finished" and self.remote and self.tags:
-            self._guarded(self.push)
+        match event:
+            case DeploymentStarted(id=deployment_id):
+                self.deployment_id = deployment_id
+            case RegionFinished(status="succeeded", region=region, release=release) if release and not self.stopped:
+                self._guarded(lambda: self.tag(region, release), region=region, release=release)
+            case DeploymentFinished() if self.remote and self.tags:
+                self._guarded(self.push)
 
     def tag(self, region: str, release: str) -> None:
         """Tag `release`'s commit for this environment and `region`."""
