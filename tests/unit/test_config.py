@@ -14,9 +14,9 @@ import pytest
 
 from conveyor.config.loader import MAX_NODES, load_config, parse_config
 from conveyor.config.models import Config
-from conveyor.config.values import Amount, format_duration, parse_amount, parse_duration
 from conveyor.errors import ConfigError, ConfigProblem
 from conveyor.secrets import MASK, mask
+from conveyor.values import Amount, format_duration, parse_amount, parse_duration
 
 FILE = "conveyor.yml"
 NAME_RULE = "must start with a letter or digit and use only letters, digits, '.', '_', '-'"

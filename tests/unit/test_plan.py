@@ -8,10 +8,10 @@ import pytest
 
 from conveyor.config.loader import parse_config
 from conveyor.config.models import Config
-from conveyor.config.values import parse_amount
 from conveyor.engine.plan import Batch, Plan, batches_for, make_plan
 from conveyor.errors import UsageError
 from conveyor.inventory import Host, static_hosts
+from conveyor.values import parse_amount
 
 
 def web_hosts(count: int) -> list[Host]:

@@ -25,7 +25,7 @@ from conveyor.checks.base import CheckKind, Measurement, Place, Repeat, Scope, V
 from conveyor.checks.command import CommandCheck
 from conveyor.checks.http import HttpCheck
 from conveyor.checks.prometheus import PrometheusCheck, parse_condition
-from conveyor.config.values import describe
+from conveyor.values import describe
 
 __all__ = [
     "KINDS",

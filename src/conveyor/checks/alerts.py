@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 
 from conveyor.checks.base import CheckKind, Measurement, Place, Repeat, Scope, Spread, Verdict, listing, utcnow
 from conveyor.checks.client import Fetch, ask, http_fetch, redact
-from conveyor.config.values import http_url
+from conveyor.values import http_url
 
 __all__ = ["KIND", "AlertsCheck", "alerts_url", "measure", "measure_alerts"]
 

@@ -16,7 +16,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.checks.client import Fetch, http_fetch
-from conveyor.config.values import Duration, Int
+from conveyor.values import Duration, Int
 
 __all__ = [
     "CheckKind",

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from conveyor.checks.base import CheckKind, Measurement, Place, Repeat, Spread, Verdict
-from conveyor.config.values import Duration, Int
+from conveyor.values import Duration, Int
 
 __all__ = ["KIND", "CommandCheck", "measure", "verify"]
 

@@ -12,8 +12,8 @@ import re
 from pydantic import Field, field_validator
 
 from conveyor.checks.base import CheckKind, HostSide, Measurement, Place, Repeat, Spread, Verdict
-from conveyor.config.values import Duration, Int, http_url
 from conveyor.errors import TransportError
+from conveyor.values import Duration, Int, http_url
 
 __all__ = ["KIND", "HttpCheck", "measure", "verify"]
 

@@ -21,7 +21,7 @@ from pydantic import Field, field_validator
 
 from conveyor.checks.base import CheckKind, Measurement, Place, Repeat, Scope, Spread, Verdict, listing, number, utcnow
 from conveyor.checks.client import Fetch, ask, http_fetch, redact
-from conveyor.config.values import http_url
+from conveyor.values import http_url
 
 __all__ = ["KIND", "PrometheusCheck", "evaluate_condition", "measure", "measure_prometheus", "parse_condition"]
 

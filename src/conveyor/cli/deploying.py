@@ -20,9 +20,9 @@ from conveyor.cli.options import (
     styled,
     workspace,
 )
-from conveyor.config.values import format_duration
 from conveyor.errors import ConveyorError, UsageError
 from conveyor.operations.workspace import Workspace
+from conveyor.values import format_duration
 
 if TYPE_CHECKING:
     from conveyor.engine.plan import Plan

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from conveyor.ci.sections import for_log
-from conveyor.config.values import format_duration
 from conveyor.engine.events import (
     BakeFinished,
     BakeStarted,
@@ -36,6 +35,7 @@ from conveyor.engine.events import (
 from conveyor.engine.plan import Plan
 from conveyor.engine.results import DeploymentResult, HostOutcome
 from conveyor.secrets import mask
+from conveyor.values import format_duration
 
 if TYPE_CHECKING:
     from conveyor.gates.analysis import Measurement

@@ -17,9 +17,9 @@ from pydantic import BaseModel, ValidationError
 
 from conveyor.config.models import Config
 from conveyor.config.semantics import cross_check
-from conveyor.config.values import describe
 from conveyor.errors import ConfigError, ConfigProblem
 from conveyor.secrets import register_secret
+from conveyor.values import describe
 
 Path_ = tuple[str | int, ...]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -15,8 +15,8 @@ from conveyor.checks import Check as Check  # noqa: PLC0414
 from conveyor.checks import CommandCheck as CommandCheck  # noqa: PLC0414
 from conveyor.checks import HttpCheck as HttpCheck  # noqa: PLC0414
 from conveyor.checks import PrometheusCheck as PrometheusCheck  # noqa: PLC0414
-from conveyor.config.values import Duration, HostAmount, Int, check_name, describe, http_url, parse_amount
-from conveyor.gates.windows import Window
+from conveyor.config.windows import Window
+from conveyor.values import Duration, HostAmount, Int, check_name, describe, http_url, parse_amount
 
 HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 # A DNS name, an IPv4 address, or an IPv6 address (optionally [bracketed], with a %zone).

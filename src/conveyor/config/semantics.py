@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.config.values import NAME_RE
+from conveyor.values import NAME_RE
 
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from conveyor.config.models import Config
-from conveyor.config.values import Amount
 from conveyor.errors import UsageError
 from conveyor.inventory import Host
+from conveyor.values import Amount
 
 
 @dataclass(frozen=True)

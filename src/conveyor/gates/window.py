@@ -1,6 +1,6 @@
 """The deploy-window gate: an environment with a `window` is deployed to only while it is open.
 
-The rules themselves (allow, deny, cron, time zones) are read by the `gates.windows` package.
+The rules themselves (allow, deny, cron, time zones) are read by `config.windows` and judged by `gates.windows`.
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ import signal
 import subprocess
 from dataclasses import dataclass
 
-from conveyor.config.values import format_duration
 from conveyor.inventory.base import InventoryProblem, Scope
 from conveyor.inventory.document import parse_inventory
 from conveyor.inventory.host import Host
+from conveyor.values import format_duration
 
 STDERR_LINES = 8        # the tail of stderr quoted when the command fails
 STDERR_CHARS = 2000

@@ -23,8 +23,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from conveyor.config.models import HostSpec
-from conveyor.config.values import describe
 from conveyor.inventory.base import InventoryProblem
+from conveyor.values import describe
 
 EXAMPLE = '{"web": ["web-1", {"name": "web-2", "address": "10.0.0.2"}]}'
 FIELDS = ("name", "address", "port", "user", "labels")

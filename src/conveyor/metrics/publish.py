@@ -38,8 +38,8 @@ def group_url(base: str, job: str, grouping: dict[str, str]) -> str:
 def push(base: str, job: str, grouping: dict[str, str], text: str, *, timeout: float) -> None:
     """Replace the group's metrics on the Pushgateway (HTTP PUT), all within `timeout` seconds; MetricsError if
     it does not accept them in time."""
-    from conveyor.config.values import format_duration
     from conveyor.notify.calls import CallerProcess, CallFailed, CallTimedOut
+    from conveyor.values import format_duration
 
     url = group_url(base, job, grouping)  # http(s) only: config validation refuses other schemes
     try:

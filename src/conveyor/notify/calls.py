@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from conveyor.config.values import format_duration
+from conveyor.values import format_duration
 
 CHILD = Path(__file__).with_name("_caller.py")
 # How long the child may take to be ready (Python's start, and Apprise's import when it is preloaded: about a

@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from conveyor.config.values import format_duration
 from conveyor.secrets import mask
+from conveyor.values import format_duration
 
 if TYPE_CHECKING:
     from conveyor.state.store import Store

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from conveyor.config.values import format_duration
 from conveyor.secrets import mask
+from conveyor.values import format_duration
 
 if TYPE_CHECKING:
     from conveyor.config.models import Config

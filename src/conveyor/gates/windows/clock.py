@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime, tzinfo
 
-from conveyor.gates.windows.wallclock import to_instant
+from conveyor.config.windows.wallclock import to_instant
 
 
 def parse_at(text: str, default_tz: tzinfo) -> datetime:

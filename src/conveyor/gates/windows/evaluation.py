@@ -12,8 +12,8 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from conveyor.gates.windows.model import Window, open_at
-from conveyor.gates.windows.wallclock import instants, require_aware
+from conveyor.config.windows.model import Window, open_at
+from conveyor.config.windows.wallclock import instants, require_aware
 
 HORIZON = timedelta(days=400)
 """How far ahead `evaluate` looks for the next open or close; beyond it the answer is None."""

@@ -10,9 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from conveyor.config.values import format_duration
-from conveyor.gates.windows.cron import CronSpec, parse_cron, parse_cron_duration
-from conveyor.gates.windows.rules import (
+from conveyor.config.windows.cron import CronSpec, parse_cron, parse_cron_duration
+from conveyor.config.windows.rules import (
     MINUTES_PER_DAY,
     RuleSpec,
     as_text,
@@ -21,7 +20,8 @@ from conveyor.gates.windows.rules import (
     parse_hours,
     parse_month_days,
 )
-from conveyor.gates.windows.wallclock import require_aware
+from conveyor.config.windows.wallclock import require_aware
+from conveyor.values import format_duration
 
 _Spec = RuleSpec | CronSpec
 

@@ -1,4 +1,8 @@
-"""Small value types shared by the configuration models: durations, counts or percents, names."""
+"""Small value types the configuration is written in: durations, counts or percents, names, URLs.
+
+A leaf at the bottom of the layers (it imports nothing of conveyor's), beside errors.py and secrets.py: the
+config models, the check kinds they hold and whoever reads a config parse and print values with it.
+"""
 
 from __future__ import annotations
 

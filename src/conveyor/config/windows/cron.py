@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
 
-from conveyor.config.values import parse_duration
-from conveyor.gates.windows.rules import DAY_NAMES, MINUTES_PER_DAY
-from conveyor.gates.windows.wallclock import latest_wall, to_instant
+from conveyor.config.windows.rules import DAY_NAMES, MINUTES_PER_DAY
+from conveyor.config.windows.wallclock import latest_wall, to_instant
+from conveyor.values import parse_duration
 
 _MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _CRON_FIELDS = (  # name, lowest, highest
