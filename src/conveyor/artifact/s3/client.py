@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from conveyor.artifact.s3.location import S3Location
+from conveyor.config.s3 import S3Location
 from conveyor.errors import ArtifactError
 
 INSTALL_HINT = "pip install 'conveyor-deploy[aws]'"

@@ -16,8 +16,8 @@ from typing import Any, BinaryIO
 from conveyor.artifact.pointers import pointer_document, pointer_name
 from conveyor.artifact.release import Release, is_release_id
 from conveyor.artifact.s3.client import Bucket, S3Client
-from conveyor.artifact.s3.location import parse_s3_url
 from conveyor.artifact.store import LocalStore, newest_first
+from conveyor.config.s3 import parse_s3_url
 from conveyor.errors import ArtifactError
 
 RELEASES = "releases"

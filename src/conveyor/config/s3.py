@@ -1,4 +1,8 @@
-"""`s3://bucket/prefix` URLs: parsed and checked against the names AWS allows (no boto3 needed)."""
+"""`s3://bucket/prefix` URLs: parsed and checked against the names AWS allows (no boto3 needed).
+
+The config reads them (`artifact.store`, `artifact.stores`) so that a bad bucket name is a config error with
+its line; the S3 artifact store (conveyor.artifact.s3) opens the location they name.
+"""
 
 from __future__ import annotations
 
