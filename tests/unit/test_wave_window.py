@@ -117,11 +117,11 @@ def assert_held_after_wave_one(ws: Workspace, release: Release, outcomes: list[R
 
 def set_clock(monkeypatch: pytest.MonkeyPatch, moment: str) -> None:
     """Stand the clock that deploy's window checks read at `moment` (ISO 8601)."""
-    import conveyor.operations.deploy as deploy_module
+    import conveyor.operations.gating as gating_module
     from conveyor.gates.windows import parse_at
 
     fixed = parse_at(moment, UTC)
-    monkeypatch.setattr(deploy_module, "now", lambda: fixed)
+    monkeypatch.setattr(gating_module, "now", lambda: fixed)
 
 
 def test_a_reason_before_wave_two_holds_every_region_of_it_and_moves_none_of_its_hosts(
