@@ -41,13 +41,15 @@ def pinned(line: str) -> str:
     return line.replace(mark, "MARK")
 
 
-def test_prune_passes_deploy_to_keep_and_protected_releases_as_words() -> None:
-    line = commands.prune("/srv/www", 5, ["a", "b"])
-    assert pinned(line) == f"sh -c {shlex.quote(commands.script('prune'))} conveyor-prune MARK /srv/www 5 a b"
+def test_a_switch_that_prunes_passes_keep_and_the_protected_releases_as_words_after_the_restart() -> None:
+    line = commands.activate("/srv/www", "R3", "{}", "{}", "", {}, keep=5, protected=["a", "b"])
+    assert pinned(line) == (f"sh -c {shlex.quote(commands.script('activate'))} conveyor-activate MARK "
+                            "/srv/www R3 '{}' '{}' '' 5 a b")
 
 
-def test_prune_leaves_out_empty_protected_releases() -> None:
-    assert pinned(commands.prune("/srv/www", 3, ["R2", ""])).endswith(" conveyor-prune MARK /srv/www 3 R2")
+def test_a_switch_that_prunes_leaves_out_empty_protected_releases() -> None:
+    line = commands.activate("/srv/www", "R3", "{}", "{}", "", {}, keep=3, protected=["R2", ""])
+    assert pinned(line).endswith(" conveyor-activate MARK /srv/www R3 '{}' '{}' '' 3 R2")
 
 
 def test_env_goes_before_sh_sorted_and_each_assignment_quoted() -> None:
@@ -86,7 +88,7 @@ def test_every_command_gets_its_own_mark_and_only_this_process_makes_genuine_one
     mark = marks.pop()
     forged = [mark[:16] + "0" * 16, "0" * 32, mark.upper(), mark[:-1], mark + "0", "", "step=switch"]
     assert not any(commands.genuine(word) for word in forged)
-    assert shlex.split(commands.command("prune", ["/srv/www", "5"], mark="M"))[4:] == ["M", "/srv/www", "5"]
+    assert shlex.split(commands.command("probe", ["/srv/www", "R1"], mark="M"))[4:] == ["M", "/srv/www", "R1"]
 
 
 def test_every_word_survives_a_round_trip_through_the_shell_parser() -> None:
@@ -101,7 +103,7 @@ def test_every_word_survives_a_round_trip_through_the_shell_parser() -> None:
 
 def test_a_nul_byte_cannot_be_sent_to_a_host() -> None:
     with pytest.raises(ValueError, match="NUL"):
-        commands.prune("/srv/www\0", 5, [])
+        commands.probe("/srv/www\0", "")
     with pytest.raises(ValueError, match="NUL"):
         commands.check("/r", "true", 0, 0, {"A": "\0"})
 
@@ -173,27 +175,26 @@ class HostDirectory:
         return self.run(line, stdin=artifact.data)
 
     def activate(self, release: str, *, previous: str | None = None, kind: str = "deploy",
-                 restart: str = "") -> Ran:
+                 restart: str = "", keep: int | None = None, protected: list[str] | None = None) -> Ran:
+        """Switch to `release`; with `keep`, prune in the same round trip, as the engine does."""
         entry = {"event": "activate", "kind": kind, "release": release or None, "previous": previous}
         env = {"CONVEYOR_RELEASE": release, "CONVEYOR_PREVIOUS_RELEASE": previous or "", "CONVEYOR_KIND": kind,
                "CONVEYOR_DEPLOY_TO": self.deploy_to}
         return self.run(commands.activate(self.deploy_to, release, json.dumps(entry, sort_keys=True),
-                                          json.dumps({**entry, "event": "ready"}, sort_keys=True), restart, env))
+                                          json.dumps({**entry, "event": "ready"}, sort_keys=True), restart, env,
+                                          keep=keep, protected=protected))
 
     def deploy(self, release: str, artifact: Artifact, *, previous: str | None = None, kind: str = "deploy",
-               restart: str = "") -> Ran:
+               restart: str = "", keep: int | None = None, protected: list[str] | None = None) -> Ran:
         """Receive (unless on disk already) and activate, as one deployment does on one host."""
         if not (self.root / "releases" / release).is_dir():
             received = self.receive(release, artifact)
             assert received.code == 0, received.output
-        return self.activate(release, previous=previous, kind=kind, restart=restart)
+        return self.activate(release, previous=previous, kind=kind, restart=restart, keep=keep, protected=protected)
 
     def check(self, release: str, command: str, retries: int, env: dict[str, str] | None = None) -> Ran:
         path = os.path.join(self.deploy_to, "releases", release)
         return self.run(commands.check(path, command, retries, 0, env or {}))
-
-    def prune(self, keep: int, protected: list[str]) -> Ran:
-        return self.run(commands.prune(self.deploy_to, keep, protected))
 
     def journal(self) -> list[dict[str, Any]]:
         lines = (self.root / ".conveyor" / "journal.jsonl").read_text().splitlines()
@@ -544,38 +545,53 @@ def test_a_check_cannot_forge_a_marker_either(host: HostDirectory, artifact: Art
     assert tail(ran.output) == " @@conveyor step=done\nx"
 
 
-def test_prune_keeps_the_newest_releases_and_every_protected_one_and_empties_incoming(
+def steps(output: str) -> list[str]:
+    """Every step a script announced, in order."""
+    return [value for key, value in markers(output) if key == "step"]
+
+
+def test_a_switch_that_prunes_keeps_the_newest_releases_and_every_protected_one_and_empties_incoming(
         host: HostDirectory) -> None:
     host.probe()
     for release in ["R1", "R2", "R3", "R4", "R5", "R6"]:
         (host.root / "releases" / release).mkdir()
     (host.root / "incoming" / "R7.123.d").mkdir()
     (host.root / "incoming" / "R7.123.tar.gz").write_bytes(b"partial")
-    ran = host.prune(2, ["R1", "R6"])
-    assert (ran.code, ran.step) == (0, "prune"), ran.output
+    ran = host.activate("R6", keep=2, protected=["R1", "R6"])
+    assert (ran.code, steps(ran.output)) == (0, ["switch", "restart", "prune", "done"]), ran.output
     assert host.releases() == ["R1", "R5", "R6"]
     assert [value for key, value in markers(ran.output) if key == "pruned"] == ["R2", "R3", "R4"]
     assert os.listdir(host.root / "incoming") == []
 
 
-def test_prune_with_nothing_protected_keeps_exactly_the_newest(host: HostDirectory) -> None:
+def test_a_switch_that_prunes_with_nothing_protected_keeps_exactly_the_newest(host: HostDirectory) -> None:
     host.probe()
     for release in ["R1", "R2", "R3", "R4"]:
         (host.root / "releases" / release).mkdir()
-    assert host.prune(3, []).code == 0
+    assert host.activate("R4", keep=3, protected=[]).code == 0
     assert host.releases() == ["R2", "R3", "R4"]
 
 
-def test_prune_removes_nothing_when_there_are_no_more_releases_than_it_keeps(host: HostDirectory) -> None:
+def test_a_switch_that_prunes_removes_nothing_when_there_are_no_more_releases_than_it_keeps(
+        host: HostDirectory) -> None:
     host.probe()
     for release in ["R1", "R2"]:
         (host.root / "releases" / release).mkdir()
     (host.root / "incoming" / "R3.9.tar.gz").write_bytes(b"partial")
-    ran = host.prune(2, [])
+    ran = host.activate("R2", keep=2, protected=[])
     assert ran.code == 0, ran.output
     assert "pruned=" not in ran.output
     assert host.releases() == ["R1", "R2"]
     assert os.listdir(host.root / "incoming") == []
+
+
+def test_a_switch_without_keep_prunes_nothing(host: HostDirectory) -> None:
+    host.probe()
+    for release in ["R1", "R2", "R3"]:
+        (host.root / "releases" / release).mkdir()
+    ran = host.activate("R3")
+    assert (ran.code, steps(ran.output)) == (0, ["switch", "restart", "done"]), ran.output
+    assert host.releases() == ["R1", "R2", "R3"]
 
 
 COUNTING_CHECK = 'n=$(cat tries 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > tries; [ "$n" -ge 3 ]'
@@ -631,12 +647,11 @@ def test_a_full_lifecycle_at_a_hostile_path_with_hostile_values(tmp_path: Path, 
     assert host.probe(HOSTILE_RELEASE).current is None
     received = host.receive(HOSTILE_RELEASE, artifact)
     assert received.code == 0, received.output
-    activated = host.activate(HOSTILE_RELEASE, restart=HOSTILE_RESTART)
+    activated = host.activate(HOSTILE_RELEASE, restart=HOSTILE_RESTART, keep=1, protected=[HOSTILE_RELEASE])
     assert activated.code == 0, activated.output
+    assert "prune" in steps(activated.output)
     checked = host.check(HOSTILE_RELEASE, f"test -f {shlex.quote(RESTARTED)}", retries=0)
     assert checked.code == 0, checked.output
-    pruned = host.prune(1, [HOSTILE_RELEASE])
-    assert pruned.code == 0, pruned.output
 
     assert os.listdir(tmp_path / "srv") == [HOSTILE_DIR]
     assert sorted(os.listdir(host.root)) == [".conveyor", "current", "incoming", "releases", "shared"]
@@ -664,10 +679,8 @@ def test_a_deploy_to_that_starts_with_a_dash_is_a_path_not_an_option(tmp_path: P
     for release in ["-a", "-b", "-c"]:
         received = host.receive(release, artifact)
         assert received.code == 0, received.output
-    ran = host.activate("-c", restart="touch ./-restarted")
+    ran = host.activate("-c", restart="touch ./-restarted", keep=1, protected=["-c"])
     assert ran.code == 0, ran.output
-    pruned = host.prune(1, ["-c"])
-    assert pruned.code == 0, pruned.output
     assert os.listdir(cwd) == ["--help -rf"]
     assert host.releases() == ["-c"]
     assert os.readlink(cwd / "--help -rf" / "current") == "releases/-c"
@@ -710,8 +723,7 @@ def test_a_previous_release_missing_on_disk_falls_back_to_the_newest_older_one(h
     host.deploy("R1", artifact)
     host.deploy("R2", artifact, previous="R1")
     host.deploy("R3", artifact, previous="R2")
-    host.deploy("R4", artifact, previous="R3")
-    assert host.prune(1, ["R1", "R4"]).code == 0
+    assert host.deploy("R4", artifact, previous="R3", keep=1, protected=["R1", "R4"]).code == 0
     assert host.releases() == ["R1", "R4"]
     assert host.probe().rollback_target() == "R1"
 

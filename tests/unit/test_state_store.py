@@ -234,8 +234,8 @@ def test_a_deployment_whose_lease_was_taken_over_writes_nothing_more_and_stays_i
         writes = [
             lambda: a.set_pointer("production", "za", "R2", first),
             lambda: a.set_host_release("production", "za-web-1", "za", "web", "R2"),
-            lambda: a.record_host_result(first, {"host": "za-web-1", "region": "za", "role": "web",
-                                                 "status": "succeeded", "release": "R2"}),
+            lambda: a.record_host_results(first, [{"host": "za-web-1", "region": "za", "role": "web",
+                                                   "status": "succeeded", "release": "R2"}]),
             lambda: a.forget_hosts("production", ["za-web-1"]),
             lambda: a.add_event("deploy_started", "ann", environment="production", deployment_id=first),
             a.check_lease,
@@ -293,8 +293,8 @@ def test_one_result_row_per_host_and_secrets_are_masked(store: Store) -> None:
                                         previous_by_region={}, kind="deploy", user="ann")
     row = {"host": "za-web-1", "region": "za", "role": "web", "status": "failed", "step": "restart",
            "exit_code": 1, "output_tail": "curl -H 'token: hunter2-token' failed"}
-    store.record_host_result(deployment, row)
-    store.record_host_result(deployment, {**row, "status": "rolled_back", "note": "switched back"})
+    store.record_host_results(deployment, [row])
+    store.record_host_results(deployment, [{**row, "status": "rolled_back", "note": "switched back"}])
     results = store.host_results(deployment)
     assert len(results) == 1
     assert results[0]["status"] == "rolled_back"

@@ -16,7 +16,7 @@ import shlex
 from functools import cache
 from importlib import resources
 
-PHASES = ("probe", "receive", "receive_url", "receive_delta", "activate", "check", "prune")
+PHASES = ("probe", "receive", "receive_url", "receive_delta", "activate", "check")
 # A phase that runs another phase's script after its own (receive_url downloads, then receives).
 _THEN = {"receive_url": "receive"}
 
@@ -106,7 +106,3 @@ def check(release_path: str, check_command: str, retries: int, interval: float, 
     """Run a command check in the release directory, retrying."""
     return command("check", [release_path, check_command, str(retries), f"{interval:g}"], env)
 
-
-def prune(deploy_to: str, keep: int, protected: list[str]) -> str:
-    """Remove the oldest releases beyond KEEP, never a protected one; empty incoming/."""
-    return command("prune", [deploy_to, str(keep), *[p for p in protected if p]])

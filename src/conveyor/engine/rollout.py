@@ -834,9 +834,6 @@ def _why(step: str, done: Completed) -> str:
     return f"{step} failed with exit {done.exit_code}" + (f": {lines}" if lines else "")
 
 
-ProbeFn = Callable[[Host], Awaitable[Probe]]
-
-
 async def survey(transport: Transport, hosts: list[Host], deploy_to: str, *,
                  limits_for: Callable[[Host], Limits] | None = None, concurrency: int = 64
                  ) -> dict[str, Probe | str]:

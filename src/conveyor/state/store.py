@@ -104,10 +104,6 @@ class Store(Locking):
                 status=sa.case((d.c.status == "interrupted", d.c.status), else_=sa.literal(status)),
                 finished_at=iso(clock.utcnow()), failed_hosts=failed_hosts, summary=mask(summary) if summary else None))
 
-    def record_host_result(self, deployment_id: int, result: dict[str, Any]) -> None:
-        """Keep one host's outcome with its deployment (replacing an earlier one for that host)."""
-        self.record_host_results(deployment_id, [result])
-
     def record_host_results(self, deployment_id: int, results: list[dict[str, Any]]) -> None:
         """Keep several hosts' outcomes in one transaction; a host's later outcome replaces its earlier one."""
         latest = {result["host"]: result for result in results}  # the last word on each host
