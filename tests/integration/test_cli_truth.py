@@ -180,7 +180,12 @@ def test_a_dirty_tree_is_recorded_shown_and_refused_where_it_must_be(repo_fleet:
     assert plan["candidate"]["dirty"] is True
     assert "uncommitted changes" in fleet.run("plan", "staging", "--release", built["id"]).stdout
     # Staging allows it (no promote_from, no approval); history says it was dirty.
-    fleet.json("deploy", "staging", "--release", built["id"], "--yes")
+    shipped = fleet.json("deploy", "staging", "--release", built["id"], "--yes")
+    (row,) = [d for d in fleet.json("history")["deployments"] if d["id"] == shipped["id"]]
+    assert row["dirty"] is True
+    assert f"{built['id']} (dirty)" in fleet.run("history").stdout
+    detail = fleet.run("history", "--id", str(shipped["id"])).stdout
+    assert f"with uncommitted changes (diff {built['diff_sha256'][:12]})" in detail
     # Production (promote_from) refuses it even though staging ran it: allow_dirty defaults to false there.
     refused = fleet.run("deploy", "production", "--release", built["id"], "--yes", expect=3)
     assert "uncommitted changes" in refused.stderr

@@ -127,6 +127,13 @@ def register(app: typer.Typer) -> None:
                 out.print(detail["summary"], markup=False)
             for line in _audit_lines(detail):
                 out.print(line, markup=False)
+            built = detail.get("built")
+            if built:
+                origin = f"commit {built['commit'][:12]}" if built.get("commit") else "no git"
+                dirty = (f" with uncommitted changes (diff {str(built['diff_sha256'])[:12]})" if built.get("dirty")
+                         else "")
+                out.print(f"built from {origin}{dirty} by {built.get('user')} at {built.get('created_at')}",
+                          markup=False)
             table = results_table("host", "region", "role", "status", "release", "step", "exit", "detail")
             for host in detail["hosts"]:
                 text = "; ".join(part for part in (host.get("error"), host.get("note")) if part)
@@ -148,7 +155,8 @@ def register(app: typer.Typer) -> None:
         colors = {"succeeded": "green", "failed": "red", "rolled_back": "yellow", "interrupted": "magenta",
                   "blocked": "cyan", "running": "blue", "held": "cyan"}
         for d in document["deployments"]:
-            table.add_row(str(d["id"]), d["environment"], ",".join(d["regions"]), d["kind"], d["release"] or "-",
+            release = (d["release"] + " (dirty)") if d["release"] and d.get("dirty") else (d["release"] or "-")
+            table.add_row(str(d["id"]), d["environment"], ",".join(d["regions"]), d["kind"], release,
                           styled(f"[{colors.get(d['status'], 'white')}]{{}}[/]", d["status"])
                           + styled(" [red]({})[/red]" * len(d.get("overrides") or []),
                                    *(o.replace("_", "-") for o in d.get("overrides") or [])),

@@ -120,7 +120,21 @@ def history(ws: Workspace, environment: str | None = None, limit: int = 20) -> d
     if environment:
         ws.environment(environment)
     ws.store.reap()
-    return {"deployments": ws.store.history(environment, limit)}
+    deployments = ws.store.history(environment, limit)
+    built: dict[str, dict[str, Any] | None] = {}
+    for deployment in deployments:
+        deployment["dirty"] = _built_dirty(ws, deployment.get("release"), built)
+    return {"deployments": deployments}
+
+
+def _built_dirty(ws: Workspace, release: str | None, seen: dict[str, dict[str, Any] | None]) -> bool:
+    """Whether a release was built from a work tree with uncommitted changes (as its record says)."""
+    if not release:
+        return False
+    if release not in seen:
+        seen[release] = ws.store.release_manifest(release)
+    manifest = seen[release] or {}
+    return bool(manifest.get("dirty"))
 
 
 def deployment_detail(ws: Workspace, deployment_id: int) -> dict[str, Any] | None:
@@ -129,5 +143,11 @@ def deployment_detail(ws: Workspace, deployment_id: int) -> dict[str, Any] | Non
     record = ws.store.deployment(deployment_id)
     if record is None:
         return None
-    return {**record, "hosts": ws.store.host_results(deployment_id),
+    manifest = ws.store.release_manifest(record["release"]) if record.get("release") else None
+    built = None
+    if manifest is not None:
+        built = {"commit": (manifest.get("git") or {}).get("sha"), "dirty": bool(manifest.get("dirty")),
+                 "diff_sha256": manifest.get("diff_sha256"), "created_at": manifest.get("created_at"),
+                 "user": manifest.get("user")}
+    return {**record, "built": built, "hosts": ws.store.host_results(deployment_id),
             "measurements": ws.store.measurements(deployment_id)}
