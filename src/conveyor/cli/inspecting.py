@@ -194,7 +194,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """What is going out: the commits ENV_A runs that ENV_B does not (`diff staging production`), or
         the commits a release would bring to each region of ENV (`diff production [--release ID]`)."""
-        from conveyor.vcs.changes import diff_environments, diff_release
+        from conveyor.operations.changes import diff_environments, diff_release
 
         ws = workspace(ctx, config)
         try:

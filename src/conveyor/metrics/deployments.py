@@ -21,7 +21,7 @@ from conveyor.metrics.exposition import Family
 
 if TYPE_CHECKING:
     from conveyor.engine.results import DeploymentResult
-    from conveyor.operations.workspace import Workspace
+    from conveyor.state.store import Store
 
 KINDS = ("deploy", "rollback")
 # Every status a finished deployment can have; each gets a series (zero too) so `increase()` sees the first one.
@@ -29,7 +29,7 @@ STATUSES = ("succeeded", "failed", "rolled_back", "interrupted", "blocked", "hel
 HOST_STATUSES = ("succeeded", "unchanged", "failed", "rolled_back", "pending")
 
 
-def deployment_counts(ws: Workspace, environments: list[str]) -> Counter[tuple[str, str, str]]:
+def deployment_counts(store: Store, app: str, environments: list[str]) -> Counter[tuple[str, str, str]]:
     """(environment, kind, status) → how many deployments the state store holds, running ones excluded."""
     import sqlalchemy as sa
     from sqlalchemy.exc import SQLAlchemyError
@@ -38,11 +38,11 @@ def deployment_counts(ws: Workspace, environments: list[str]) -> Counter[tuple[s
 
     d = t.deployments
     query = (sa.select(d.c.environment, d.c.kind, d.c.status, sa.func.count())
-             .where(d.c.app == ws.config.app, d.c.environment.in_(environments), d.c.status != "running")
+             .where(d.c.app == app, d.c.environment.in_(environments), d.c.status != "running")
              .group_by(d.c.environment, d.c.kind, d.c.status))
     try:
         # A count the Store API does not offer: one grouped read of the table it writes.
-        with ws.store.engine.connect() as conn:
+        with store.engine.connect() as conn:
             rows = conn.execute(query).all()
     except SQLAlchemyError as exc:
         raise StateError(f"cannot count deployments in the state store: {exc}") from exc
@@ -58,11 +58,10 @@ def _seconds(started: str | None, finished: str | None) -> float | None:
         return None
 
 
-def collect(ws: Workspace, environments: list[str], *, current: DeploymentResult | None = None,
+def collect(store: Store, app: str, environments: list[str], *, current: DeploymentResult | None = None,
             current_seconds: float | None = None) -> list[Family]:
-    """Every family for these environments; `current` (and how long it took, measured) is the deployment
-    just finished, whose own outcome is more exact than what the store rounds to the second."""
-    app = ws.config.app
+    """Every family of `app` for these environments; `current` (and how long it took, measured) is the
+    deployment just finished, whose own outcome is more exact than what the store rounds to the second."""
     total = Family("conveyor_deployments_total", "counter",
                    "Finished deployments by environment, kind (deploy, rollback) and final status.")
     rollbacks = Family("conveyor_rollbacks_total", "counter",
@@ -74,7 +73,7 @@ def collect(ws: Workspace, environments: list[str], *, current: DeploymentResult
     last_success = Family("conveyor_last_success_timestamp_seconds", "gauge",
                           "When the region last finished moving to a release (Unix time); "
                           "time() - this is the time since its last successful deploy.")
-    counts = deployment_counts(ws, environments)
+    counts = deployment_counts(store, app, environments)
     for env in environments:
         for kind in KINDS:
             for status in STATUSES:
@@ -82,8 +81,8 @@ def collect(ws: Workspace, environments: list[str], *, current: DeploymentResult
         rolled = sum(n for (e, kind, status), n in counts.items() if e == env and (
             (kind == "rollback" and status != "blocked") or (kind == "deploy" and status == "rolled_back")))
         rollbacks.add(rolled, app=app, environment=env)
-        _last(ws, env, duration, hosts, current, current_seconds)
-        for region, pointer in sorted(ws.store.pointers(env).items()):
+        _last(store, app, env, duration, hosts, current, current_seconds)
+        for region, pointer in sorted(store.pointers(env).items()):
             try:
                 moment = datetime.fromisoformat(pointer["updated_at"])
             except (TypeError, ValueError):
@@ -92,25 +91,24 @@ def collect(ws: Workspace, environments: list[str], *, current: DeploymentResult
     return [total, rollbacks, duration, hosts, last_success]
 
 
-def _last(ws: Workspace, env: str, duration: Family, hosts: Family, current: DeploymentResult | None,
+def _last(store: Store, app: str, env: str, duration: Family, hosts: Family, current: DeploymentResult | None,
           current_seconds: float | None) -> None:
     """The duration and host outcomes of the environment's last finished deployment."""
-    app = ws.config.app
     if current is not None and current.environment == env and current.id is not None:
         kind, status = current.kind, str(current.status)
         seconds = current_seconds
         outcomes = Counter(str(h.status) for region in current.regions for h in region.hosts)
         if seconds is None:
-            record = ws.store.deployment(current.id)
+            record = store.deployment(current.id)
             seconds = _seconds(record["started_at"], record["finished_at"]) if record else None
     else:
-        finished = [d for d in ws.store.history(env, 10) if d["status"] != "running"]
+        finished = [d for d in store.history(env, 10) if d["status"] != "running"]
         if not finished:
             return
         last = finished[0]
         kind, status = last["kind"], last["status"]
         seconds = _seconds(last["started_at"], last["finished_at"])
-        outcomes = Counter(str(h["status"]) for h in ws.store.host_results(last["id"]))
+        outcomes = Counter(str(h["status"]) for h in store.host_results(last["id"]))
     if seconds is not None:
         duration.add(seconds, app=app, environment=env, kind=kind, status=status)
     for host_status in (*HOST_STATUSES, *sorted(set(outcomes) - set(HOST_STATUSES))):

@@ -20,7 +20,7 @@ from conveyor.engine.events import DeploymentFinished, DeploymentStarted, Event
 from conveyor.metrics.exposition import CONTENT_TYPE, render
 
 if TYPE_CHECKING:
-    from conveyor.operations.workspace import Workspace
+    from conveyor.context import DeploymentContext
 
 
 class MetricsError(Exception):
@@ -69,9 +69,9 @@ def write_textfile(path: Path, text: str) -> None:
 class MetricsPublisher:
     """Publishes the deployment metrics of the config's app when a deployment finishes."""
 
-    def __init__(self, ws: Workspace, environment: str) -> None:
-        self.ws = ws
-        self.environment = environment
+    def __init__(self, context: DeploymentContext) -> None:
+        self.context = context
+        self.environment = context.environment
         self.started: float | None = None
         self.deployment_id: int | None = None
 
@@ -89,12 +89,13 @@ class MetricsPublisher:
         """Compute the metrics and send them to each configured target; failures are warnings."""
         from conveyor.metrics.deployments import collect
 
-        settings = self.ws.config.metrics
-        app = self.ws.config.app
+        context = self.context
+        settings = context.config.metrics
+        app = context.app
         try:
             if settings.pushgateway:
                 # The Pushgateway keeps one group per environment: a push replaces that environment's series.
-                families = collect(self.ws, [self.environment], current=result, current_seconds=seconds)
+                families = collect(context.store, app, [self.environment], current=result, current_seconds=seconds)
                 grouping = {"app": app, "environment": self.environment}
                 self._attempt("pushgateway", settings.pushgateway, lambda: push(
                     settings.pushgateway or "", settings.job, grouping, render(families, drop_labels=grouping),
@@ -102,8 +103,8 @@ class MetricsPublisher:
             if settings.textfile:
                 # The file is the whole truth for the app: every environment's series.
                 path = Path(settings.textfile)
-                path = path if path.is_absolute() else self.ws.directory / path
-                everywhere = collect(self.ws, list(self.ws.config.environments), current=result,
+                path = path if path.is_absolute() else context.directory / path
+                everywhere = collect(context.store, app, list(context.config.environments), current=result,
                                      current_seconds=seconds)
                 self._attempt("textfile", str(path), lambda: write_textfile(path, render(everywhere)))
         except Exception as exc:  # computing them failed (the state store?): still only a warning
@@ -121,7 +122,7 @@ class MetricsPublisher:
         place = f"{target} {where}: " if where else ""
         print(f"conveyor: warning: metrics: {mask(place + reason)}", file=sys.stderr)
         try:
-            self.ws.store.add_event("metrics_failed", self.ws.user, environment=self.environment,
+            self.context.store.add_event("metrics_failed", self.context.user, environment=self.environment,
                                     deployment_id=self.deployment_id, target=target, where=where, error=reason)
         except Exception as exc:  # the store is what failed: the warning above has said enough
             print(f"conveyor: warning: metrics: the event was not recorded: {mask(str(exc))}", file=sys.stderr)

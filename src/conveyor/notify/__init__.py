@@ -1,6 +1,7 @@
 """Telling people and dashboards about deployments: Apprise notifications and Grafana annotations.
 
-`subscribers(ws, request, kind)` builds, for one deployment, the event subscribers the config asks for:
+`subscribers(context)` builds, for one deployment, the event subscribers the config asks for (the context is
+narrow, conveyor.context: the config, who deploys what where, the stores; never the Workspace):
 
 - a `Notifier` for the `notify:` targets that want this environment (messages: message.py; sending through
   Apprise: apprise_target.py);
@@ -33,8 +34,7 @@ from conveyor.notify.notifier import Context, Notifier, Recipient
 from conveyor.secrets import register_secret
 
 if TYPE_CHECKING:
-    from conveyor.operations.deploy import Request
-    from conveyor.operations.workspace import Workspace
+    from conveyor.context import DeploymentContext
 
 __all__ = ["subscribers", "targets"]
 
@@ -44,11 +44,11 @@ def targets(config: Config) -> list[NotifyTarget]:
     return [entry if isinstance(entry, NotifyTarget) else NotifyTarget(url=entry) for entry in config.notify]
 
 
-def subscribers(ws: Workspace, request: Request, kind: str) -> list[Subscriber]:
+def subscribers(context: DeploymentContext) -> list[Subscriber]:
     """The notifier and the annotations one deployment needs (none when the config asks for neither)."""
-    config = ws.config
-    environment = request.environment
-    failures = Failures(lambda: ws.store, ws.user, environment)
+    config = context.config
+    environment = context.environment
+    failures = Failures(context.open_store, context.user, environment)
     out: list[Subscriber] = []
     wanted = [t for t in targets(config) if t.environments is None or environment in t.environments]
     if wanted:
@@ -58,13 +58,13 @@ def subscribers(ws: Workspace, request: Request, kind: str) -> list[Subscriber]:
             sender = AppriseTarget(target.url, target.timeout)
             recipients.append(Recipient(target, sender, Courier(label, target.timeout, failures,
                                                                 grace=sender.startup_left)))
-        previous = _pointers(ws, environment)
-        context = Context(
-            app=config.app, environment=environment, kind=kind, user=ws.user, previous=previous,
-            commits=_commits(ws, previous), authors=config.authors,
+        previous = _pointers(context)
+        told = Context(
+            app=config.app, environment=environment, kind=context.kind, user=context.user, previous=previous,
+            commits=_commits(context, previous), authors=config.authors,
             live_here=environment in end_of_the_path(config), job_url=job_url(os.environ),
         )
-        out.append(Notifier(context, recipients, failures))
+        out.append(Notifier(told, recipients, failures))
     if config.grafana is not None:
         grafana = config.grafana
         label = f"grafana {redact(grafana.url)}"
@@ -80,7 +80,7 @@ def subscribers(ws: Workspace, request: Request, kind: str) -> list[Subscriber]:
             api = GrafanaAPI(grafana.url, token, grafana.timeout)
         courier = Courier(label, grafana.timeout, failures, grace=api.startup_left if api is not None else None)
         out.append(Annotations(api, courier, failures, app=config.app,
-                               environment=environment, kind=kind, user=ws.user,
+                               environment=environment, kind=context.kind, user=context.user,
                                dashboard_uid=grafana.dashboard_uid))
     return out
 
@@ -94,17 +94,18 @@ def _labels(wanted: Sequence[NotifyTarget]) -> list[str]:
     return labels
 
 
-def _pointers(ws: Workspace, environment: str) -> dict[str, str | None]:
+def _pointers(context: DeploymentContext) -> dict[str, str | None]:
     """region → the release it ran before this deployment; nothing when the store cannot say (a message
     without "previous" is better than a deployment stopped for it)."""
     try:
-        pointers = ws.store.pointers(environment)
+        pointers = context.store.pointers(context.environment)
     except ConveyorError:
         return {}
     return {region: entry.get("release") for region, entry in pointers.items()}
 
 
-def _commits(ws: Workspace, previous: Mapping[str, str | None]) -> Callable[[str | None], Sequence[Commit]]:
+def _commits(context: DeploymentContext,
+             previous: Mapping[str, str | None]) -> Callable[[str | None], Sequence[Commit]]:
     """What went out with a release: the commits between what the regions ran before (the most common
     previous release) and it, from git; the release's own head commit when git cannot say (no work tree, a
     shallow clone, a release built elsewhere)."""
@@ -114,23 +115,25 @@ def _commits(ws: Workspace, previous: Mapping[str, str | None]) -> Callable[[str
             return ()
         before = Counter(r for r in previous.values() if r and r != release).most_common(1)
         try:
-            from conveyor.vcs.changes import Comparer
+            from conveyor.vcs.changes import Comparer, release_commits
 
-            changes = Comparer(ws).compare(release, before[0][0] if before else None)
+            comparer = Comparer(context.directory, lambda ids: release_commits(
+                context.store, context.artifacts, context.app, ids))
+            changes = comparer.compare(release, before[0][0] if before else None)
         except ConveyorError:
             changes = None
         if changes is not None and changes.commits:
             return tuple(Commit(c.sha, c.author, c.email, c.subject) for c in changes.commits)
-        return head_commit(ws, release)
+        return head_commit(context, release)
 
     return commits
 
 
-def head_commit(ws: Workspace, release: str) -> Sequence[Commit]:
+def head_commit(context: DeploymentContext, release: str) -> Sequence[Commit]:
     """The head commit a release's manifest records (no network: a remote store's manifest is in its local
     cache once the release was deployed from here)."""
     try:
-        known = ws.artifacts.cached(release)
+        known = context.artifacts.cached(release)
     except (OSError, ValueError, ConveyorError):
         return ()
     git = known.git if known is not None else None

@@ -94,7 +94,7 @@ def plan_document(ws: Workspace, plan: Plan, release: Release | str | None, kind
                   migrations: Mapping[str, RegionMigrations] | None = None) -> dict[str, Any]:
     """A plan as JSON: waves, regions, roles, batches and hosts, gates, each host's steps, the estimate.
     `migrations`: the release's migrations as already planned (planned here otherwise)."""
-    from conveyor.vcs.changes import plan_commits
+    from conveyor.operations.changes import plan_commits
 
     environment = ws.config.environments[plan.environment]
     total, per_host = estimate_seconds(ws, plan, kind)

@@ -17,16 +17,15 @@ from conveyor.engine.events import DeploymentFinished, DeploymentStarted, Event,
 from conveyor.vcs.git import GitError, push_tags, tag_release
 
 if TYPE_CHECKING:
-    from conveyor.operations.workspace import Workspace
+    from conveyor.context import DeploymentContext
 
 
 class ReleaseTagger:
     """Tags each region's release when the region succeeds; pushes the tags when the deployment ends."""
 
-    def __init__(self, ws: Workspace, environment: str, kind: str, remote: str | None) -> None:
-        self.ws = ws
-        self.environment = environment
-        self.kind = kind
+    def __init__(self, context: DeploymentContext, remote: str | None) -> None:
+        self.context = context
+        self.environment = context.environment
         self.remote = remote
         self.deployment_id: int | None = None
         self.tags: list[str] = []
@@ -48,16 +47,17 @@ class ReleaseTagger:
         from conveyor.vcs.changes import release_commits
 
         if release not in self.shas:
-            self.shas[release] = release_commits(self.ws, [release]).get(release)
+            context = self.context
+            self.shas[release] = release_commits(context.store, context.artifacts, context.app, [release]).get(release)
         sha = self.shas[release]
         if sha is None:
             self._warn("git_tag_failed", f"{release} records no git commit (built outside a git work tree?): "
                        f"{self.environment}/{region} not tagged", region=region, release=release)
             return
-        message = (f"{release} deployed to {self.environment}/{region} by {self.ws.user}"
-                   f" ({self.kind}, deployment #{self.deployment_id})")
+        message = (f"{release} deployed to {self.environment}/{region} by {self.context.user}"
+                   f" ({self.context.kind}, deployment #{self.deployment_id})")
         try:
-            result = tag_release(self.ws.directory, self.environment, region, release, sha, message=message)
+            result = tag_release(self.context.directory, self.environment, region, release, sha, message=message)
         except GitError as exc:
             if "not in a git repository" in exc.message or "not installed" in exc.message:
                 self.stopped = True
@@ -69,7 +69,7 @@ class ReleaseTagger:
             return
         self.tags.append(result.tag)
         if result.status == "created":
-            self.ws.store.add_event("git_tagged", self.ws.user, environment=self.environment,
+            self.context.store.add_event("git_tagged", self.context.user, environment=self.environment,
                                     deployment_id=self.deployment_id, region=region, release=release,
                                     tag=result.tag, sha=sha)
 
@@ -77,7 +77,7 @@ class ReleaseTagger:
         """Push this deployment's tags to the configured remote."""
         assert self.remote is not None
         try:
-            push_tags(self.ws.directory, self.remote, self.tags, timeout=self.ws.config.git.timeout)
+            push_tags(self.context.directory, self.remote, self.tags, timeout=self.context.config.git.timeout)
         except GitError as exc:
             self._warn("git_push_failed", f"push to {self.remote}: {exc.message}", tags=self.tags)
 
@@ -92,7 +92,7 @@ class ReleaseTagger:
 
         print(f"conveyor: warning: git tags: {mask(message)}", file=sys.stderr)
         try:
-            self.ws.store.add_event(kind, self.ws.user, environment=self.environment,
+            self.context.store.add_event(kind, self.context.user, environment=self.environment,
                                     deployment_id=self.deployment_id, error=message, **data)
         except Exception as exc:  # the state store failing is reported by the deployment itself
             print(f"conveyor: warning: git tags: the event was not recorded: {exc}", file=sys.stderr)
