@@ -48,8 +48,7 @@ def _root(
 
 
 def _register() -> None:
-    from conveyor.cli import configuring, database, deploying, inspecting, locking
-    from conveyor.demo import command as demo
+    from conveyor.cli import configuring, database, demo, deploying, inspecting, locking
 
     for module in (configuring, deploying, inspecting, locking, database, demo):
         module.register(app)

@@ -1,34 +1,26 @@
-"""`conveyor demo`: build and deploy two releases through staging and production, roll a region back."""
+"""The demo's run: build and deploy two releases through staging and production, roll a region back.
+
+The command line (cli/demo.py) gives it a console and the subscribers that show the deployments.
+"""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
-import typer
 from rich.console import Console
 from rich.rule import Rule
 
-from conveyor.cli.options import interactive, stderr
 from conveyor.demo import fleet
+from conveyor.engine.events import Subscriber
 from conveyor.errors import DeploymentFailed, PromotionRefused, UsageError
 from conveyor.operations.workspace import Workspace
 
 
-def register(app: typer.Typer) -> None:
-    """Add the demo command to the app."""
-
-    @app.command()
-    def demo(
-        directory: Path = typer.Option(Path("conveyor-demo"), "--dir", help="Where to build the demo."),
-    ) -> None:
-        """Build a sample app and a local fleet; deploy two releases through staging and production."""
-        run_demo(directory, stderr())
-
-
-def run_demo(directory: Path, console: Console) -> None:
-    """The whole demo; raises DeploymentFailed or another ConveyorError if a step goes wrong."""
-    from conveyor.cli.display import Display
+def run_demo(directory: Path, console: Console, show: Sequence[Subscriber]) -> None:
+    """The whole demo, told on `console`, each deployment's events given to `show`; raises DeploymentFailed
+    or another ConveyorError if a step goes wrong."""
     from conveyor.operations.deploy import Request, deploy, rollback
     from conveyor.operations.release import build
     from conveyor.operations.status import history, status
@@ -41,7 +33,6 @@ def run_demo(directory: Path, console: Console) -> None:
     fleet.write(directory, "1.0.0")
     # The demo's own store, beside its config: never the one CONVEYOR_STATE_URL names.
     ws = Workspace.load(directory / "conveyor.yml", state_url=default_url(directory.resolve()))
-    show = [Display(console, live=interactive())]
 
     def step(text: str) -> None:
         console.print(Rule(text, style="cyan"))
