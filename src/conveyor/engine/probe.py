@@ -11,9 +11,12 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.engine.commands import genuine
+
+if TYPE_CHECKING:
+    from conveyor.transport.base import Completed
 
 MARK = "@@conveyor "
 _PID = re.compile(r"@@conveyor pid=\d+ \d+")  # the transport's (a script's first line)
@@ -139,3 +142,11 @@ def tail(output: str, lines: int = 20) -> str:
     """The last lines of a script's output, without our markers (a forged one stays: it is output)."""
     kept = [line for line in output_lines(output) if marker(line) is None and not _PID.fullmatch(line)]
     return "\n".join(kept[-lines:])
+
+
+def why(step: str, done: Completed) -> str:
+    """A failed step in one line: it timed out, or its exit code and the last line it printed."""
+    if done.timed_out:
+        return f"{step} timed out"
+    lines = tail(done.output, 1)
+    return f"{step} failed with exit {done.exit_code}" + (f": {lines}" if lines else "")
