@@ -420,3 +420,10 @@ def test_the_cli_does_not_load_apprise_or_the_notifiers() -> None:
            "or m.startswith('conveyor.notify')))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_release_built_from_uncommitted_changes_says_so() -> None:
+    text = compose(facts("succeeded", dirty="uncommitted changes on top of 1a2b3c4d (diff 0123456789ab)")).body
+    assert "Built from uncommitted changes on top of 1a2b3c4d (diff 0123456789ab): the commit alone does not say " \
+           "what shipped" in text
+    assert "Built from" not in compose(facts("succeeded")).body

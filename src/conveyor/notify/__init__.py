@@ -63,6 +63,7 @@ def subscribers(context: DeploymentContext) -> list[Subscriber]:
             app=config.app, environment=environment, kind=context.kind, user=context.user, previous=previous,
             commits=_commits(context, previous), authors=config.authors,
             live_here=environment in end_of_the_path(config), job_url=job_url(os.environ),
+            built_dirty=_built_dirty(context),
         )
         out.append(Notifier(told, recipients, failures))
     if config.grafana is not None:
@@ -92,6 +93,25 @@ def _labels(wanted: Sequence[NotifyTarget]) -> list[str]:
         label = target.name or redact(target.url)
         labels.append(label if label not in labels else f"{label} (#{number})")
     return labels
+
+
+def _built_dirty(context: DeploymentContext) -> Callable[[str | None], str | None]:
+    """release → "uncommitted changes on top of COMMIT (diff HASH)" when its record says it was built from a
+    dirty work tree; None for a clean build or when the store cannot say."""
+    def note(release: str | None) -> str | None:
+        if not release:
+            return None
+        try:
+            manifest = context.store.release_manifest(release) or {}
+        except ConveyorError:
+            return None
+        if not manifest.get("dirty"):
+            return None
+        commit = str((manifest.get("git") or {}).get("sha") or "")[:8]
+        return (f"uncommitted changes on top of {commit or 'its commit'} "
+                f"(diff {str(manifest.get('diff_sha256') or '')[:12]})")
+
+    return note
 
 
 def _pointers(context: DeploymentContext) -> dict[str, str | None]:

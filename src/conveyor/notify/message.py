@@ -77,6 +77,7 @@ class Facts:
     reason: str | None = None                    # the person's reason (break glass, rollback) or the gate's
     summary: str | None = None                   # the deployment's own one-line account of what went wrong
     job_url: str | None = None
+    dirty: str | None = None                     # built from uncommitted changes: what the commit does not say
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,8 @@ def body(facts: Facts) -> str:
         lines.append("Regions: " + "; ".join(_region_end(end) for end in facts.ends))
     release = facts.release or "(the previous release)"
     lines.append(f"Release: {release}" + _previous(facts.previous, facts.release))
+    if facts.dirty:
+        lines.append(f"Built from {facts.dirty}: the commit alone does not say what shipped")
     if facts.duration is not None:
         lines.append(f"Duration: {format_duration(facts.duration)}")
     if facts.reason:

@@ -56,6 +56,9 @@ class Context:
     authors: Mapping[str, str] = field(default_factory=dict)
     live_here: bool = False             # the end of the promotion path: name the authors when it succeeds
     job_url: str | None = None
+    # release → a note when it was built from uncommitted changes ("uncommitted changes on top of 1a2b3c4d"),
+    # None for a clean build: the commit alone would not say what shipped.
+    built_dirty: Callable[[str | None], str | None] = lambda _release: None
 
 
 class Notifier:
@@ -112,6 +115,7 @@ class Notifier:
             failed_hosts=failed_hosts_of(result),
             commits=commits,
             summary=result.message,
+            dirty=self.context.built_dirty(release),
         )
         if status == "succeeded" and self.context.kind == "deploy" and self.context.live_here:
             facts = replace(facts, live_for=live_for(commits, self.context.authors))
@@ -125,7 +129,7 @@ class Notifier:
             else dict(context.previous)
         return Facts(event=event, app=context.app, environment=context.environment, kind=context.kind,
                      user=context.user, regions=self.regions, release=self.release, previous=previous,
-                     reason=self.reason, job_url=context.job_url)
+                     reason=self.reason, job_url=context.job_url, dirty=context.built_dirty(self.release))
 
     def _send(self, facts: Facts) -> None:
         wanted = [r for r in self.recipients if r.target.wants(facts.event, self.context.environment)]
