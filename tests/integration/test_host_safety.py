@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from conveyor.engine.exits import HostExit
+
 TESTS_DIR = Path(__file__).resolve().parents[1]
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
@@ -351,7 +353,7 @@ def disk_full_scenario(cli: Any, disk: Path, host: Path, how: str, where: str = 
         result = site.deploy(big_shop(2, where), expect=1)
         (outcome,) = site.hosts_of(result).values()
         said = f"{outcome['step']} {outcome['exit_code']}: {outcome['error']}\n{outcome['output_tail']}"
-        assert outcome["exit_code"] == 21, said
+        assert outcome["exit_code"] == HostExit.CANNOT_WRITE, said
         assert outcome["step"] == ("download" if how == "pull" else "unpack"), said
         assert "checksum" not in outcome["error"], said
         assert "No space left on device" in outcome["error"], said

@@ -16,6 +16,7 @@ from conveyor.artifact import LocalStore, build_release, pack, validate_tarball
 from conveyor.artifact.compression import COMPRESSIONS, SUFFIXES, detect
 from conveyor.artifact.delta import build_delta
 from conveyor.engine import commands
+from conveyor.engine.exits import HostExit
 from conveyor.engine.probe import parse_probe, tail
 from conveyor.errors import ArtifactError
 
@@ -150,7 +151,7 @@ def test_a_host_without_zstd_says_so_in_its_probe_and_refuses_a_zstd_release(tmp
     path = tmp_path / "r.tar.zst"
     packed = pack(tree(tmp_path / "src", FILES), path, "zstd")
     done = run(commands.receive(str(host), "R1", packed.sha256, [], "zstd"), path.read_bytes(), env=env)
-    assert done.returncode == 14, done.stdout
+    assert done.returncode == HostExit.TOOL_MISSING, done.stdout
     assert "zstd is not installed on this host" in tail(done.stdout.decode())
     assert not (host / "releases" / "R1").exists()
 
@@ -164,5 +165,5 @@ def test_a_host_with_zstd_says_so_in_its_probe(tmp_path: Path) -> None:
 def test_an_unknown_compression_word_is_refused_by_the_host(tmp_path: Path) -> None:
     data = b"irrelevant"
     done = run(commands.receive(str(tmp_path / "host"), "R1", hashlib.sha256(data).hexdigest(), [], "brotli"), data)
-    assert done.returncode == 2, done.stdout
+    assert done.returncode == HostExit.BAD_ARGUMENT, done.stdout
     assert "unknown compression brotli" in done.stdout.decode()

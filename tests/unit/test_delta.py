@@ -12,6 +12,7 @@ import pytest
 from conveyor.artifact import LocalStore, build_release
 from conveyor.artifact.delta import build_delta, file_manifest
 from conveyor.engine import commands
+from conveyor.engine.exits import SEND_WHOLE, HostExit
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -107,11 +108,12 @@ def test_a_delta_with_a_wrong_checksum_leaves_nothing_and_a_missing_base_asks_fo
     host = tmp_path / "host"
     assert run(commands.receive(str(host), base.id, base.sha256, []), base.path).returncode == 0
     bad = run(commands.receive_delta(str(host), target.id, base.id, "0" * 64, [], []), delta.path)
-    assert bad.returncode == 10
+    assert bad.returncode == HostExit.CHECKSUM_MISMATCH
     assert not (host / "releases" / target.id).exists()
     missing = run(commands.receive_delta(str(host), target.id, "20200101T000000Z-00000000", delta.sha256, [], []),
                   delta.path)
-    assert missing.returncode == 12  # the engine then sends the whole release
+    assert missing.returncode == HostExit.BASE_MISSING
+    assert missing.returncode in SEND_WHOLE  # the engine then sends the whole release
 
 
 # --------------------------------------------------------------------------------------------------
@@ -188,7 +190,8 @@ def test_a_delta_for_a_shared_path_the_host_lacks_asks_for_the_whole_release(tmp
     # `storage` became a shared path after the base was deployed: only the whole release can seed it.
     done = run(commands.receive_delta(str(host), target.id, base.id, delta.sha256, ["storage"],
                                       list(delta.deletions)), delta.path)
-    assert done.returncode == 12, done.stdout
+    assert done.returncode == HostExit.BASE_MISSING, done.stdout
+    assert done.returncode in SEND_WHOLE  # the engine then sends the whole release
     assert b"shared path storage is not on this host yet" in done.stdout
     assert not (host / "releases" / target.id).exists()
 
@@ -206,7 +209,7 @@ def test_a_shared_path_that_would_be_reached_through_a_link_is_refused(tmp_path:
     (host / "shared" / "storage" / "cache").mkdir(parents=True)
     (host / "shared" / "storage" / "cache" / "upload.bin").write_bytes(b"user data")
     done = run(commands.receive(str(host), base.id, base.sha256, shared), base.path)
-    assert done.returncode == 18, done.stdout
+    assert done.returncode == HostExit.SHARED_PATH_UNSAFE, done.stdout
     assert why in done.stdout
     assert (host / "shared" / "storage" / "cache" / "upload.bin").read_bytes() == b"user data"
     assert not (host / "releases" / base.id).exists()

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ import pytest
 
 from conveyor.artifact import pack
 from conveyor.engine import commands
+from conveyor.engine.exits import HostExit, shell_names
 from conveyor.engine.probe import Probe, current_at_exit, last_step, markers, parse_probe, tail
 
 HAS_ZSTD = shutil.which("zstd") is not None
@@ -122,6 +124,44 @@ def test_every_phase_is_the_common_prelude_then_valid_posix_sh(phase: str) -> No
     assert "set -eu" in prelude
     parsed = subprocess.run(["sh", "-n", "-c", source], capture_output=True, text=True, check=False)
     assert parsed.returncode == 0, parsed.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# Exit codes: named once (engine/exits.py), and the scripts say the same names.
+
+SCRIPTS = resources.files("conveyor.engine") / "scripts"
+
+
+def script_sources() -> dict[str, str]:
+    """Every host script by file name."""
+    return {item.name: item.read_text(encoding="utf-8") for item in SCRIPTS.iterdir() if item.name.endswith(".sh")}
+
+
+def test_the_prelude_names_the_exit_codes_as_the_controller_does() -> None:
+    # After changing HostExit, paste the output of `python -m conveyor.engine.exits` over the block in common.sh.
+    common = script_sources()["common.sh"]
+    assert re.findall(r"^EXIT_\w+=.*$", common, flags=re.MULTILINE) == shell_names().splitlines()
+    assert shell_names() in common
+
+
+def test_the_exit_codes_keep_the_numbers_hosts_and_docs_show() -> None:
+    assert {code.name: int(code) for code in HostExit} == {
+        "BAD_ARGUMENT": 2, "CHECKSUM_MISMATCH": 10, "UNPACK_FAILED": 11, "BASE_MISSING": 12, "NO_HARD_LINKS": 13,
+        "TOOL_MISSING": 14, "EXPECTATION_UNMET": 15, "DOWNLOAD_FAILED": 16, "NO_DOWNLOADER": 17,
+        "SHARED_PATH_UNSAFE": 18, "RELEASE_REFUSED": 19, "RELEASE_MISSING": 20, "CANNOT_WRITE": 21,
+    }
+
+
+def test_every_exit_a_script_makes_is_named_and_every_name_it_uses_is_one() -> None:
+    used: set[str] = set()
+    for name, source in script_sources().items():
+        code = "\n".join(line.split("#", 1)[0] for line in source.splitlines() if not line.startswith("EXIT_"))
+        # 0 is success; 1 is only what the find helper in common.sh says to find, never a script's exit.
+        numbered = [n for n in re.findall(r"\b(?:fail|exit)\s+(\d+)", code) if n not in {"0", "1"}]
+        assert numbered == [], f"{name} exits with a bare number: {numbered}"
+        used |= set(re.findall(r"\$\{?EXIT_(\w+)", source))
+    assert used <= {code.name for code in HostExit}
+    assert used == {code.name for code in HostExit}  # a name no script uses has no business in the table
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,7 +320,7 @@ def test_receiving_a_release_already_on_the_host_keeps_it(host: HostDirectory, a
 def test_a_wrong_checksum_exits_10_and_leaves_nothing_under_releases(host: HostDirectory,
                                                                      artifact: Artifact) -> None:
     ran = host.receive("R1", artifact, sha256="0" * 64)
-    assert (ran.code, ran.step) == (10, "verify"), ran.output
+    assert (ran.code, ran.step) == (HostExit.CHECKSUM_MISMATCH, "verify"), ran.output
     assert f"checksum mismatch: expected {'0' * 64}, received {artifact.sha256}" in ran.output
     assert host.releases() == []
     assert os.listdir(host.root / "incoming") == []
@@ -289,7 +329,7 @@ def test_a_wrong_checksum_exits_10_and_leaves_nothing_under_releases(host: HostD
 def test_a_tarball_that_is_not_gzip_exits_11(host: HostDirectory) -> None:
     junk = Artifact(b"not a tarball\n", hashlib.sha256(b"not a tarball\n").hexdigest())
     ran = host.receive("R1", junk)
-    assert (ran.code, ran.step) == (11, "unpack"), ran.output
+    assert (ran.code, ran.step) == (HostExit.UNPACK_FAILED, "unpack"), ran.output
     assert host.releases() == []
     assert os.listdir(host.root / "incoming") == []
 
@@ -346,7 +386,7 @@ HOSTILE = [
 def test_a_host_refuses_a_release_holding_what_no_release_may_hold(
         host: HostDirectory, members: list[tuple[str, str, str | int]], why: str) -> None:
     ran = host.receive("R1", crafted(*members))
-    assert (ran.code, ran.step) == (19, "inspect"), ran.output
+    assert (ran.code, ran.step) == (HostExit.RELEASE_REFUSED, "inspect"), ran.output
     assert tail(ran.output, 1).startswith(f"conveyor: refused the release: {why}"), ran.output
     assert host.releases() == []
     assert os.listdir(host.root / "incoming") == []
@@ -368,7 +408,7 @@ def test_a_hostile_delta_is_refused_too(tmp_path: Path, host: HostDirectory, art
     delta = crafted(("bin/su", "f", 0o4755))
     ran = host.run(commands.receive_delta(host.deploy_to, "R2", "R1", delta.sha256, list(host.shared), []),
                    stdin=delta.data)
-    assert (ran.code, ran.step) == (19, "inspect"), ran.output
+    assert (ran.code, ran.step) == (HostExit.RELEASE_REFUSED, "inspect"), ran.output
     assert "refused the delta: bin/su is setuid" in ran.output
     assert host.releases() == ["R1"]
 
@@ -390,7 +430,7 @@ def test_a_missing_tool_is_the_reason_given_not_what_it_breaks(tmp_path: Path, h
     done = subprocess.run(["sh", "-c", line], cwd=host.cwd, input=artifact.data, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, env={"PATH": str(tools)}, check=False)
     ran = Ran(done.returncode, done.stdout.decode())
-    assert ran.code == 14, ran.output
+    assert ran.code == HostExit.TOOL_MISSING, ran.output
     assert tail(ran.output, 1) == f"conveyor: {missing} is not installed on this host"
     assert host.releases() == []
 
@@ -398,7 +438,7 @@ def test_a_missing_tool_is_the_reason_given_not_what_it_breaks(tmp_path: Path, h
 def test_a_tarball_that_unpacks_badly_says_what_tar_said(host: HostDirectory) -> None:
     data = gzip.compress(b"not a tar archive, but gzip all right\n" * 40)
     ran = host.receive("R1", Artifact(data, hashlib.sha256(data).hexdigest()))
-    assert (ran.code, ran.step) == (11, "unpack"), ran.output
+    assert (ran.code, ran.step) == (HostExit.UNPACK_FAILED, "unpack"), ran.output
     assert tail(ran.output, 1) == "conveyor: cannot unpack the release: tar: This does not look like a tar archive"
 
 
@@ -423,7 +463,7 @@ def test_activate_switches_current_journals_the_switch_and_restarts_in_the_relea
 def test_activating_a_release_that_is_not_on_the_host_exits_20(host: HostDirectory) -> None:
     host.probe()
     ran = host.activate("R9")
-    assert (ran.code, ran.step) == (20, "switch"), ran.output
+    assert (ran.code, ran.step) == (HostExit.RELEASE_MISSING, "switch"), ran.output
     assert "release R9 is not on this host" in ran.output
     assert not (host.root / "current").is_symlink()
     assert not (host.root / ".conveyor" / "journal.jsonl").exists()
@@ -849,11 +889,11 @@ def test_an_expecting_switch_moves_only_a_host_that_is_what_the_store_says(host:
     host.deploy("R1", artifact)
     host.deploy("R2", artifact, previous="R1")
     journal_before = host.journal()
-    # Not what it runs, or not what the journal says R2 replaced: exit 15, nothing written.
+    # Not what it runs, or not what the journal says R2 replaced: EXPECTATION_UNMET, nothing written.
     for release, expect, why in [("R1", "R3", "runs R2, not R3"), ("R3", "R2", "does not say R2 replaced R3"),
                                  ("R9", "R2", "release R9 is not on this host")]:
         ran = _activate_expecting(host, release, expect)
-        assert ran.code == 15, ran.output
+        assert ran.code == HostExit.EXPECTATION_UNMET, ran.output
         assert why in ran.output
         assert host.probe().current == "R2"
         assert host.journal() == journal_before

@@ -5,7 +5,7 @@
   host's move), switching_back.py (switching back, halting a region), membership.py (hosts that join or
   leave mid-region), bakes.py (watching waves and canaries), stopping.py (a stop from any thread), and
   connections.py (one connection per host). survey.py reads many hosts at once, for `status`.
-- commands.py builds host commands as data from scripts/*.sh; probe.py reads what a host says back;
-  checking.py is a host as its checks reach it.
+- commands.py builds host commands as data from scripts/*.sh; exits.py names their exit codes; probe.py
+  reads what a host says back; checking.py is a host as its checks reach it.
 - events.py holds the events and the bus; results.py the outcomes, per host, region and deployment.
 """

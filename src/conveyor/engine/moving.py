@@ -20,6 +20,7 @@ from conveyor.engine import commands
 from conveyor.engine.checking import OnHost
 from conveyor.engine.connections import Connections
 from conveyor.engine.events import EventBus, HostFinished, HostStarted, HostStep
+from conveyor.engine.exits import SEND_WHOLE, HostExit
 from conveyor.engine.probe import Probe, current_at_exit, last_step, parse_probe, tail, why
 from conveyor.engine.results import HostOutcome, HostStatus
 from conveyor.engine.spec import RolloutSpec, Shipment
@@ -30,9 +31,7 @@ from conveyor.inventory import Host
 from conveyor.secrets import mask
 from conveyor.transport.base import Completed, Connection, Transport
 
-__all__ = ["EXPECTATION_UNMET", "Mover", "StepFailed"]
-
-EXPECTATION_UNMET = 15  # activate's exit code when a host is not what the state store expected: nothing changed
+__all__ = ["Mover", "StepFailed"]
 
 
 class StepFailed(Exception):
@@ -211,7 +210,7 @@ class Mover:
         done = await self.run(outcome, "receive", commands.receive_delta(
             deploy_to, target, base, delta.sha256, self.config.shared, list(delta.deletions), compression),
             stdin=delta.path)
-        if done.exit_code in (12, 13):
+        if done.exit_code in SEND_WHOLE:
             return False  # the base is gone, or the host cannot hard-link: send it whole
         if done.exit_code != 0:
             step = last_step(done.output) or "receive"
@@ -241,7 +240,7 @@ class Mover:
             role.restart or "", env, keep=self.config.keep_releases if prune is not None else None,
             protected=prune or []), track=track)
         step = last_step(done.output) or "switch"
-        if expect is not None and done.exit_code == EXPECTATION_UNMET:
+        if expect is not None and done.exit_code == HostExit.EXPECTATION_UNMET:
             return False
         pointed = current_at_exit(done.output)  # read back by the script as it ended; None if it was killed
         if step in {"restart", "prune", "done"} if pointed is None else pointed == (release or ""):

@@ -12,24 +12,26 @@ step switch
 [ -d "$d/.conveyor" ] || mkdir -p -- "$d/.conveyor"
 # With CONVEYOR_EXPECT_CURRENT (a rollback planned from the state store), switch only a host that runs that
 # release, has RELEASE, and whose journal says RELEASE is what that release replaced; otherwise change
-# nothing and exit 15, and the controller reads the host first.
+# nothing and exit EXPECTATION_UNMET, and the controller reads the host first.
 if [ -n "${CONVEYOR_EXPECT_CURRENT-}" ]; then
   cur=
   if [ -L "$d/current" ]; then cur=$(readlink -- "$d/current"); cur=${cur##*/}; fi
-  [ "$cur" = "$CONVEYOR_EXPECT_CURRENT" ] || fail 15 "runs ${cur:-nothing}, not $CONVEYOR_EXPECT_CURRENT"
-  [ -n "$rel" ] && [ -d "$d/releases/$rel" ] || fail 15 "release ${rel:-(none)} is not on this host"
+  [ "$cur" = "$CONVEYOR_EXPECT_CURRENT" ] ||
+    fail "$EXIT_EXPECTATION_UNMET" "runs ${cur:-nothing}, not $CONVEYOR_EXPECT_CURRENT"
+  [ -n "$rel" ] && [ -d "$d/releases/$rel" ] ||
+    fail "$EXIT_EXPECTATION_UNMET" "release ${rel:-(none)} is not on this host"
   # The last deploy of it (journal lines have sorted keys; ids are plain words): one process, not four.
   last=$(sed -n "/\"event\": \"activate\".*\"kind\": \"deploy\".*\"release\": \"$cur\"/h; \${x;p;}" \
     "$journal" 2>/dev/null) || true
   case $last in
     *"\"previous\": \"$rel\""*) ;;
-    *) fail 15 "its journal does not say $cur replaced $rel" ;;
+    *) fail "$EXIT_EXPECTATION_UNMET" "its journal does not say $cur replaced $rel" ;;
   esac
 fi
 if [ -z "$rel" ]; then
   rm -f -- "$d/current"
 else
-  [ -d "$d/releases/$rel" ] || fail 20 "release $rel is not on this host"
+  [ -d "$d/releases/$rel" ] || fail "$EXIT_RELEASE_MISSING" "release $rel is not on this host"
   ln -sfn -- "releases/$rel" "$d/current.tmp.$$"
   mv -fT -- "$d/current.tmp.$$" "$d/current"
 fi

@@ -3,6 +3,20 @@
 # The first argument is this run's mark: markers carry it, and the controller believes only those that do.
 set -eu
 exec 2>&1
+# Exit codes: the names of engine/exits.py (HostExit), written from it; a unit test keeps these lines in step.
+EXIT_BAD_ARGUMENT=2
+EXIT_CHECKSUM_MISMATCH=10
+EXIT_UNPACK_FAILED=11
+EXIT_BASE_MISSING=12
+EXIT_NO_HARD_LINKS=13
+EXIT_TOOL_MISSING=14
+EXIT_EXPECTATION_UNMET=15
+EXIT_DOWNLOAD_FAILED=16
+EXIT_NO_DOWNLOADER=17
+EXIT_SHARED_PATH_UNSAFE=18
+EXIT_RELEASE_REFUSED=19
+EXIT_RELEASE_MISSING=20
+EXIT_CANNOT_WRITE=21
 mark=$1
 shift
 # Who to stop if the controller gives up on this command (a timeout): this shell and its parent, the
@@ -45,9 +59,11 @@ prune_releases() {
     fi
   done
 }
-# need TOOL...: fail 14 unless every TOOL is installed here (a missing tool is the cause, not what it breaks).
+# need TOOL...: fail TOOL_MISSING unless every TOOL is installed here (a missing tool is the cause, not what it breaks).
 need() {
-  for nt in "$@"; do command -v "$nt" > /dev/null 2>&1 || fail 14 "$nt is not installed on this host"; done
+  for nt in "$@"; do
+    command -v "$nt" > /dev/null 2>&1 || fail "$EXIT_TOOL_MISSING" "$nt is not installed on this host"
+  done
 }
 # host_cause TEXT: the reason this host could not write that a tool's messages TEXT (in the C locale) name, if
 # any: no space, quota, read-only file system, permission, too many open files.
@@ -65,8 +81,8 @@ room_cause() {
   rm -f -- "$rp"
   host_cause "$re"
 }
-# must WHAT COMMAND...: run COMMAND; if it fails, fail 21 saying this host cannot WHAT, and why in the words of
-# the error it gave.
+# must WHAT COMMAND...: run COMMAND; if it fails, fail CANNOT_WRITE saying this host cannot WHAT, and why in the
+# words of the error it gave.
 must() {
   mw=$1
   shift
@@ -76,11 +92,11 @@ must() {
   fi
   printf '%s\n' "$me"
   mc=$(host_cause "$me")
-  fail 21 "cannot $mw: ${mc:-$(printf '%s\n' "$me" | tail -n 1)}"
+  fail "$EXIT_CANNOT_WRITE" "cannot $mw: ${mc:-$(printf '%s\n' "$me" | tail -n 1)}"
 }
 # untar DIR WHAT COMPRESSION: unpack the tarball on stdin into DIR, then read the rest of it, so the checksum
-# covers every byte whatever tar did. Exits 0; or, with tar's first complaints and a line that says why, 21 when
-# this host cannot write (no space, permission...), 11 when the tarball does not unpack.
+# covers every byte whatever tar did. Exits 0; or, with tar's first complaints and a line that says why,
+# CANNOT_WRITE when this host cannot write (no space, permission...), UNPACK_FAILED when the tarball does not unpack.
 untar() {
   xs=0
   case $3 in
@@ -93,20 +109,21 @@ untar() {
   [ "$xs" -ne 0 ] || exit 0
   xc=$(host_cause "$xe")
   if [ -z "$xc" ]; then case $xe in *"Wrote only"*) xc=$(room_cause "$1") ;; esac; fi
-  [ -z "$xc" ] || fail 21 "cannot unpack the $2 into $1: $xc"
-  fail 11 "cannot unpack the $2${xe:+: $(printf '%s\n' "$xe" | head -n 1)}"
+  [ -z "$xc" ] || fail "$EXIT_CANNOT_WRITE" "cannot unpack the $2 into $1: $xc"
+  fail "$EXIT_UNPACK_FAILED" "cannot unpack the $2${xe:+: $(printf '%s\n' "$xe" | head -n 1)}"
 }
 # unpack_verified TMP SHA256 WHAT COMPRESSION: unpack the tarball on stdin (gzip, zstd or none) into TMP.d
 # while hashing it (one pass, no spooled copy), then inspect it. The first real cause is the one reported: a
-# missing tool (14), then a host that cannot write (21), then a checksum mismatch (10), then a tarball that does
-# not unpack (11). A damaged stream is caught by the checksum, which covers every byte. Uses TMP.fifo.
+# missing tool (TOOL_MISSING), then a host that cannot write (CANNOT_WRITE), then a checksum mismatch
+# (CHECKSUM_MISMATCH), then a tarball that does not unpack (UNPACK_FAILED). A damaged stream is caught by the
+# checksum, which covers every byte. Uses TMP.fifo.
 unpack_verified() {
   ut=$1 usum=$2 uwhat=$3 uz=$4
   case $uz in
     gzip) need gzip ;;
     zstd) need zstd ;;
     none) ;;
-    *) fail 2 "unknown compression $uz" ;;
+    *) fail "$EXIT_BAD_ARGUMENT" "unknown compression $uz" ;;
   esac
   need tar sha256sum tee mkfifo find
   must "make $ut.fifo" mkfifo -- "$ut.fifo"
@@ -119,19 +136,19 @@ unpack_verified() {
   ugot=$(sha256sum < "$ut.fifo") || ugot=
   ustatus=0
   wait "$uunpack" || ustatus=$?
-  if [ "$ustatus" -eq 21 ]; then step unpack; exit 21; fi
+  if [ "$ustatus" -eq "$EXIT_CANNOT_WRITE" ]; then step unpack; exit "$EXIT_CANNOT_WRITE"; fi
   step verify
   ugot=${ugot%% *}
-  [ "$ugot" = "$usum" ] || fail 10 "checksum mismatch: expected $usum, received ${ugot:-nothing}"
+  [ "$ugot" = "$usum" ] || fail "$EXIT_CHECKSUM_MISMATCH" "checksum mismatch: expected $usum, received ${ugot:-nothing}"
   step unpack
   case $ustatus in
     0) ;;
-    11) exit 11 ;;
-    *) fail 11 "cannot unpack the $uwhat (exit $ustatus)" ;;
+    "$EXIT_UNPACK_FAILED") exit "$EXIT_UNPACK_FAILED" ;;
+    *) fail "$EXIT_UNPACK_FAILED" "cannot unpack the $uwhat (exit $ustatus)" ;;
   esac
   inspect_release "$ut.d" "$uwhat"
 }
-# inspect_release DIR WHAT: refuse (exit 19) what no release may hold, whatever brought it here (push, pull,
+# inspect_release DIR WHAT: refuse (RELEASE_REFUSED) what no release may hold, whatever brought it here (push, pull,
 # converge, delta) and whatever the tarball's checksum says: setuid or setgid files, device nodes, fifos,
 # sockets, and symlinks that leave DIR, absolute or climbing out of it. find names the suspects; a small
 # script says why the first of them may not stay (see release_suspect).
@@ -140,7 +157,7 @@ inspect_release() {
   case $1 in /*) idir=$1 ;; *) idir=./$1 ;; esac  # find takes a word that starts with - for an option
   why=$(LC_ALL=C find "$idir" \( -type l -o -type b -o -type c -o -type p -o -type s -o \
     \( -type f \( -perm -4000 -o -perm -2000 \) \) \) -exec sh -c "$release_suspect" "$idir" {} + 2>&1) || :
-  [ -z "$why" ] || fail 19 "refused the $2: $(printf '%s\n' "$why" | head -n 1)"
+  [ -z "$why" ] || fail "$EXIT_RELEASE_REFUSED" "refused the $2: $(printf '%s\n' "$why" | head -n 1)"
 }
 # Run by find as `sh -c "$release_suspect" DIR PATH...`: print why the first PATH that may not be in a release
 # is refused, and fail; a symlink that stays inside DIR passes. A symlink is followed with cd -P from where it
@@ -193,14 +210,16 @@ link_above() {
     if [ -L "$1/$lp" ]; then printf '%s' "$lp"; return 0; fi
   done
 }
-# unlink_shared DIR SHARED...: remove each shared path from DIR, a release being built (fail 18 if one lies
+# unlink_shared DIR SHARED...: remove each shared path from DIR, a release being built (SHARED_PATH_UNSAFE if one lies
 # under a link). A release that came from a base holds the base's links into shared/: removed first, nothing
 # that follows (a deletion, a member of a delta) can reach through them.
 unlink_shared() {
   ud=$1
   shift
   for p in "$@"; do
-    if above=$(link_above "$ud" "$p"); then fail 18 "shared path $p lies under $above, which is a link"; fi
+    if above=$(link_above "$ud" "$p"); then
+      fail "$EXIT_SHARED_PATH_UNSAFE" "shared path $p lies under $above, which is a link"
+    fi
     rm -rf -- "$ud/$p"
   done
 }
@@ -213,11 +232,13 @@ link_shared() {
   shift 2
   for p in "$@"; do
     for q in "$@"; do
-      case $q in "$p"/*) fail 18 "shared paths $p and $q overlap: list only $p" ;; esac
+      case $q in "$p"/*) fail "$EXIT_SHARED_PATH_UNSAFE" "shared paths $p and $q overlap: list only $p" ;; esac
     done
   done
   for p in "$@"; do
-    if above=$(link_above "$sr" "$p"); then fail 18 "shared path $p lies under $above, which is a link"; fi
+    if above=$(link_above "$sr" "$p"); then
+      fail "$EXIT_SHARED_PATH_UNSAFE" "shared path $p lies under $above, which is a link"
+    fi
     if [ ! -e "$sd/shared/$p" ] && [ ! -L "$sd/shared/$p" ]; then
       must "make shared/$p" mkdir -p -- "$(dirname -- "$sd/shared/$p")"
       if [ -e "$sr/$p" ]; then
