@@ -84,10 +84,11 @@ def is_shared(name: str, shared: Sequence[str]) -> bool:
     return any(name == path or name.startswith(path + "/") for path in shared)
 
 
-def build_delta(base: Release, target: Release, directory: Path, shared: Sequence[str] = ()) -> Delta | None:
+def build_delta(base: Release, target: Release, directory: Path, *, shared: Sequence[str] = ()) -> Delta | None:
     """The delta from `base` to `target` (made once, then reused), or None when a full transfer is better.
 
-    Entries at or under a `shared` path are left out of it, changed or gone alike."""
+    `shared` is the config's `shared:` list, the one the hosts are given: entries at or under a shared path are
+    left out of the delta, changed or gone alike (a delta made for another list is another delta)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{target.id}.from-{base.id}{SUFFIXES[target.compression]}"
     meta = path.with_suffix(".json")

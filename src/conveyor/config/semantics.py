@@ -1,4 +1,4 @@
-"""Checks that span several parts of the config: references between sections, duplicates.
+"""Checks that span several parts of the config: references between sections, duplicates, nested shared paths.
 
 They read the data as written (plain dicts and lists from YAML), not the validated models, so that they
 run even when some fields have type errors, and every problem in a file is reported at once. Anything
@@ -7,6 +7,7 @@ with the wrong shape is skipped here: the models report it.
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 from conveyor.values import NAME_RE
@@ -46,6 +47,7 @@ def cross_check(data: Any) -> list[Problem]:
     problems += _names("role", data.get("roles"), ("roles",))
     problems += _names("environment", data.get("environments"), ("environments",))
     problems += _names("window", data.get("windows"), ("windows",))
+    problems += _nested_shared(data.get("shared"))
     environments = data.get("environments")
     if not isinstance(environments, dict):
         return problems
@@ -61,6 +63,27 @@ def cross_check(data: Any) -> list[Problem]:
     for env_name, env in environments.items():
         if isinstance(env, dict):
             problems += _environment(env_name, env, list(environments), roles, windows)
+    return problems
+
+
+def _nested_shared(shared: Any) -> list[Problem]:
+    """No shared path may lie under another: the outer one is linked to the host's shared/ whole, so the inner
+    one would be written through that link (hosts refuse such a list too, before linking anything)."""
+    if not isinstance(shared, list):
+        return []
+    paths: list[tuple[int, str]] = []
+    for index, item in enumerate(shared):
+        if not isinstance(item, str) or not item or item.startswith("/") or any(c in item for c in "\n\r\0"):
+            continue  # not a relative path: the model says why
+        normal = posixpath.normpath(item)
+        if normal != "." and not normal.startswith("..") and ".." not in item.split("/"):
+            paths.append((index, normal))
+    problems: list[Problem] = []
+    for index, inner in paths:
+        outer = next((other for _, other in paths if inner.startswith(other + "/")), None)
+        if outer is not None:
+            problems.append((("shared", index), f"shared path {shared[index]!r} lies under shared path {outer!r}, "
+                                                f"which shares all of it: list only {outer!r}"))
     return problems
 
 
