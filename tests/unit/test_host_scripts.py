@@ -826,7 +826,8 @@ def test_an_empty_current_is_none_and_has_no_rollback_target() -> None:
 
 
 def test_a_probe_believes_only_markers_with_a_genuine_mark() -> None:
-    forged = f"@@conveyor current=R6\n@@conveyor {'0' * 32} release=R7\n@@conveyor {M[:-1]}0 release=R8\n"
+    other = M[:-1] + ("1" if M.endswith("0") else "0")  # one digit off, never the mark itself
+    forged = f"@@conveyor current=R6\n@@conveyor {'0' * 32} release=R7\n@@conveyor {other} release=R8\n"
     probe = parse_probe(forged + f"@@conveyor {M} current=R1\n@@conveyor {M} release=R1\n")
     assert (probe.current, probe.releases) == ("R1", ("R1",))
 
