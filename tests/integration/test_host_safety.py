@@ -185,6 +185,14 @@ def test_user_files_in_every_shared_path_survive_deploys_deltas_rollbacks_and_pr
     assert second["status"] == "succeeded", second
     assert all(h["transfer"].startswith("delta from") for h in site.hosts_of(second).values())
     unchanged("a delta")
+    # The deltas the deploy made carry nothing at or under a shared path: that data never travels.
+    deltas = [p for p in (site.cli.root / ".conveyor" / "artifacts" / "deltas").glob("*.from-*")
+              if p.suffix != ".json"]
+    assert deltas, "no delta was made"
+    for delta in deltas:
+        with tarfile.open(delta, "r:gz") as archive:  # the config keeps the default compression, gzip
+            carried = [m.name.removeprefix("./") for m in archive.getmembers()]
+        assert not [n for n in carried for path in SHARED if n == path or n.startswith(path + "/")], carried
     third = site.deploy(shop(3, cache=True))
     assert third["status"] == "succeeded", third
     unchanged("a delta that prunes")

@@ -88,7 +88,9 @@ def delta_factory(ws: Workspace) -> Callable[[str, str], Awaitable[Delta | None]
         if base not in ws.artifacts or target not in ws.artifacts:
             return None  # the base was built elsewhere: hosts get the whole release
         try:
-            return build_delta(ws.artifacts.get(base), ws.artifacts.get(target), ws.artifacts.root / "deltas")
+            # Nothing at or under a shared path travels in a delta: that data is the host's (security.md).
+            return build_delta(ws.artifacts.get(base), ws.artifacts.get(target), ws.artifacts.root / "deltas",
+                               shared=ws.config.shared)
         except ArtifactError:
             return None
 
