@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from conveyor.config.base import Strict
 from conveyor.values import Duration, check_name, describe, http_url
@@ -28,6 +28,16 @@ def check_notify_url(value: str) -> str:
     return value
 
 
+def _within_five_minutes(value: float) -> float:
+    if not 0 < value <= 300:
+        raise ValueError(f"a timeout must be more than zero and at most 5m, got {value:g}s")
+    return value
+
+
+# How long one call to a far end (a message, an annotation) may take: it ends then, whatever the far end does.
+CallTimeout = Annotated[Duration, AfterValidator(_within_five_minutes)]
+
+
 class NotifyTarget(Strict):
     """One place notifications go, and which of them it wants."""
 
@@ -36,7 +46,7 @@ class NotifyTarget(Strict):
     environments: list[str] | None = Field(default=None, description="only deployments to these environments")
     name: str | None = Field(default=None, min_length=1, max_length=80, description="shown in warnings instead "
                              "of the (masked) URL")
-    timeout: Duration = Field(default=5.0, description="how long one message may take to send")
+    timeout: CallTimeout = Field(default=5.0, description="how long one message may take to send")
 
     @field_validator("url")
     @classmethod
@@ -48,13 +58,6 @@ class NotifyTarget(Strict):
     def _not_empty(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and not value:
             raise ValueError("list at least one, or leave the field out for all")
-        return value
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: float) -> float:
-        if not 0 < value <= 300:
-            raise ValueError(f"a timeout must be more than zero and at most 5m, got {value:g}s")
         return value
 
     def wants(self, event: str, environment: str) -> bool:
@@ -85,7 +88,7 @@ class Grafana(Strict):
                                   "account token (sent as a Bearer token)")
     dashboard_uid: str | None = Field(default=None, min_length=1, description="annotate this dashboard only; "
                                       "organisation-wide when left out")
-    timeout: Duration = 5.0
+    timeout: CallTimeout = 5.0
 
     @field_validator("url")
     @classmethod
@@ -98,13 +101,6 @@ class Grafana(Strict):
     def _token_env(cls, value: str | None) -> str | None:
         if value is not None and not _ENV_NAME.match(value):
             raise ValueError(f"expected the name of an environment variable like GRAFANA_TOKEN, got {value!r}")
-        return value
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: float) -> float:
-        if not 0 < value <= 300:
-            raise ValueError(f"a timeout must be more than zero and at most 5m, got {value:g}s")
         return value
 
 
