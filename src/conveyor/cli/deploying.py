@@ -298,7 +298,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOption,
     ) -> None:
         """Deploy a release to an environment, wave by wave, region by region, batch by batch."""
-        from conveyor.operations.deploy import Request, resume_request
+        from conveyor.operations.deploy import Request, for_approval, resume_request
         from conveyor.operations.deploy import deploy as run_deploy
         from conveyor.operations.release import build
 
@@ -315,15 +315,7 @@ def register(app: typer.Typer) -> None:
         else:
             request = Request(environment, regions=region, roles=role, release=release, reason=reason)
         if approval is not None:
-            record = ws.store.approval(approval)
-            if record is None:
-                raise UsageError(f"no approval request #{approval}")
-            if record["environment"] != environment:
-                raise UsageError(f"approval #{approval} is for {record['environment']}, not {environment}")
-            if release and release != record["release"]:
-                raise UsageError(f"approval #{approval} is for {record['release']}, not {release}")
-            request.release = record["release"]
-            request.regions = request.regions or list(record["regions"])
+            request = for_approval(ws, request, approval)
         request.break_glass, request.skip_promotion, request.auto = break_glass, skip_promotion, auto
         request.approval = approval
         try:

@@ -22,6 +22,7 @@ from conveyor.operations.request import (
     Confirm,
     Request,
     estimate_seconds,
+    for_approval,
     plan_for,
     resolve_release,
     resume_request,
@@ -52,5 +53,5 @@ def deploy(ws: Workspace, request: Request, *, subscribers: Sequence[Subscriber]
 
 
 __all__ = ["LEASE_SECONDS", "Confirm", "Deployment", "Job", "Request", "approve", "check_gates", "deploy",
-           "estimate_seconds", "gate_context", "gates", "plan_for", "resolve_release", "resume_request", "rollback",
-           "window_before_wave"]
+           "estimate_seconds", "for_approval", "gate_context", "gates", "plan_for", "resolve_release",
+           "resume_request", "rollback", "window_before_wave"]

@@ -95,3 +95,21 @@ def plan_for(ws: Workspace, request: Request) -> Plan:
     else:
         hosts = ws.hosts(env, request.regions or None)  # only the regions asked for query their inventory
     return make_plan(ws.config, env, hosts, regions=request.regions or None, roles=request.roles or None)
+
+
+def for_approval(ws: Workspace, request: Request, approval_id: int) -> Request:
+    """The request `deploy --request ID` makes: the approved release and regions. Bad input (no such request,
+    another environment, another release named) is a UsageError; whether the approval still holds (used,
+    expired, not approved yet, regions it does not cover) is the approval gate's to say."""
+    record = ws.store.approval(approval_id)
+    env = request.environment
+    if record is None:
+        raise UsageError(f"no approval request #{approval_id}")
+    if record["environment"] != env:
+        raise UsageError(f"approval #{approval_id} is for {record['environment']}, not {env}")
+    if request.release and request.release != record["release"]:
+        raise UsageError(f"approval #{approval_id} is for {record['release']}, not {request.release}")
+    request.release = record["release"]
+    request.regions = request.regions or list(record["regions"])
+    request.approval = approval_id
+    return request
