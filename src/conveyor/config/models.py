@@ -6,6 +6,7 @@
     release.py       artifact (and its S3 stores: s3.py), shared paths, migrations
     integrations.py  notify, grafana, git tags, metrics, authors
     windows/         deploy windows and their rules
+    flagging.py      feature flags: the definitions' file, overrides, on_change
     conveyor.checks  each check kind's model, in the kind's own module
 """
 
@@ -18,6 +19,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from conveyor.checks import AlertsCheck, AnyCheck, Check, CommandCheck, HttpCheck, PrometheusCheck
 from conveyor.config.base import Strict
+from conveyor.config.flagging import FlagSettings
 from conveyor.config.fleet import (
     ADDRESS_RE,
     AWS_REGION_RE,
@@ -70,6 +72,7 @@ __all__ = [
     "CommandCheck",
     "Config",
     "Environment",
+    "FlagSettings",
     "GitSettings",
     "Grafana",
     "HostEntry",
@@ -124,6 +127,8 @@ class Config(Strict):
     git: GitSettings = Field(default_factory=GitSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     migrations: Migrations | None = None
+    flags: FlagSettings | None = Field(default=None, description="feature flags rolled out like releases "
+                                       "(docs/flags.md)")
     state: str | None = None
 
     @field_validator("deploy_to")

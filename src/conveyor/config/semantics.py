@@ -10,6 +10,7 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
+from conveyor.config.flagging import flag_references
 from conveyor.values import NAME_RE
 
 Loc = tuple[str | int, ...]
@@ -63,6 +64,7 @@ def cross_check(data: Any) -> list[Problem]:
     for env_name, env in environments.items():
         if isinstance(env, dict):
             problems += _environment(env_name, env, list(environments), roles, windows)
+    problems += flag_references(data.get("flags"), environments, roles)
     return problems
 
 
