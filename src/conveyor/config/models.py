@@ -5,6 +5,7 @@
     fleet.py         roles, environments, regions, hosts, inventory, ssh
     release.py       artifact (and its S3 stores: s3.py), shared paths, migrations
     integrations.py  notify, grafana, git tags, metrics, authors
+    consistency.py   the components of the stack, probed on every host, and the environments that must agree
     windows/         deploy windows and their rules
     flagging.py      feature flags: the definitions' file, overrides, on_change
     conveyor.checks  each check kind's model, in the kind's own module
@@ -19,6 +20,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from conveyor.checks import AlertsCheck, AnyCheck, Check, CommandCheck, HttpCheck, PrometheusCheck
 from conveyor.config.base import Strict
+from conveyor.config.consistency import Component, Consistency
 from conveyor.config.flagging import FlagSettings
 from conveyor.config.fleet import (
     ADDRESS_RE,
@@ -70,7 +72,9 @@ __all__ = [
     "AwsInventory",
     "Check",
     "CommandCheck",
+    "Component",
     "Config",
+    "Consistency",
     "Environment",
     "FlagSettings",
     "GitSettings",
@@ -129,6 +133,7 @@ class Config(Strict):
     migrations: Migrations | None = None
     flags: FlagSettings | None = Field(default=None, description="feature flags rolled out like releases "
                                        "(docs/flags.md)")
+    consistency: Consistency | None = None
     state: str | None = None
 
     @field_validator("deploy_to")

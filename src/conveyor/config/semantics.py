@@ -10,6 +10,7 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
+from conveyor.config.consistency import cross_check as consistency_cross_check
 from conveyor.config.flagging import flag_references
 from conveyor.values import NAME_RE
 
@@ -54,6 +55,7 @@ def cross_check(data: Any) -> list[Problem]:
         return problems
     problems += _notify_environments(data.get("notify"), list(environments))
     roles = _known(data.get("roles"))
+    problems += consistency_cross_check(data.get("consistency"), list(environments), roles)
     windows = _known(data.get("windows") if data.get("windows") is not None else {})
     migrations = data.get("migrations")
     if isinstance(migrations, dict) and isinstance(migrations.get("run_on"), str) and roles is not None:

@@ -13,8 +13,11 @@ import hashlib
 import hmac
 import secrets
 import shlex
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
+
+from conveyor.engine.stack import ComponentProbe
 
 PHASES = ("probe", "receive", "receive_url", "receive_delta", "activate", "check")
 # A phase that runs another phase's script after its own (receive_url downloads, then receives).
@@ -69,9 +72,11 @@ def command(phase: str, args: list[str], env: dict[str, str] | None = None, *, m
     return " ".join(words)
 
 
-def probe(deploy_to: str, release: str) -> str:
-    """Prepare the layout and report current, the releases on disk and the journal's tail."""
-    return command("probe", [deploy_to, release])
+def probe(deploy_to: str, release: str, components: Sequence[ComponentProbe] = (),
+          env: dict[str, str] | None = None) -> str:
+    """Prepare the layout and report current, the releases on disk, each component's probe (run under `env`)
+    and the journal's tail."""
+    return command("probe", [deploy_to, release, *(arg for c in components for arg in c.args())], env)
 
 
 def receive(deploy_to: str, release: str, sha256: str, shared: list[str], compression: str = "gzip") -> str:

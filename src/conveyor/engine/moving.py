@@ -24,6 +24,7 @@ from conveyor.engine.exits import SEND_WHOLE, HostExit
 from conveyor.engine.probe import Probe, current_at_exit, last_step, parse_probe, tail, why
 from conveyor.engine.results import HostOutcome, HostStatus
 from conveyor.engine.spec import RolloutSpec, Shipment
+from conveyor.engine.stack import host_env, read_components
 from conveyor.engine.stopping import Stopping
 from conveyor.errors import ConveyorError, TransportError
 from conveyor.gates.analysis import Scope, Verdict, http_fetch
@@ -124,10 +125,11 @@ class Mover:
                 outcome.step = None
                 return
         if probe is None:
-            done = await self.run(outcome, "probe", commands.probe(deploy_to, target or ""))
+            done = await self.run(outcome, "probe", self.probe_command(host, target))
             if done.exit_code != 0:
                 raise StepFailed("probe", why("probe", done), done)
             probe = parse_probe(done.output)
+        self._stack(outcome, probe)
         # Re-deploying the release a host already points at (its restart failed, or we were killed before
         # it finished): what it ran before is the journal's, not `current`.
         outcome.previous = probe.rollback_target() if probe.current == target else probe.current
@@ -179,7 +181,7 @@ class Mover:
         any host of the region switches); the release's directory there. Its move later finds it on disk."""
         deploy_to = self.deploy_to(outcome.host)
         async with self.slot(outcome.host):
-            done = await self.run(outcome, "probe", commands.probe(deploy_to, target), track=False)
+            done = await self.run(outcome, "probe", self.probe_command(outcome.host, target), track=False)
             if done.exit_code != 0:
                 raise StepFailed("probe", why("probe", done), done)
             probe = parse_probe(done.output)
@@ -250,16 +252,28 @@ class Mover:
             raise StepFailed(step, why(step, done), done)
         return True
 
+    def probe_command(self, host: Host, target: str | None) -> str:
+        """The probe step's command for `host`: its layout, and its components' probes when it has any."""
+        components = self.spec.stack(host) if self.spec.stack is not None else ()
+        env = self.env(host, target, None, self.spec.kind, self.deploy_to(host)) if components else None
+        return commands.probe(self.deploy_to(host), target or "", components, env)
+
+    def _stack(self, outcome: HostOutcome, probe: Probe) -> None:
+        """Read the host's components from its probe, and refuse a host whose stack is judged wrong."""
+        if self.spec.stack is None:
+            return
+        asked = self.spec.stack(outcome.host)
+        if not asked:
+            return
+        outcome.components = read_components(probe.components, asked)
+        reason = self.spec.judge_stack(outcome.host, outcome.components) if self.spec.judge_stack else None
+        if reason is not None:
+            raise StepFailed("consistency", reason)
+
     def env(self, host: Host, release: str | None, previous: str | None, kind: str,
             deploy_to: str) -> dict[str, str]:
-        """The CONVEYOR_* variables a host's restart and checks see."""
-        return {
-            "CONVEYOR_APP": self.spec.app, "CONVEYOR_ENV": host.environment, "CONVEYOR_REGION": host.region,
-            "CONVEYOR_ROLE": host.role, "CONVEYOR_HOST": host.name, "CONVEYOR_RELEASE": release or "",
-            "CONVEYOR_PREVIOUS_RELEASE": previous or "", "CONVEYOR_DEPLOY_TO": deploy_to,
-            "CONVEYOR_KIND": kind,
-            "CONVEYOR_RELEASE_PATH": f"{deploy_to}/releases/{release}" if release else "",
-        }
+        """The CONVEYOR_* variables a host's restart, checks and probes see."""
+        return host_env(self.spec.app, host, release, previous, kind, deploy_to)
 
     async def _checks(self, outcome: HostOutcome, release: str | None) -> None:
         """Verify a host after its restart: each host check of its role, with the check's retries."""

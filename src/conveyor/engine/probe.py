@@ -31,6 +31,7 @@ class Probe:
     releases: tuple[str, ...]
     journal: tuple[dict[str, Any], ...] = field(default=())
     zstd: bool = False  # whether the host can decompress zstd tarballs
+    components: tuple[str, ...] = ()  # the `component=` markers' bodies, read by stack.read_components
 
     def rollback_target(self) -> str | None:
         """The release to go back to from `current`: what ran before `current` was last deployed.
@@ -89,6 +90,7 @@ def parse_probe(output: str) -> Probe:
     """Parse the probe script's output."""
     values: dict[str, str] = {}
     releases: list[str] = []
+    components: list[str] = []
     journal: list[dict[str, Any]] = []
     in_journal = False
     for line in output_lines(output):
@@ -107,6 +109,8 @@ def parse_probe(output: str) -> Probe:
             in_journal = True
         elif body.startswith("release="):
             releases.append(body[len("release="):])
+        elif body.startswith("component="):
+            components.append(body[len("component="):])
         elif "=" in body:
             key, _, value = body.partition("=")
             values[key] = value
@@ -116,6 +120,7 @@ def parse_probe(output: str) -> Probe:
         releases=tuple(sorted(releases)),
         journal=tuple(journal),
         zstd=values.get("zstd") == "yes",
+        components=tuple(components),
     )
 
 

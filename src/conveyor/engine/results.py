@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from conveyor.engine.stack import Reading
 from conveyor.inventory import Host
 
 
@@ -64,6 +65,7 @@ class HostOutcome:
     transfer: str | None = None       # how the release got there: full, or a delta from a base
     failed: bool = False              # a step failed here (it may have been switched back since)
     note: str | None = None           # what happened after: switched back, alone or with its region
+    components: dict[str, Reading] = field(default_factory=dict)  # its stack, as its probe step said
 
     def to_json(self) -> dict[str, Any]:
         """The host's outcome as stored and printed."""
@@ -74,6 +76,8 @@ class HostOutcome:
             "output_tail": self.output_tail, "duration": round(self.duration, 3),
             "transferred": self.transferred, "transfer": self.transfer, "failed": self.failed,
             "note": self.note,
+            **({"components": {name: r.to_json() for name, r in self.components.items()}}
+               if self.components else {}),
         }
 
 

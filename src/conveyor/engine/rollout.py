@@ -129,7 +129,7 @@ class Rollout:
             async with self.mover.slot(host):
                 try:
                     connection = await self.connections.get(host)
-                    done = await connection.run(commands.probe(self.mover.deploy_to(host), ""),
+                    done = await connection.run(self.mover.probe_command(host, None),
                                                 timeout=self.spec.limits_for(host.region).command_timeout)
                 except TransportError:
                     return host.key, None  # the host fails again, with its reason, when it is moved

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +12,7 @@ from conveyor.artifact.delta import Delta
 from conveyor.config.models import Check
 from conveyor.engine.limits import Limits
 from conveyor.engine.probe import Probe
+from conveyor.engine.stack import ComponentProbe, Reading
 from conveyor.gates.analysis import Fetch
 from conveyor.inventory import Host
 from conveyor.transport.base import Completed
@@ -71,6 +72,10 @@ class RolloutSpec:
     migrate: Callable[[str, MigrationRun], Awaitable[str | None]] | None = None
     migrate_on: str | None = None
     migrate_here: MigrationRun | None = None
+    # The components a host is asked about in its probe step (conveyor.yml's consistency:), and a judge of
+    # what it answered: a reason refuses the host before anything is put on it (converge on a stale image).
+    stack: Callable[[Host], Sequence[ComponentProbe]] | None = None
+    judge_stack: Callable[[Host, Mapping[str, Reading]], str | None] | None = None
 
     def limits_for(self, region: str) -> Limits:
         """A region's limits (defaults when it has none of its own)."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from conveyor.engine import commands
 from conveyor.engine.connections import Connections
 from conveyor.engine.limits import Limits
 from conveyor.engine.probe import Probe, parse_probe, why
+from conveyor.engine.stack import ComponentProbe, host_env
 from conveyor.errors import TransportError
 from conveyor.inventory import Host
 from conveyor.transport.base import Transport
@@ -17,9 +18,11 @@ __all__ = ["survey"]
 
 
 async def survey(transport: Transport, hosts: list[Host], deploy_to: str, *,
-                 limits_for: Callable[[Host], Limits] | None = None, concurrency: int = 64
+                 limits_for: Callable[[Host], Limits] | None = None, concurrency: int = 64,
+                 stack: Callable[[Host], Sequence[ComponentProbe]] | None = None, app: str = ""
                  ) -> dict[str, Probe | str]:
-    """Probe every host concurrently: host key → its Probe, or the reason it could not be read."""
+    """Probe every host concurrently: host key → its Probe, or the reason it could not be read. With `stack`,
+    each host is asked about its components in the same command (see stack.py)."""
     limits = limits_for or (lambda _host: Limits())
     connections = Connections(transport, lambda host: limits(host).connect_timeout * 2 + 1)
     semaphore = asyncio.Semaphore(concurrency)
@@ -28,7 +31,10 @@ async def survey(transport: Transport, hosts: list[Host], deploy_to: str, *,
         async with semaphore:
             try:
                 connection = await connections.get(host)
-                done = await connection.run(commands.probe(transport.deploy_path(host, deploy_to), ""),
+                path = transport.deploy_path(host, deploy_to)
+                components = stack(host) if stack is not None else ()
+                env = host_env(app, host, None, None, "status", path) if components else None
+                done = await connection.run(commands.probe(path, "", components, env),
                                             timeout=min(limits(host).command_timeout, 120.0))
             except TransportError as exc:
                 return host.key, exc.message

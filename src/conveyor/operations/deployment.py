@@ -29,6 +29,7 @@ from conveyor.engine.plan import Plan
 from conveyor.engine.probe import Probe
 from conveyor.engine.results import DeploymentResult, DeploymentStatus, HostStatus, RegionOutcome, RegionStatus
 from conveyor.engine.rollout import Rollout, RolloutSpec, Shipment
+from conveyor.engine.stack import stack_of
 from conveyor.errors import (
     ConveyorError,
     DeploymentFailed,
@@ -217,6 +218,7 @@ class Deployment:
             expect=job.expect,
             refresh_hosts=inventory_refresher(ws, env, request) if deploying else None,
             pull=pull_source(ws, env),
+            stack=stack_of(ws.config.consistency),
         )
         if job.schema is not None and any(p.to_run for p in job.schema[1].values()):
             add_migrations(ws, spec, job.schema[0], job.schema[1], deployment_id)

@@ -25,6 +25,7 @@ from conveyor.engine.events import (
     WaveHeld,
 )
 from conveyor.errors import ConveyorError, LockLost, StateError
+from conveyor.state.components import ComponentRow
 
 if TYPE_CHECKING:
     from conveyor.artifact.pointers import PointerFiles
@@ -53,16 +54,19 @@ class StoreRecorder:
         self.deployment_id = deployment_id
         self.results: list[dict[str, Any]] = []
         self.releases: list[tuple[str, str, str, str | None]] = []
+        self.components: list[ComponentRow] = []  # what hosts' probe steps said of their stack
         self.flushed = time.monotonic()
         self.closed = False
 
     def flush(self) -> None:
         """Write what is buffered."""
-        results, releases = self.results, self.releases
-        self.results, self.releases = [], []
+        results, releases, components = self.results, self.releases, self.components
+        self.results, self.releases, self.components = [], [], []
         self.flushed = time.monotonic()
         self.store.record_host_results(self.deployment_id, results)
         self.store.set_host_releases(self.environment, releases)
+        if components:
+            self.store.record_components(self.environment, components, deployment_id=self.deployment_id)
 
     def __call__(self, event: Event) -> None:
         """Record the events that change what runs where; raise (StateError, LockLost) when it cannot."""
@@ -93,6 +97,8 @@ class StoreRecorder:
                     self.store.forget_hosts(self.environment, [host.name])  # scaled in: it runs nothing now
                 elif outcome.status != "pending":
                     self.releases.append((host.name, host.region, host.role, outcome.release))
+                self.components += [ComponentRow(host.name, host.region, host.role, name, r.value, r.error)
+                                    for name, r in outcome.components.items()]
                 if len(self.results) >= FLUSH_HOSTS or time.monotonic() - self.flushed >= FLUSH_SECONDS:
                     self.flush()
                 return

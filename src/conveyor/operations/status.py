@@ -10,7 +10,9 @@ from typing import Any
 from conveyor.engine.limits import Limits
 from conveyor.engine.probe import Probe
 from conveyor.engine.rollout import survey
+from conveyor.engine.stack import stack_of
 from conveyor.inventory import Host
+from conveyor.operations.stack import record_stack
 from conveyor.operations.workspace import Workspace
 
 
@@ -28,9 +30,12 @@ def status(ws: Workspace, environment: str | None = None, *, verify: bool = Fals
         if verify:
             all_hosts = [h for region in hosts.values() for h in region]
             limits = ws.limits(env)
+            asked = stack_of(ws.config.consistency)
             seen = asyncio.run(survey(ws.transport(env), all_hosts, ws.config.target_dir,
                                       limits_for=partial(_region_limits, limits),
-                                      concurrency=ws.concurrency(env)))
+                                      concurrency=ws.concurrency(env), stack=asked, app=ws.config.app))
+            if asked is not None:
+                record_stack(ws, env, all_hosts, seen, asked)
         regions: dict[str, Any] = {}
         for region, members in hosts.items():
             rows = []

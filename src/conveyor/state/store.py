@@ -1,8 +1,8 @@
 """The state store: releases, deployments, host results, pointers, locks and the audit trail.
 
 SQLite by default (one file beside the config), PostgreSQL for teams; SQLAlchemy Core underneath. `Store`
-holds the records; the locks and leases it inherits from `locks.Locking`, the connection from
-`engine.Database`.
+holds the records; the stack hosts run on it inherits from `components.StackRecords`, the locks and leases
+from `locks.Locking`, the connection from `engine.Database`.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from conveyor.state import tables as t
 
 # Callers import these from here.
 from conveyor.state.clock import DatabaseTime, iso, utcnow
+from conveyor.state.components import ComponentRow, StackRecords
 from conveyor.state.engine import default_url
-from conveyor.state.locks import Lease, LockInfo, Locking, lock_json
+from conveyor.state.locks import Lease, LockInfo, lock_json
 
-__all__ = ["DatabaseTime", "Lease", "LockInfo", "Store", "default_url", "iso", "lock_json", "utcnow"]
+__all__ = ["ComponentRow", "DatabaseTime", "Lease", "LockInfo", "Store", "default_url", "iso", "lock_json", "utcnow"]
 
 
-class Store(Locking):
+class Store(StackRecords):
     """All reads and writes of deployment state for one app."""
 
     # -- releases ---------------------------------------------------------------------------
@@ -221,11 +222,14 @@ class Store(Locking):
         return out
 
     def forget_hosts(self, environment: str, hosts: list[str]) -> None:
-        """Hosts that are gone (scaled in) run nothing any more."""
+        """Hosts that are gone (scaled in) run nothing any more, on no stack."""
         with self._write() as conn:
             conn.execute(t.host_state.delete().where(
                 t.host_state.c.app == self.app, t.host_state.c.environment == environment,
                 t.host_state.c.host.in_(hosts)))
+            conn.execute(t.host_components.delete().where(
+                t.host_components.c.app == self.app, t.host_components.c.environment == environment,
+                t.host_components.c.host.in_(hosts)))
 
     def host_releases(self, environment: str) -> dict[str, str | None]:
         """host name → release, as last recorded."""

@@ -192,3 +192,33 @@ migrations = Table(
     Column("deployment_id", Integer),
     Column("applied_at", String(40), nullable=False),
 )
+
+# Each host's stack (conveyor.yml's consistency: components), as its probe last said: in a deployment's
+# probe step, `status --verify` or `converge`. `value` is null when the probe failed; `error` says why.
+host_components = Table(
+    "host_components", metadata,
+    Column("app", String(64), primary_key=True),
+    Column("environment", String(64), primary_key=True),
+    Column("host", String(255), primary_key=True),
+    Column("component", String(64), primary_key=True),
+    Column("region", String(64), nullable=False),
+    Column("role", String(64), nullable=False),
+    Column("value", Text),
+    Column("error", Text),
+    Column("probed_at", String(40), nullable=False),
+    Column("deployment_id", Integer),
+)
+
+# What each deployment's hosts ran on: the stack a release was tested on, per host.
+deployment_components = Table(
+    "deployment_components", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment_id", Integer, ForeignKey("deployments.id"), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("role", String(64), nullable=False),
+    Column("component", String(64), nullable=False),
+    Column("value", Text),
+    Column("error", Text),
+    Index("ix_deployment_components_deployment", "deployment_id"),
+)
