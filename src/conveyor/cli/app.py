@@ -52,9 +52,10 @@ def _register() -> None:
 
     for module in (configuring, deploying, inspecting, locking, database, demo):
         module.register(app)
-    from conveyor.cli import pipelines
+    from conveyor.cli import flagging, pipelines
 
     pipelines.register(app)
+    flagging.register(app)
 
 
 _register()

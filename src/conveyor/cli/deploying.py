@@ -335,6 +335,8 @@ def register(app: typer.Typer) -> None:
         reason: str | None = typer.Option(None, "--reason", help="Why: recorded in history."),
         force: bool = typer.Option(False, "--force", help="Go back across an applied contract (or breaking) "
                                    "migration (needs --reason; audited)."),
+        flags: bool = typer.Option(False, "--flags", help="Revert the last flag change instead (a deployment of "
+                                   "kind flags)."),
         yes: bool = YesOption,
         config: str | None = ConfigOption,
         as_json: bool = JsonOption,
@@ -349,8 +351,18 @@ def register(app: typer.Typer) -> None:
         subscribers = [] if as_json else _display()
         confirm = _confirm(ws, "rollback") if ask else None
         request = Request(environment, regions=region, roles=role, release=to, reason=reason, force=force)
+        if flags and (to or region or force):
+            raise UsageError("rollback --flags reverts the last flag change everywhere it went: no --to, --region "
+                             "or --force with it")
         try:
-            result = _shown_once(lambda: run_rollback(ws, request, subscribers=subscribers, confirm=confirm), as_json)
+            if flags:
+                from conveyor.operations.flagging import rollback_flags
+
+                result = _shown_once(lambda: rollback_flags(ws, request, subscribers=subscribers, confirm=confirm),
+                                     as_json)
+            else:
+                result = _shown_once(lambda: run_rollback(ws, request, subscribers=subscribers, confirm=confirm),
+                                     as_json)
         finally:
             ws.close()
         _finish(result, as_json)

@@ -20,7 +20,7 @@ from conveyor.engine.events import (
 )
 from conveyor.engine.moving import Mover
 from conveyor.engine.results import HostOutcome, HostStatus, RegionOutcome, RegionStatus
-from conveyor.engine.spec import RolloutSpec
+from conveyor.engine.spec import PROVING_KINDS, RolloutSpec
 from conveyor.engine.stopping import Stopping
 from conveyor.engine.switching_back import SwitchBack
 from conveyor.gates.analysis import Measurement, Scope, Verdict, WatchResult, http_fetch, watch
@@ -43,7 +43,7 @@ class Bakes:
     async def bake(self, wave: int, regions: list[RegionOutcome]) -> None:
         """Watch a finished wave for the bake period; a failure rolls the wave back (or halts it).
         Only a deploy bakes (see `canary_bake`)."""
-        bake = self.spec.bake if self.spec.kind == "deploy" else None
+        bake = self.spec.bake if self.spec.kind in PROVING_KINDS else None
         moved = [r for r in regions if any(h.status == HostStatus.SUCCEEDED for h in r.hosts)]
         if not bake or not moved:
             return  # nothing moved in this wave (a resumed deployment): nothing new to watch
@@ -74,7 +74,7 @@ class Bakes:
 
         Only a deploy bakes its canaries: a rollback returns to what ran before, and a region-wide signal
         still showing the release being undone must not halt it after its first host."""
-        seconds = self.config.roles[role].canary_bake if self.spec.kind == "deploy" and self.spec.bake_canaries \
+        seconds = self.config.roles[role].canary_bake if self.spec.kind in PROVING_KINDS and self.spec.bake_canaries \
             else None
         moved = [o for o in canaries if o.status == HostStatus.SUCCEEDED]
         if not seconds or not moved:

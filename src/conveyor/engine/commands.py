@@ -19,7 +19,7 @@ from importlib import resources
 
 from conveyor.engine.stack import ComponentProbe
 
-PHASES = ("probe", "receive", "receive_url", "receive_delta", "activate", "check")
+PHASES = ("probe", "receive", "receive_url", "receive_delta", "activate", "check", "flags")
 # A phase that runs another phase's script after its own (receive_url downloads, then receives).
 _THEN = {"receive_url": "receive"}
 
@@ -111,3 +111,10 @@ def check(release_path: str, check_command: str, retries: int, interval: float, 
     """Run a command check in the release directory, retrying."""
     return command("check", [release_path, check_command, str(retries), f"{interval:g}"], env)
 
+
+
+def flags(deploy_to: str, path: str, content: str, sha256: str, mode: str, journal_line: str, on_change: str,
+          env: dict[str, str]) -> str:
+    """Write the host's flags file atomically (`write`, CONTENT whose sha256 is SHA256) or put back the one it
+    replaced (`revert`); journal it, and run ON_CHANGE after a change, in one round trip."""
+    return command("flags", [deploy_to, path, content, sha256, mode, journal_line, on_change], env)

@@ -80,7 +80,10 @@ class Mover:
             started = time.monotonic()
             self.bus.emit(HostStarted(host=host.name, region=host.region, role=host.role))
             try:
-                await self._steps(outcome, target)
+                if self.spec.work is not None:
+                    await self.spec.work.move(self, outcome, target)
+                else:
+                    await self._steps(outcome, target)
             except StepFailed as exc:
                 outcome.failed = True
                 outcome.status = HostStatus.FAILED

@@ -7,17 +7,35 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from conveyor.artifact.delta import Delta
 from conveyor.config.models import Check
 from conveyor.engine.limits import Limits
 from conveyor.engine.probe import Probe
+from conveyor.engine.results import HostOutcome
 from conveyor.engine.stack import ComponentProbe, Reading
 from conveyor.gates.analysis import Fetch
 from conveyor.inventory import Host
 from conveyor.transport.base import Completed
 
-__all__ = ["MigrationRun", "RolloutSpec", "Shipment"]
+__all__ = ["PROVING_KINDS", "HostWork", "MigrationRun", "RolloutSpec", "Shipment"]
+
+PROVING_KINDS = frozenset({"deploy", "flags"})
+"""Kinds of deployment whose change is watched (bakes, canary bakes): a rollback returns to what ran before."""
+
+
+class HostWork(Protocol):
+    """Work on each host other than moving a release (a flags file, engine/flagging.py): how one host moves to
+    its region's target, and how it goes back. `mover` is the rollout's `Mover` (its connection, its run)."""
+
+    async def move(self, mover: Any, outcome: HostOutcome, target: str | None) -> None:
+        """Move one host to `target`; raise `StepFailed` when a step fails."""
+        ...
+
+    async def revert(self, mover: Any, outcome: HostOutcome) -> None:
+        """Put back what the host had before its move; raise `StepFailed` when it cannot."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,7 @@ class RolloutSpec:
     # what it answered: a reason refuses the host before anything is put on it (converge on a stale image).
     stack: Callable[[Host], Sequence[ComponentProbe]] | None = None
     judge_stack: Callable[[Host, Mapping[str, Reading]], str | None] | None = None
+    work: HostWork | None = None                               # None: move releases
 
     def limits_for(self, region: str) -> Limits:
         """A region's limits (defaults when it has none of its own)."""

@@ -36,7 +36,11 @@ class SwitchBack:
         alone = outcome.failed
         try:
             async with self.mover.slot(host):
-                await self.mover.activate(outcome, outcome.previous, "rollback", outcome.target, track=False)
+                if self.spec.work is not None:
+                    await self.spec.work.revert(self.mover, outcome)
+                else:
+                    await self.mover.activate(outcome, outcome.previous, "rollback", outcome.target, track=False)
+                    outcome.release = outcome.previous
         except (StepFailed, TransportError) as exc:
             message = exc.message if isinstance(exc, TransportError) else str(exc)
             outcome.note = f"switching back to {outcome.previous or '(nothing)'} failed: {mask(message)}"
@@ -44,7 +48,6 @@ class SwitchBack:
             self.bus.emit(HostFinished(outcome=outcome))
             return
         outcome.moved = False
-        outcome.release = outcome.previous
         outcome.status = HostStatus.ROLLED_BACK
         outcome.note = (f"switched back to {outcome.previous or '(nothing: first deploy)'}"
                         + ("" if alone else " with its region"))

@@ -11,6 +11,7 @@ How a change reaches hosts is operations/flagging.py (a deployment of kind `flag
 
 from conveyor.flags.definitions import Flag, FlagSet, load_flags, parse_flags
 from conveyor.flags.effective import (
+    FlagFacts,
     Layer,
     Overrides,
     Resolved,
@@ -25,5 +26,6 @@ from conveyor.flags.effective import (
     switched_on,
 )
 
-__all__ = ["Flag", "FlagSet", "Layer", "Overrides", "Resolved", "Setting", "changed_flags", "check_overrides",
-           "digest", "document", "encode", "load_flags", "parse_flags", "resolve", "set_override", "switched_on"]
+__all__ = ["Flag", "FlagFacts", "FlagSet", "Layer", "Overrides", "Resolved", "Setting", "changed_flags",
+           "check_overrides", "digest", "document", "encode", "load_flags", "parse_flags", "resolve", "set_override",
+           "switched_on"]

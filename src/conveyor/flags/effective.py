@@ -8,13 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.config.flagging import ALL_REGIONS
 from conveyor.flags.definitions import Flag, FlagSet
 
-__all__ = ["FLAGD_SCHEMA", "Layer", "Overrides", "Resolved", "Setting", "changed_flags", "check_overrides",
+__all__ = ["FLAGD_SCHEMA", "FlagFacts", "Layer", "Overrides", "Resolved", "Setting", "changed_flags", "check_overrides",
            "digest", "document", "encode", "resolve", "set_override", "switched_on"]
 
 FLAGD_SCHEMA = "https://flagd.dev/schema/v0/flags.json"
@@ -181,3 +181,16 @@ def set_override(overrides: Overrides, env: str, region: str, flag: str, setting
     if not out[env]:
         del out[env]
     return out
+
+
+@dataclass(frozen=True)
+class FlagFacts:
+    """What the gates need to know about flags: for a flag change, what it switches on where and the facts
+    its requirements are judged on; for a deploy, which contract migrations a flag that is off still needs."""
+
+    switched_on: Mapping[str, tuple[Flag, ...]] = field(default_factory=dict)  # region → flags turned on
+    windowed: bool = True                          # False: every flag changed says `window: false`
+    applied: Mapping[str, frozenset[str]] = field(default_factory=dict)  # region → migrations applied there
+    releases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # region → releases its hosts run
+    off: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # flag → "ENV/REGION" serving it off
+    contracts: Mapping[str, str] = field(default_factory=dict)  # contract migration → the flag that needs it gone

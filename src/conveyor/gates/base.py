@@ -13,6 +13,7 @@ from conveyor.gates.analysis import Fetch, http_fetch
 if TYPE_CHECKING:
     from conveyor.config.models import Config, Environment
     from conveyor.errors import ConveyorError
+    from conveyor.flags import FlagFacts
 
 class LockHolder(Protocol):
     """Who holds an environment's lock (the state store's LockInfo is one)."""
@@ -85,7 +86,7 @@ class GateContext:
     config: Config
     ledger: GateLedger
     environment: str
-    kind: str                                        # "deploy" or "rollback"
+    kind: str                                        # "deploy", "rollback" or "flags"
     release: str | None                              # None: a rollback whose target the hosts will say
     regions: tuple[str, ...]                         # the regions that would move
     # A rollback to a named release (`--to`) is held by promotion like a deploy; one to "the previous" is not.
@@ -99,6 +100,7 @@ class GateContext:
     # The operation takes the lock right after the gates, atomically: a held lock is refused there.
     lock_follows: bool = False
     migrations: Mapping[str, RegionSchema] | None = None  # region → its planned migrations (None: not judged)
+    flags: FlagFacts | None = None                   # what the flags gate judges (None: no flags configured)
     at: datetime = field(default_factory=_now)       # the moment windows are judged at
     fetch: Fetch = http_fetch                        # how the alerts gate asks Alertmanager
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from conveyor.errors import ConveyorError, HeldError, UsageError
-from conveyor.gates import alerts, approval, clean, lock, migrations, promotion, window
+from conveyor.gates import alerts, approval, clean, flags, lock, migrations, promotion, window
 from conveyor.gates.base import GateContext, GateVerdict
 
 Gate = Callable[[GateContext], GateVerdict | None]
@@ -21,6 +21,7 @@ GATES: tuple[Gate, ...] = (
     alerts.check,
     approval.check,
     migrations.check,
+    flags.check,
 )
 """In order: the first that holds is the one a deployment stops on."""
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from conveyor.engine.results import DeploymentResult
     from conveyor.state.store import Store
 
-KINDS = ("deploy", "rollback")
+KINDS = ("deploy", "rollback", "flags")
 # Every status a finished deployment can have; each gets a series (zero too) so `increase()` sees the first one.
 STATUSES = ("succeeded", "failed", "rolled_back", "interrupted", "blocked", "held")
 HOST_STATUSES = ("succeeded", "unchanged", "failed", "rolled_back", "pending")

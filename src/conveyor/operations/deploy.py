@@ -49,6 +49,10 @@ def deploy(ws: Workspace, request: Request, *, subscribers: Sequence[Subscriber]
 
         schema = (release, plan_migrations(ws, request.environment, list(targets), release))
     job = Job("deploy", release.id, targets, shipments, schema=schema)
+    if schema is not None and ws.config.flags is not None:
+        from conveyor.operations.flagging import flag_facts
+
+        job.flags = flag_facts(ws)  # a contract migration waits for the flags whose off variant needs it
     return Deployment(ws, request, plan, job, subscribers=subscribers, confirm=confirm).run()
 
 

@@ -29,6 +29,7 @@ from conveyor.engine.plan import Plan
 from conveyor.engine.probe import Probe
 from conveyor.engine.results import DeploymentResult, DeploymentStatus, HostStatus, RegionOutcome, RegionStatus
 from conveyor.engine.rollout import Rollout, RolloutSpec, Shipment
+from conveyor.engine.spec import PROVING_KINDS, HostWork
 from conveyor.engine.stack import stack_of
 from conveyor.errors import (
     ConveyorError,
@@ -47,6 +48,7 @@ from conveyor.operations.shipping import add_migrations, delta_factory, inventor
 from conveyor.operations.workspace import Workspace
 
 if TYPE_CHECKING:
+    from conveyor.flags import FlagFacts
     from conveyor.operations.migrations import RegionMigrations
     from conveyor.state.store import Lease, Store
 
@@ -59,7 +61,7 @@ RENEW_RETRY_SECONDS = 2.0
 class Job:
     """What a deployment moves: its kind, the release, each region's target and the tarballs to send."""
 
-    kind: str  # deploy | rollback
+    kind: str  # deploy | rollback | flags
     release: str | None
     targets: dict[str, str | None]
     shipments: dict[str, Shipment]
@@ -68,6 +70,8 @@ class Job:
     # cannot plan).
     resolve: Callable[[dict[str, Probe]], dict[str, str | None]] | None = None
     schema: tuple[Release, dict[str, RegionMigrations]] | None = None
+    work: HostWork | None = None       # a deployment of kind `flags` writes flags files instead
+    flags: FlagFacts | None = None     # what the flags gate judges
 
 
 class Deployment:
@@ -114,7 +118,7 @@ class Deployment:
         try:
             check_gates(ws, self.env, job.release, job.kind, explicit=job.kind == "deploy" or bool(request.release),
                         regions=self.regions, request=request,
-                        migrations=job.schema[1] if job.schema is not None else None)
+                        migrations=job.schema[1] if job.schema is not None else None, flags=job.flags)
             if self.confirm is not None and not self.confirm(self.plan, job.release or "(the previous release)"):
                 raise HeldError("not confirmed; nothing was changed")
             return self.store.lock(self.env, owner=ws.user, reason=request.reason or f"{job.kind} {job.release}",
@@ -157,7 +161,8 @@ class Deployment:
         ledger.add_event(f"{job.kind}_started", ws.user, environment=env, deployment_id=deployment_id,
                          release=job.release, regions=self.regions)
         self.recorder = StoreRecorder(ledger, env, deployment_id,
-                                      pointer_files=PointerFiles(ws.artifacts, ws.config.app, ws.user))
+                                      pointer_files=PointerFiles(ws.artifacts, ws.config.app, ws.user),
+                                      pointers=job.work is None)
         self.bus.subscribe(self.recorder, required=True)
         spec = self.spec(deployment_id)
         if job.resolve is not None:
@@ -203,7 +208,8 @@ class Deployment:
         """What the engine needs to know to move this deployment's hosts."""
         ws, request, job, env = self.ws, self.request, self.job, self.env
         environment = ws.config.environments[env]
-        deploying = job.kind == "deploy"
+        deploying = job.kind in PROVING_KINDS
+        windowed = job.flags is None or job.flags.windowed
         spec = RolloutSpec(
             app=ws.config.app, environment=env, kind=job.kind, user=ws.user, deployment_id=deployment_id,
             targets=job.targets, shipments=job.shipments, probes={},
@@ -213,12 +219,13 @@ class Deployment:
             # on (or be stopped by) checks that fail because of the release it is undoing.
             bake=environment.bake if deploying else None,
             checks=list(environment.checks) if deploying else [],
-            before_wave=window_before_wave(ws, env, request) if deploying else None,
+            before_wave=window_before_wave(ws, env, request) if deploying and windowed else None,
             deltas=delta_factory(ws) if ws.config.artifact.delta else None,
             expect=job.expect,
             refresh_hosts=inventory_refresher(ws, env, request) if deploying else None,
             pull=pull_source(ws, env),
             stack=stack_of(ws.config.consistency),
+            work=job.work,
         )
         if job.schema is not None and any(p.to_run for p in job.schema[1].values()):
             add_migrations(ws, spec, job.schema[0], job.schema[1], deployment_id)

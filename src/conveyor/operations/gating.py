@@ -25,12 +25,14 @@ from conveyor.operations.request import Request
 from conveyor.operations.workspace import Workspace
 
 if TYPE_CHECKING:
+    from conveyor.flags import FlagFacts
     from conveyor.operations.migrations import RegionMigrations
 
 
 def gate_context(ws: Workspace, request: Request, kind: str, release: str | None, *, explicit: bool = True,
                  regions: list[str] | None = None, lock_follows: bool = False,
-                 migrations: Mapping[str, RegionMigrations] | None = None) -> GateContext:
+                 migrations: Mapping[str, RegionMigrations] | None = None,
+                 flags: FlagFacts | None = None) -> GateContext:
     """What the gates judge of a request: its release going to `regions` (default: every region) now."""
     env = request.environment
     manifest = (ws.store.release_manifest(release) or {}) if kind == "deploy" and release is not None else {}
@@ -38,7 +40,8 @@ def gate_context(ws: Workspace, request: Request, kind: str, release: str | None
         config=ws.config, ledger=ws.store, environment=env, kind=kind, release=release,
         regions=tuple(regions or ws.config.environments[env].regions), explicit=explicit, manifest=manifest,
         requested_regions=tuple(request.regions), overrides=tuple(request.overrides), reason=request.reason,
-        approval=request.approval, auto=request.auto, lock_follows=lock_follows, migrations=migrations, at=now())
+        approval=request.approval, auto=request.auto, lock_follows=lock_follows, migrations=migrations, flags=flags,
+        at=now())
 
 def gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: bool = True,
           regions: list[str] | None = None) -> list[dict[str, Any]]:
@@ -47,12 +50,12 @@ def gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: 
 
 def check_gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: bool = True,
                  lock: bool = False, regions: list[str] | None = None, request: Request | None = None,
-                 migrations: Mapping[str, RegionMigrations] | None = None) -> None:
+                 migrations: Mapping[str, RegionMigrations] | None = None, flags: FlagFacts | None = None) -> None:
     """Raise the error of the first gate that holds; overrides the request carries are audited. Without
     `lock`, a held lock is left for taking the lock to refuse (atomically)."""
     request = request or Request(env)
     judged = judge(gate_context(ws, request, kind, release, explicit=explicit, regions=regions,
-                                lock_follows=not lock, migrations=migrations))
+                                lock_follows=not lock, migrations=migrations, flags=flags))
     for verdict in judged.overridden:
         assert verdict.override is not None
         ws.store.add_event(verdict.override, ws.user, environment=env, release=release, reason=request.reason,

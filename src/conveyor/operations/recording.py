@@ -47,8 +47,9 @@ class StoreRecorder:
     name = "the state store"
 
     def __init__(self, store: Store, environment: str, deployment_id: int, *,
-                 pointer_files: PointerFiles | None = None) -> None:
+                 pointer_files: PointerFiles | None = None, pointers: bool = True) -> None:
         self.store = store
+        self.pointers = pointers  # False: the deployment moves no release (flags), so no region pointer moves
         self.pointer_files = pointer_files  # region pointers for hosts that start later, beside the releases
         self.environment = environment
         self.deployment_id = deployment_id
@@ -107,7 +108,7 @@ class StoreRecorder:
         match event:
             case Measured(phase=phase, measurement=measurement):
                 self.store.record_measurement(self.deployment_id, phase, measurement.to_json())
-            case RegionFinished(status="succeeded", region=region, release=release) if release:
+            case RegionFinished(status="succeeded", region=region, release=release) if release and self.pointers:
                 self.store.set_pointer(self.environment, region, release, self.deployment_id)
                 self.write_pointer_file(region, release)
 

@@ -311,6 +311,14 @@ class Store(StackRecords):
                                                   environment=environment, deployment_id=deployment_id,
                                                   data=clean))
 
+    def last_event(self, kind: str, environment: str) -> dict[str, Any] | None:
+        """The newest event of `kind` in `environment`, or None."""
+        e = t.events
+        with self._tx() as conn:
+            row = conn.execute(sa.select(e).where(e.c.app == self.app, e.c.kind == kind, e.c.environment ==
+                                                  environment).order_by(e.c.id.desc()).limit(1)).mappings().first()
+        return dict(row) if row is not None else None
+
     def events(self, limit: int = 50) -> list[dict[str, Any]]:
         """The audit trail, newest first."""
         with self._tx() as conn:
