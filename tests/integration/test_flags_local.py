@@ -228,3 +228,26 @@ def test_on_change_runs_on_the_roles_hosts_after_their_file_changed(make_fleet: 
     fleet.ship(ENV, "1")
     fleet.json("flags", "set", ENV, "banner", "festive", "--region", "uk", "--reason", "x", "--yes")
     assert sorted(p.name for p in marks.iterdir()) == ["uk-web-1", "uk-web-2"]
+
+
+def test_an_openfeature_app_in_file_mode_sees_each_change_without_restarting(shop: Any) -> None:
+    import sys
+
+    from flagreader import APP, FlagReader
+
+    shop.json("flags", "set", ENV, "banner", "plain", "--region", "uk", "--reason", "first file", "--yes")
+    path = shop.host_dir(ENV, "uk", "uk-web-2") / "shared" / "flags.json"
+    app = FlagReader([sys.executable, str(APP), str(path)])
+    try:
+        app.ask("new-checkout=False banner=plain", 30, "the first flags")
+        shop.json("flags", "set", ENV, "banner", "festive", "--region", "uk", "--reason", "winter", "--yes")
+        app.ask("new-checkout=False banner=festive", 30, "banner festive")
+        shop.json("flags", "rollout", ENV, "new-checkout", "--percent", "100", "--region", "uk", "--reason",
+                  "launch", "--yes", expect=1)  # the uk canary's check fails: reverted there, uk-web-2 untouched
+        app.ask("new-checkout=False banner=festive", 30, "still off")
+        shop.json("rollback", ENV, "--flags", "--yes")
+        app.ask("new-checkout=False banner=plain", 30, "the change reverted")
+        assert app.process.poll() is None
+        assert app.pid == app.process.pid
+    finally:
+        app.stop()
