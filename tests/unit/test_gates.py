@@ -371,7 +371,7 @@ def test_safe_migrations_and_no_planned_migrations_pass(store: Store) -> None:
 
 def test_gates_are_met_in_the_order_a_deployment_meets_them() -> None:
     assert [gate.__module__.rsplit(".", 1)[-1] for gate in registry.GATES] == [
-        "lock", "promotion", "clean", "window", "alerts", "approval", "migrations", "flags"]
+        "lock", "promotion", "clean", "consistency", "window", "alerts", "approval", "migrations", "flags"]
 
 
 def test_the_first_gate_that_holds_is_the_one_a_deployment_stops_on(store: Store) -> None:

@@ -7,11 +7,15 @@ side; code above the artifact package takes an `ArtifactStore` and never asks wh
 from __future__ import annotations
 
 import builtins
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from conveyor.artifact.release import Release
+
+Stack = Mapping[str, Mapping[str, Sequence[str]]]
+"""A region's stack, as its pointer carries it: role → component → the values its hosts run."""
 
 
 class ArtifactStore(Protocol):
@@ -57,7 +61,8 @@ class ArtifactStore(Protocol):
         ...
 
     def write_pointer(self, environment: str, region: str, release_id: str, *, app: str,
-                      deployment_id: int | None, user: str, now: datetime | None = None) -> dict[str, Any]:
+                      deployment_id: int | None, user: str, now: datetime | None = None,
+                      stack: Stack | None = None) -> dict[str, Any]:
         """Point (environment, region) at a release of this store, in one step (see pointers.py); the document."""
         ...
 

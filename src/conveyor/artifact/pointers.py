@@ -7,7 +7,10 @@ reader sees the old document or the new one, never part of one (each store's `wr
 
     {"app", "environment", "region", "release", "sha256",
      "artifact": {"url", ...where the tarball is: bucket and key, or path},
-     "deployment_id", "updated_at", "updated_by"}
+     "deployment_id", "updated_at", "updated_by", "stack"?}
+
+`stack` (with `consistency:` in the config) is what the region's hosts said they run in that deployment,
+role → component → values: converge refuses a new instance whose own values are not among them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.errors import ArtifactError
 
 if TYPE_CHECKING:
-    from conveyor.artifact.base import ArtifactStore
+    from conveyor.artifact.base import ArtifactStore, Stack
     from conveyor.artifact.release import Release
 
 POINTERS = "pointers"
@@ -38,9 +41,10 @@ def pointer_name(environment: str, region: str) -> str:
 
 
 def pointer_document(*, app: str, environment: str, region: str, release: Release, artifact: Mapping[str, str],
-                     deployment_id: int | None, user: str, now: datetime | None = None) -> dict[str, Any]:
+                     deployment_id: int | None, user: str, now: datetime | None = None,
+                     stack: Stack | None = None) -> dict[str, Any]:
     """The pointer of (environment, region) at `release`, whose tarball is at `artifact`."""
-    return {
+    document: dict[str, Any] = {
         "app": app,
         "environment": environment,
         "region": region,
@@ -51,6 +55,10 @@ def pointer_document(*, app: str, environment: str, region: str, release: Releas
         "updated_at": (now or datetime.now(UTC)).astimezone(UTC).isoformat(),
         "updated_by": user,
     }
+    if stack:
+        document["stack"] = {role: {name: list(values) for name, values in components.items()}
+                             for role, components in stack.items()}
+    return document
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,8 @@ class PointerFiles:
     app: str
     user: str
 
-    def write(self, environment: str, region: str, release_id: str, deployment_id: int | None) -> dict[str, Any]:
-        """Point (environment, region) at `release_id`; the document written."""
+    def write(self, environment: str, region: str, release_id: str, deployment_id: int | None, *,
+              stack: Stack | None = None) -> dict[str, Any]:
+        """Point (environment, region) at `release_id` (with the region's stack); the document written."""
         return self.store.write_pointer(environment, region, release_id, app=self.app,
-                                        deployment_id=deployment_id, user=self.user)
+                                        deployment_id=deployment_id, user=self.user, stack=stack)

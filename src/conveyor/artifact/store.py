@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from conveyor.artifact.base import Stack
 from conveyor.artifact.compression import SUFFIXES, Compression
 from conveyor.artifact.pointers import pointer_document, pointer_name
 from conveyor.artifact.release import Release, is_release_id
@@ -134,14 +135,15 @@ class LocalStore:
         return self.root / pointer_name(environment, region)
 
     def write_pointer(self, environment: str, region: str, release_id: str, *, app: str,
-                      deployment_id: int | None, user: str, now: datetime | None = None) -> dict[str, Any]:
+                      deployment_id: int | None, user: str, now: datetime | None = None,
+                      stack: Stack | None = None) -> dict[str, Any]:
         """Point (environment, region) at a release of this store, replacing the file with a rename; the
         document written. Its artifact is the tarball's path (and file:// URL)."""
         release = self.get(release_id)
         tarball = release.path.resolve()
         document = pointer_document(app=app, environment=environment, region=region, release=release,
                                     artifact={"url": tarball.as_uri(), "path": str(tarball)},
-                                    deployment_id=deployment_id, user=user, now=now)
+                                    deployment_id=deployment_id, user=user, now=now, stack=stack)
         path = self.pointer_path(environment, region)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -48,9 +48,9 @@ def _root(
 
 
 def _register() -> None:
-    from conveyor.cli import configuring, database, demo, deploying, inspecting, locking
+    from conveyor.cli import configuring, consistency, database, demo, deploying, inspecting, locking
 
-    for module in (configuring, deploying, inspecting, locking, database, demo):
+    for module in (configuring, deploying, inspecting, consistency, locking, database, demo):
         module.register(app)
     from conveyor.cli import flagging, pipelines
 

@@ -36,6 +36,8 @@ BreakGlassOption = typer.Option(False, "--break-glass", help="Deploy through a c
                                 "audited and announced).")
 SkipPromotionOption = typer.Option(False, "--skip-promotion", help="Deploy a release that has not succeeded "
                                    "upstream (needs --reason; audited).")
+AcceptDriftOption = typer.Option(False, "--accept-drift", help="Deploy onto hosts whose stack differs from "
+                                 "where the release was tested or built (needs --reason; audited).")
 AutoOption = typer.Option(False, "--auto", help="An automatic (pipeline) deploy: only where the environment has "
                           "auto: true.")
 ApprovalOption = typer.Option(None, "--request", help="Deploy an approved request.", metavar="ID")
@@ -245,6 +247,7 @@ def register(app: typer.Typer) -> None:
         reason: str | None = ReasonOption,
         break_glass: bool = BreakGlassOption,
         skip_promotion: bool = SkipPromotionOption,
+        accept_drift: bool = AcceptDriftOption,
         auto: bool = AutoOption,
         approval: int | None = ApprovalOption,
         at: str | None = typer.Option(None, "--at", help="Judge the windows at this time (ISO 8601) instead "
@@ -263,7 +266,8 @@ def register(app: typer.Typer) -> None:
         ws = workspace(ctx, config)
         ws.environment(environment)
         request = Request(environment, regions=region, roles=role, release=release, reason=reason,
-                          break_glass=break_glass, skip_promotion=skip_promotion, auto=auto, approval=approval)
+                          break_glass=break_glass, skip_promotion=skip_promotion, auto=auto, approval=approval,
+                          accept_drift=accept_drift)
         moment = _moment(at)
         try:
             with evaluated_at(moment) if moment else contextlib.nullcontext():
@@ -291,6 +295,7 @@ def register(app: typer.Typer) -> None:
                                           "inconclusive check).", metavar="ID"),
         break_glass: bool = BreakGlassOption,
         skip_promotion: bool = SkipPromotionOption,
+        accept_drift: bool = AcceptDriftOption,
         auto: bool = AutoOption,
         approval: int | None = ApprovalOption,
         yes: bool = YesOption,
@@ -317,6 +322,7 @@ def register(app: typer.Typer) -> None:
         if approval is not None:
             request = for_approval(ws, request, approval)
         request.break_glass, request.skip_promotion, request.auto = break_glass, skip_promotion, auto
+        request.accept_drift = accept_drift
         request.approval = approval
         try:
             result = _shown_once(lambda: run_deploy(ws, request, subscribers=subscribers, confirm=confirm,

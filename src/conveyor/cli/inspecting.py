@@ -9,6 +9,7 @@ import typer
 
 from conveyor.cli.options import ConfigOption, JsonOption, print_json, results_table, stdout, styled, workspace
 from conveyor.errors import UsageError
+from conveyor.gates.drift import names, shown
 
 
 def render_commits(commits: list[dict[str, str]], indent: str = "  ") -> None:
@@ -46,6 +47,26 @@ def _audit_lines(detail: dict[str, Any]) -> list[str]:
         lines.append(f"reason: {detail['reason']}")
     if detail.get("approval_id") is not None:
         lines.append(f"approved request: #{detail['approval_id']}")
+    return lines
+
+
+def stack_lines(stack: dict[str, Any] | None) -> list[str]:
+    """history --id: what the release was built with, tested on and runs on (consistency)."""
+    if not stack:
+        return []
+
+    def spread(values: dict[str, list[str]]) -> str:
+        return ", ".join(f"{shown(v)} ({names(h)})" for v, h in values.items())
+
+    lines = []
+    if stack["built_with"]:
+        lines.append("built with: " + "; ".join(f"{c} {shown(v)}" for c, v in stack["built_with"].items()))
+    tested = stack.get("tested_on")
+    if tested:
+        lines.append(f"tested on ({tested['environment']}, deployment #{tested['deployment']}): "
+                     + "; ".join(f"{c} {spread(v)}" for c, v in tested["components"].items()))
+    if stack["runs_on"]:
+        lines.append("runs on: " + "; ".join(f"{c} {spread(v)}" for c, v in stack["runs_on"].items()))
     return lines
 
 
@@ -134,6 +155,8 @@ def register(app: typer.Typer) -> None:
                          else "")
                 out.print(f"built from {origin}{dirty} by {built.get('user')} at {built.get('created_at')}",
                           markup=False)
+            for line in stack_lines(detail.get("stack")):
+                out.print(line, markup=False, emoji=False)
             table = results_table("host", "region", "role", "status", "release", "step", "exit", "detail")
             for host in detail["hosts"]:
                 text = "; ".join(part for part in (host.get("error"), host.get("note")) if part)

@@ -5,6 +5,8 @@
     lock.py        someone holds the environment            (LockHeld)
     promotion.py   the release has not succeeded upstream   (PromotionRefused; --skip-promotion)
     clean.py       a dirty build where allow_dirty is false
+    consistency.py hosts drift from the stack the release was tested and built on (--accept-drift)
+    drift.py       where hosts' answers disagree: within a role, against a reference, across environments
     window.py      outside the environment's deploy window  (--break-glass)
     alerts.py      an alert fires for a region about to move
     approval.py    approval: required, and no approved request

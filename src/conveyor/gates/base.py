@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from conveyor.gates import windows
 from conveyor.gates.analysis import Fetch, http_fetch
+from conveyor.gates.drift import Answer
 
 if TYPE_CHECKING:
     from conveyor.config.models import Config, Environment
@@ -36,6 +37,14 @@ class GateLedger(Protocol):
 
     def approval(self, approval_id: int) -> dict[str, Any] | None:
         """One approval request, or None."""
+        ...
+
+    def host_components(self, environment: str) -> Sequence[Answer]:
+        """Every host's latest answer for each component (consistency)."""
+        ...
+
+    def release_components(self, environment: str, release: str) -> tuple[int, Sequence[Answer]] | None:
+        """The stack `release` last succeeded on in `environment`: that deployment and its hosts' answers."""
         ...
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from conveyor.errors import ConveyorError, HeldError, UsageError
-from conveyor.gates import alerts, approval, clean, flags, lock, migrations, promotion, window
+from conveyor.gates import alerts, approval, clean, consistency, flags, lock, migrations, promotion, window
 from conveyor.gates.base import GateContext, GateVerdict
 
 Gate = Callable[[GateContext], GateVerdict | None]
@@ -17,6 +17,7 @@ GATES: tuple[Gate, ...] = (
     lock.check,
     promotion.check,
     clean.check,
+    consistency.check,
     window.check,
     alerts.check,
     approval.check,

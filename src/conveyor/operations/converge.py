@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,11 @@ from conveyor.engine.events import EventBus, Subscriber
 from conveyor.engine.plan import make_plan
 from conveyor.engine.results import HostOutcome, HostStatus
 from conveyor.engine.rollout import Rollout, RolloutSpec, Shipment
+from conveyor.engine.stack import Reading, stack_of
 from conveyor.errors import ArtifactError, UsageError
+from conveyor.gates.drift import against
 from conveyor.inventory import Host
+from conveyor.operations.stack import rows_of
 from conveyor.operations.workspace import Workspace
 from conveyor.transport.local import ThisMachine
 
@@ -62,6 +66,31 @@ def host_name(given: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", socket.gethostname()).strip("-.") or "localhost"
 
 
+def region_judge(environment: str, region: str, stack: Any, on_drift: str, warnings: list[str]
+                 ) -> Callable[[Host, Mapping[str, Reading]], str | None]:
+    """What converge asks of this host's components: the values its region's hosts ran when the region was last
+    deployed (its pointer's `stack`). A value not among them refuses the install (`consistency.converge:
+    refuse`: a stale image never serves traffic silently) or is added to `warnings` (`warn`)."""
+    def judge(host: Host, readings: Mapping[str, Reading]) -> str | None:
+        expected = stack.get(host.role) if isinstance(stack, dict) else None
+        if not isinstance(expected, dict):
+            return None  # the region's pointer says nothing of this role's stack: nothing to compare with
+        reference = {name: [v for v in values if isinstance(v, str)] for name, values in expected.items()
+                     if isinstance(values, list)}
+        findings = against("this host", rows_of(host, readings), reference, kind="region",
+                           where=f"{environment}/{region}'s {host.role} hosts")
+        if not findings:
+            return None
+        detail = "; ".join(f.detail for f in findings)
+        if on_drift == "refuse":
+            return (f"not installed: its stack differs from its region's: {detail} (a stale image? "
+                    "consistency.converge: warn lets it in)")
+        warnings.append(detail)
+        return None
+
+    return judge
+
+
 def _region_store(ws: Workspace, region: str) -> ArtifactStore:
     """Where the region's hosts read pointers and releases: its own S3 store if it has one."""
     return ws.artifacts.region_store(region)
@@ -96,6 +125,11 @@ def converge(ws: Workspace, environment: str, region: str, role: str, *, name: s
         shipments={release.id: Shipment(release.id, release.sha256, release.path, release.compression)},
         limits={region: ws.limits(environment)[region]}, revert_on_failure=True, bake_canaries=False,
     )
+    warnings: list[str] = []
+    if ws.config.consistency is not None:
+        spec.stack = stack_of(ws.config.consistency)
+        spec.judge_stack = region_judge(environment, region, pointer.get("stack"), ws.config.consistency.converge,
+                                        warnings)
     rollout = Rollout(ws.config, spec, ThisMachine(root), EventBus(subscribers or []))
     outcome = asyncio.run(rollout.run(plan))[0].hosts[0]
     if outcome.status == HostStatus.UNCHANGED:
@@ -104,5 +138,7 @@ def converge(ws: Workspace, environment: str, region: str, role: str, *, name: s
         status, message = "converged", f"now runs {release.id} (was {outcome.previous or 'nothing'})"
     else:
         status, message = "failed", f"{outcome.step}: {outcome.error}"
+    if warnings:
+        message = f"{message}; warning: {'; '.join(warnings)}"
     return ConvergeResult(environment, region, role, host.name, release.id, status, message, outcome)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,9 @@ class StoreRecorder:
         self.results: list[dict[str, Any]] = []
         self.releases: list[tuple[str, str, str, str | None]] = []
         self.components: list[ComponentRow] = []  # what hosts' probe steps said of their stack
+        # region → role → component → how many of its hosts said each value, for the region's pointer file:
+        # converge lets a new instance in only with the value most of them run
+        self.stacks: dict[str, dict[str, dict[str, Counter[str]]]] = {}
         self.flushed = time.monotonic()
         self.closed = False
 
@@ -100,6 +104,10 @@ class StoreRecorder:
                     self.releases.append((host.name, host.region, host.role, outcome.release))
                 self.components += [ComponentRow(host.name, host.region, host.role, name, r.value, r.error)
                                     for name, r in outcome.components.items()]
+                for name, reading in outcome.components.items():
+                    if reading.value is not None:
+                        (self.stacks.setdefault(host.region, {}).setdefault(host.role, {})
+                         .setdefault(name, Counter())[reading.value]) += 1
                 if len(self.results) >= FLUSH_HOSTS or time.monotonic() - self.flushed >= FLUSH_SECONDS:
                     self.flush()
                 return
@@ -116,8 +124,11 @@ class StoreRecorder:
         """Write the region's pointer file too; a failure is a warning, and the state store's pointer stands."""
         if self.pointer_files is None:
             return
+        stack = {role: {name: sorted(v for v, n in counts.items() if n == max(counts.values()))
+                        for name, counts in components.items()}
+                 for role, components in self.stacks.get(region, {}).items()}
         try:
-            self.pointer_files.write(self.environment, region, release, self.deployment_id)
+            self.pointer_files.write(self.environment, region, release, self.deployment_id, stack=stack or None)
         except Exception as exc:  # the file serves hosts that start later: never worth failing a deployment
             reason = exc.message if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
             print(f"conveyor: warning: {self.environment}/{region}: the pointer file was not written "

@@ -8,6 +8,7 @@ from pathlib import Path
 from conveyor.artifact import Release, build_release, git_info, run_build
 from conveyor.artifact.release import working_tree_changes
 from conveyor.errors import ArtifactError
+from conveyor.operations.stack import build_stack
 from conveyor.operations.workspace import Workspace
 
 
@@ -27,7 +28,7 @@ def build(ws: Workspace, *, ref: str | None = None) -> tuple[Release, bool]:
     diff = working_tree_changes(ws.directory, ignore=_own_directories(ws)) if git is not None else None
     release, created = build_release(source, ws.artifacts, user=ws.user, now=datetime.now(UTC), git=git,
                                      compression=ws.config.artifact.compression, diff_sha256=diff)
-    record_release(ws, release)
+    record_release(ws, release, stack=build_stack(ws))
     return release, created
 
 
@@ -40,10 +41,14 @@ def _own_directories(ws: Workspace) -> tuple[str, ...]:
     return tuple(own)
 
 
-def record_release(ws: Workspace, release: Release) -> None:
+def record_release(ws: Workspace, release: Release, *, stack: dict[str, dict[str, str | None]] | None = None
+                   ) -> None:
     """Remember a release in the state store, with the migrations it carries (when the config has them), so
-    a rollback can tell what the schema needs even once the tarball has left the store."""
+    a rollback can tell what the schema needs even once the tarball has left the store, and the stack it was
+    built on (`consistency.build`, as this machine answered; the first build of a content is the one kept)."""
     manifest = release.manifest()
+    if stack:
+        manifest["stack"] = stack
     if ws.config.migrations is not None:
         from conveyor.migrations.catalog import migrations_of
 

@@ -31,12 +31,13 @@ class Request:
     auto: bool = False                 # a pipeline deploying on merge: only where `auto: true`
     approval: int | None = None        # an approved request (`--request ID`)
     force: bool = False                # roll back across an applied contract migration (needs a reason; audited)
+    accept_drift: bool = False         # deploy onto hosts whose stack drifts (needs a reason; audited)
 
     @property
     def overrides(self) -> list[str]:
         """The audited overrides this request asks for."""
         return [name for name, on in (("break_glass", self.break_glass), ("skip_promotion", self.skip_promotion),
-                                      ("force", self.force)) if on]
+                                      ("force", self.force), ("accept_drift", self.accept_drift)) if on]
 
 Confirm = Callable[[Plan, str], bool]
 

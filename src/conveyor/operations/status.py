@@ -12,7 +12,7 @@ from conveyor.engine.probe import Probe
 from conveyor.engine.rollout import survey
 from conveyor.engine.stack import stack_of
 from conveyor.inventory import Host
-from conveyor.operations.stack import record_stack
+from conveyor.operations.stack import deployment_stack, record_stack
 from conveyor.operations.workspace import Workspace
 
 
@@ -155,4 +155,4 @@ def deployment_detail(ws: Workspace, deployment_id: int) -> dict[str, Any] | Non
                  "diff_sha256": manifest.get("diff_sha256"), "created_at": manifest.get("created_at"),
                  "user": manifest.get("user")}
     return {**record, "built": built, "hosts": ws.store.host_results(deployment_id),
-            "measurements": ws.store.measurements(deployment_id)}
+            "measurements": ws.store.measurements(deployment_id), "stack": deployment_stack(ws, record, manifest)}

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from conveyor.artifact.base import Stack
 from conveyor.artifact.pointers import pointer_document, pointer_name
 from conveyor.artifact.release import Release, is_release_id
 from conveyor.artifact.s3.client import Bucket, S3Client
@@ -190,7 +191,8 @@ class S3Store:
         return self.location.key(pointer_name(environment, region))
 
     def write_pointer(self, environment: str, region: str, release_id: str, *, app: str,
-                      deployment_id: int | None, user: str, now: datetime | None = None) -> dict[str, Any]:
+                      deployment_id: int | None, user: str, now: datetime | None = None,
+                      stack: Stack | None = None) -> dict[str, Any]:
         """Point (environment, region) at a release in the region's store, copying the release there first
         if it is missing: one PUT, so a reader sees the old pointer or the new one. The document written."""
         release = self._release(release_id, self._manifest(release_id))
@@ -199,7 +201,8 @@ class S3Store:
         key = target._release_key(target._tarball_name(release_id, target._manifest(release_id)))
         document = pointer_document(
             app=app, environment=environment, region=region, release=release, deployment_id=deployment_id,
-            user=user, now=now, artifact={"url": f"s3://{target.bucket}/{key}", "bucket": target.bucket, "key": key})
+            user=user, now=now, stack=stack,
+            artifact={"url": f"s3://{target.bucket}/{key}", "bucket": target.bucket, "key": key})
         target._bucket.put_json(target.pointer_key(environment, region), document, "write the pointer")
         return document
 
