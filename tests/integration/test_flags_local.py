@@ -251,3 +251,21 @@ def test_an_openfeature_app_in_file_mode_sees_each_change_without_restarting(sho
         assert app.pid == app.process.pid
     finally:
         app.stop()
+
+
+def test_plan_shows_the_flag_changes_a_deploy_carries_and_the_deploy_writes_them(shop: Any) -> None:
+    plan = shop.json("plan", ENV)
+    assert plan["flags"] == {}  # the first deploy carried the documents already
+    assert served(shop, "za", "za-web-1", "banner") == "festive"
+    (shop.root / "flags" / "flags.yaml").write_text(FLAGS + """\
+  dark-mode:
+    state: ENABLED
+    variants: {"on": true, "off": false}
+    defaultVariant: "off"
+""", encoding="utf-8")
+    plan = shop.json("plan", ENV)
+    assert plan["flags"] == {region: [{"flag": "dark-mode", "from": None, "to": "off"}] for region in ("uk", "za")}
+    assert "flag uk dark-mode: (new) → off" in shop.run("plan", ENV).stdout
+    shop.ship(ENV, "2")
+    assert served(shop, "uk", "uk-web-1", "dark-mode") == "off"
+    assert shop.json("plan", ENV)["flags"] == {}

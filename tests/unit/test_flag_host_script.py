@@ -178,3 +178,26 @@ def test_flags_ids_are_the_first_twelve_hex_digits() -> None:
 def test_a_relative_path_on_host_is_under_deploy_to() -> None:
     assert FlagWork({}, "shared/flags.json", {}).path("/srv/www") == "/srv/www/shared/flags.json"
     assert FlagWork({}, "/etc/flags.json", {}).path("/srv/www") == "/etc/flags.json"
+
+
+def test_a_deploys_switch_carries_the_flags_file_in_the_same_round_trip(host: Host) -> None:
+    release = Path(host.deploy_to, "releases", "R1")
+    release.mkdir(parents=True)
+    doc = file_of('{"flags": {}}\n')
+    env = {"CONVEYOR_FLAGS_PATH": "shared/flags.json", "CONVEYOR_FLAGS_CONTENT": doc.content,
+           "CONVEYOR_FLAGS_SHA256": doc.sha256}
+    line = commands.activate(host.deploy_to, "R1", "{}", "{}", 'env | grep -c CONVEYOR_FLAGS_ > flags-env || :', env)
+    done = subprocess.run(["sh", "-c", line], cwd=host.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          check=False)
+    assert done.returncode == 0, done.stdout
+    assert host.read() == doc.content
+    assert dict(markers(done.stdout.decode()))["changed"] == "yes"
+    assert (release / "flags-env").read_text().strip() == "0"  # nothing of it reaches the restart
+
+
+def test_a_switch_without_flags_writes_no_flags_file(host: Host) -> None:
+    Path(host.deploy_to, "releases", "R1").mkdir(parents=True)
+    done = subprocess.run(["sh", "-c", commands.activate(host.deploy_to, "R1", "{}", "{}", "", {})], cwd=host.cwd,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    assert done.returncode == 0
+    assert not Path(host.path).exists()

@@ -145,3 +145,13 @@ def test_window_false_means_nothing_outside_flag_changes(kind: str) -> None:
     else:
         assert verdict is not None
         assert verdict.override is None
+
+
+def test_migrations_are_matched_by_name_without_their_directory_or_extension() -> None:
+    facts = FlagFacts(switched_on={"uk": (NEEDS_MIGRATION,)}, applied={"uk": frozenset({"0042_add.sql"})})
+    assert gate.check(context("flags", facts)).open  # type: ignore[union-attr]
+    held = FlagFacts(off={"new-checkout": ("production/za",)}, contracts={"0050_drop": "new-checkout"})
+    verdict = gate.check(context("deploy", held, migrations={
+        "uk": Schema(to_run=(Planned("contract/0050_drop.sql"),))}))
+    assert verdict is not None
+    assert verdict.holds

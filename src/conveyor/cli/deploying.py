@@ -100,6 +100,9 @@ def render_plan(document: dict[str, Any]) -> None:
             for item in migrations[phase]:
                 when = "waits until every region runs it" if phase == "waiting" else f"runs before {region} switches"
                 say(f"migration {region} {item['name']} ({item['phase']}, {item['class']}): {when}")
+    for region, changes in (document.get("flags") or {}).items():
+        for change in changes:
+            say(f"flag {region} {change['flag']}: {change['from'] or '(new)'} → {change['to'] or '(removed)'}")
     say("each host: " + " → ".join(document["steps"]))
     estimate = document["estimate"]
     if estimate["per_host_step"] is None:

@@ -240,6 +240,8 @@ class Mover:
         env = self.env(host, release, previous, kind, deploy_to)
         if expect is not None:
             env["CONVEYOR_EXPECT_CURRENT"] = expect
+        if self.spec.carry is not None and release and kind == self.spec.kind:
+            env.update(self.spec.carry(host))
         done = await self.run(outcome, "switch", commands.activate(
             deploy_to, release or "", json.dumps(entry, sort_keys=True), json.dumps(ready, sort_keys=True),
             role.restart or "", env, keep=self.config.keep_releases if prune is not None else None,

@@ -95,6 +95,9 @@ class RolloutSpec:
     stack: Callable[[Host], Sequence[ComponentProbe]] | None = None
     judge_stack: Callable[[Host, Mapping[str, Reading]], str | None] | None = None
     work: HostWork | None = None                               # None: move releases
+    # What a deploy's switch carries besides the release: variables for a host's activate script (the region's
+    # flags file: CONVEYOR_FLAGS_PATH, _CONTENT, _SHA256), written in the same round trip.
+    carry: Callable[[Host], Mapping[str, str]] | None = None
 
     def limits_for(self, region: str) -> Limits:
         """A region's limits (defaults when it has none of its own)."""

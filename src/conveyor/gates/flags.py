@@ -12,6 +12,8 @@ The operation gives the facts (`context.flags`, built by operations/flagging.py)
 
 from __future__ import annotations
 
+import posixpath
+
 from conveyor.errors import HeldError
 from conveyor.gates.base import GateContext, GateVerdict
 
@@ -27,8 +29,8 @@ def check(context: GateContext) -> GateVerdict | None:
         unmet = []
         for region, flags in sorted(facts.switched_on.items()):
             for flag in flags:
-                applied = facts.applied.get(region, frozenset())
-                if flag.requires_migration and flag.requires_migration not in applied:
+                applied = {_stem(name) for name in facts.applied.get(region, frozenset())}
+                if flag.requires_migration and _stem(flag.requires_migration) not in applied:
                     unmet.append(f"{region}: {flag.key} requires migration {flag.requires_migration}, which is "
                                  "not applied there")
                 older = sorted({r for r in facts.releases.get(region, ()) if flag.requires_release
@@ -43,11 +45,11 @@ def check(context: GateContext) -> GateVerdict | None:
         return GateVerdict(NAME, open=True, detail="every flag switched on has what it requires", listed=False)
     if context.kind != "deploy" or context.migrations is None:
         return None
-    running = {m.name for plan in context.migrations.values() for m in plan.to_run}
+    running = {_stem(m.name) for plan in context.migrations.values() for m in plan.to_run}
     blocked = []
     for migration, key in sorted(facts.contracts.items()):
         where = facts.off.get(key, ())
-        if migration in running and where:
+        if _stem(migration) in running and where:
             blocked.append(f"{migration} removes what flag {key}'s off variant needs, and {', '.join(where)} "
                            f"still serve it off")
     if blocked:
@@ -56,3 +58,9 @@ def check(context: GateContext) -> GateVerdict | None:
             f"{context.environment} is held: {detail}; switch the flag on everywhere first (`conveyor flags "
             "set ENV FLAG VARIANT`)"))
     return None
+
+
+def _stem(name: str) -> str:
+    """A migration as flags name it: `0042_add_col` is `0042_add_col.sql`, and `contract/0050_drop.sql` too."""
+    base = posixpath.basename(name)
+    return base.rsplit(".", 1)[0] if "." in base else base

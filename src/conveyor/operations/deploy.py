@@ -49,11 +49,17 @@ def deploy(ws: Workspace, request: Request, *, subscribers: Sequence[Subscriber]
 
         schema = (release, plan_migrations(ws, request.environment, list(targets), release))
     job = Job("deploy", release.id, targets, shipments, schema=schema)
-    if schema is not None and ws.config.flags is not None:
-        from conveyor.operations.flagging import flag_facts
+    if ws.config.flags is None:
+        return Deployment(ws, request, plan, job, subscribers=subscribers, confirm=confirm).run()
+    from conveyor.operations.flagging import carried, flag_facts, record_written
 
-        job.flags = flag_facts(ws)  # a contract migration waits for the flags whose off variant needs it
-    return Deployment(ws, request, plan, job, subscribers=subscribers, confirm=confirm).run()
+    # The deploy carries each region's flags document (a bad flag file stops it here, before any host changes),
+    # and a contract migration waits for the flags whose off variant needs it.
+    documents, job.carry = carried(ws, request.environment, list(targets)) or ({}, None)
+    job.flags = flag_facts(ws) if schema is not None else None
+    result = Deployment(ws, request, plan, job, subscribers=subscribers, confirm=confirm).run()
+    record_written(ws, result, documents, carried=True)
+    return result
 
 
 __all__ = ["LEASE_SECONDS", "Confirm", "Deployment", "Job", "Request", "approve", "check_gates", "deploy",

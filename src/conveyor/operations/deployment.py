@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -49,6 +49,7 @@ from conveyor.operations.workspace import Workspace
 
 if TYPE_CHECKING:
     from conveyor.flags import FlagFacts
+    from conveyor.inventory import Host
     from conveyor.operations.migrations import RegionMigrations
     from conveyor.state.store import Lease, Store
 
@@ -72,6 +73,7 @@ class Job:
     schema: tuple[Release, dict[str, RegionMigrations]] | None = None
     work: HostWork | None = None       # a deployment of kind `flags` writes flags files instead
     flags: FlagFacts | None = None     # what the flags gate judges
+    carry: Callable[[Host], Mapping[str, str]] | None = None  # what a deploy's switch carries (flags)
 
 
 class Deployment:
@@ -226,6 +228,7 @@ class Deployment:
             pull=pull_source(ws, env),
             stack=stack_of(ws.config.consistency),
             work=job.work,
+            carry=job.carry,
         )
         if job.schema is not None and any(p.to_run for p in job.schema[1].values()):
             add_migrations(ws, spec, job.schema[0], job.schema[1], deployment_id)

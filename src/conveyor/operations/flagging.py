@@ -10,7 +10,7 @@ recorded once hosts have them: for every region if all succeeded, else for the r
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from conveyor.config.flagging import ALL_REGIONS, FlagSettings
@@ -34,15 +34,31 @@ from conveyor.flags import (
     set_override,
     switched_on,
 )
+from conveyor.inventory import Host
 from conveyor.operations.deployment import Deployment, Job, single_target
 from conveyor.operations.request import Confirm, Request, plan_for
 from conveyor.operations.workspace import Workspace
 
-__all__ = ["EVENT", "LIVE", "change", "diff", "flag_facts", "flag_set", "layers", "live_overrides", "matrix",
-           "rollback_flags", "settings"]
+__all__ = [
+    "EVENT",
+    "LIVE",
+    "WRITTEN",
+    "carried",
+    "change",
+    "diff",
+    "flag_facts",
+    "flag_set",
+    "layers",
+    "live_overrides",
+    "matrix",
+    "pending",
+    "rollback_flags",
+    "settings",
+]
 
 LIVE = "flags set"      # the layer `flags set/rollout` edit, as the matrix names its source
 EVENT = "flags_set"     # the state store event that holds an environment's live overrides after a change
+WRITTEN = "flags_written"  # ... and the one that holds the document each region's hosts were last given
 MAX_DOCUMENT = 100_000  # bytes: a host command's argument must stay well under the kernel's 128 KiB
 
 
@@ -196,7 +212,11 @@ def _roll(ws: Workspace, request: Request, flags: FlagSet, current: Overrides, w
 
 
 def _file(flags: FlagSet, resolved: Mapping[str, Resolved]) -> FlagFile:
-    text = encode(document(flags, resolved))
+    return _text(document(flags, resolved))
+
+
+def _text(doc: Mapping[str, Any]) -> FlagFile:
+    text = encode(doc)
     if len(text.encode("utf-8")) > MAX_DOCUMENT:
         raise UsageError(f"the flags document is over {MAX_DOCUMENT} bytes: split the flags or shorten targeting")
     return FlagFile(text, hashlib.sha256(text.encode("utf-8")).hexdigest())
@@ -230,6 +250,76 @@ def _record(ws: Workspace, result: DeploymentResult, env: str, current: Override
     ws.store.add_event(EVENT, ws.user, environment=env, deployment_id=result.id, regions=done,
                        overrides=_stored(recorded), before=_stored(current),
                        documents={o.region: o.target for o in result.regions if o.region in done})
+    record_written(ws, result, {r: document(flags, after[r]) for r in done})
+
+
+def record_written(ws: Workspace, result: DeploymentResult, documents: Mapping[str, Mapping[str, Any]], *,
+                   carried: bool = False) -> None:
+    """Remember the document each region now has (what `plan` compares a deploy's with): the regions that
+    succeeded; for a deploy (`carried`), those whose every host switched (a host already running the release
+    does not switch, and keeps its file)."""
+    done = {o.region for o in result.regions if (o.status == RegionStatus.SUCCEEDED and not carried)
+            or (carried and o.hosts and all(h.status == "succeeded" for h in o.hosts))}
+    if not done:
+        return
+    known = dict(last_written(ws, result.environment))
+    known.update({region: dict(doc) for region, doc in documents.items() if region in done})
+    ws.store.add_event(WRITTEN, ws.user, environment=result.environment, deployment_id=result.id, documents=known)
+
+
+def last_written(ws: Workspace, env: str) -> dict[str, dict[str, Any]]:
+    """region → the flags document its hosts were last given by Conveyor (as far as the state store knows)."""
+    event = ws.store.last_event(WRITTEN, env)
+    return dict((event or {}).get("data", {}).get("documents") or {})
+
+
+def current_documents(ws: Workspace, env: str, regions: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """region → the flags document its hosts should have now (the file, conveyor.yml's and the live overrides)."""
+    flags = flag_set(ws)
+    env_layers = layers(ws, flags, env)
+    return {region: document(flags, resolve(flags, env, region, env_layers)) for region in regions}
+
+
+def carried(ws: Workspace, env: str, regions: Sequence[str]) -> tuple[dict[str, dict[str, Any]], Callable[
+        [Host], dict[str, str]]] | None:
+    """What a deploy carries to each region: its flags document, written in the switch's round trip (None
+    without a flags: section). A bad flag file stops the deploy here, before any host changes."""
+    if ws.config.flags is None:
+        return None
+    docs = current_documents(ws, env, regions)
+    files = {region: _text(doc) for region, doc in docs.items()}
+    path = settings(ws).path_on_host or "shared/flags.json"
+
+    def carry(host: Host) -> dict[str, str]:
+        file = files[host.region]
+        return {"CONVEYOR_FLAGS_PATH": path, "CONVEYOR_FLAGS_CONTENT": file.content,
+                "CONVEYOR_FLAGS_SHA256": file.sha256}
+
+    return docs, carry
+
+
+def pending(ws: Workspace, env: str, regions: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """`plan`'s flags: per region, each flag whose definition a deploy would change on its hosts."""
+    before = last_written(ws, env)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for region, doc in current_documents(ws, env, regions).items():
+        old = (before.get(region) or {}).get("flags") or {}
+        new = doc["flags"]
+        changes = [{"flag": key, "from": _served(old.get(key)), "to": _served(new.get(key))}
+                   for key in sorted({*old, *new}) if old.get(key) != new.get(key)]
+        if changes:
+            out[region] = changes
+    return out
+
+
+def _served(body: Mapping[str, Any] | None) -> str | None:
+    if body is None:
+        return None
+    fractional = (body.get("targeting") or {}).get("fractional")
+    if isinstance(fractional, list) and fractional and isinstance(fractional[0], list):
+        return f"{fractional[0][0]} {fractional[0][1]}% (else {body['defaultVariant']})"
+    rule = " (targeted)" if body.get("targeting") else ""
+    return f"{body['defaultVariant']}{rule}" + (" (disabled)" if body.get("state") == "DISABLED" else "")
 
 
 def _setting(overrides: Overrides, env: str, region: str, flag: str) -> Setting | None:

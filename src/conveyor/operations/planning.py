@@ -62,8 +62,13 @@ def preview(ws: Workspace, request: Request, kind: str,
         from conveyor.operations.migrations import plan_migrations
 
         schema = plan_migrations(ws, plan.environment, regions, release)
+    facts = None
+    if schema is not None and ws.config.flags is not None:
+        from conveyor.operations.flagging import flag_facts
+
+        facts = flag_facts(ws)
     judged = judge(gate_context(ws, request, kind, release_id, explicit=kind == "deploy" or bool(request.release),
-                                regions=regions, migrations=schema))
+                                regions=regions, migrations=schema, flags=facts))
     document = plan_document(ws, plan, release, kind, judged.listed(), built=built, migrations=schema)
     problem = judged.problem
     if problem is not None:
@@ -126,6 +131,11 @@ def plan_document(ws: Workspace, plan: Plan, release: Release | str | None, kind
         "commits": plan_commits(ws, plan.environment, [r.region for r in plan.regions],
                                 release_id if kind == "deploy" else None),
     }
+    if ws.config.flags is not None and kind == "deploy":
+        from conveyor.operations.flagging import pending
+
+        # region → [{"flag", "from", "to"}]: what the deploy's switch writes to the region's flags file
+        document["flags"] = pending(ws, plan.environment, [r.region for r in plan.regions])
     if ws.config.migrations is not None and kind == "deploy" and isinstance(release, Release):
         from conveyor.operations.migrations import plan_migrations
 

@@ -38,6 +38,13 @@ fi
 # A torn last line (its writer died mid-line) must not swallow this entry: end that line first.
 if [ -s "$journal" ] && [ -n "$(tail -c 1 -- "$journal")" ]; then printf '\n' >> "$journal"; fi
 printf '%s\n' "$line" >> "$journal"
+# A deploy carries the region's flags file (CONVEYOR_FLAGS_*: see write_flags), written before the restart so
+# the new release starts with it; nothing of it reaches the restart's environment.
+if [ -n "$rel" ] && [ -n "${CONVEYOR_FLAGS_SHA256-}" ]; then
+  step flags
+  write_flags "$d" "$CONVEYOR_FLAGS_PATH" "$CONVEYOR_FLAGS_CONTENT" "$CONVEYOR_FLAGS_SHA256"
+fi
+unset CONVEYOR_FLAGS_PATH CONVEYOR_FLAGS_CONTENT CONVEYOR_FLAGS_SHA256
 step restart
 if [ -n "$rel" ] && [ -n "$restart" ]; then
   # A subshell, so the cd does not change what a relative DEPLOY_TO names for the ready line.

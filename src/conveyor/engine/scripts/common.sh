@@ -261,3 +261,32 @@ place_release() {
     mv -- "$3.d" "$1/releases/$2"
   fi
 }
+# write_flags DEPLOY_TO FILE CONTENT SHA256: make FILE (relative: under DEPLOY_TO) hold CONTENT, whose sha256 is
+# SHA256: written beside it and renamed over it, what it replaced kept in DEPLOY_TO/.conveyor/ (never in
+# shared/). Says was=SHA256 of the file it found (empty: none), then unchanged=yes, or changed=yes once replaced
+# (and sets wchanged to no or yes).
+write_flags() {
+  wd=$1 wf=$2 wc=$3 ws=$4 wchanged=no
+  case $wf in /*) ;; *) wf="$wd/$wf" ;; esac
+  wk="$wd/.conveyor/flags.previous.json"
+  need sha256sum
+  must "make ${wf%/*}" mkdir -p -- "${wf%/*}" "$wd/.conveyor"
+  ww=
+  if [ -f "$wf" ]; then ww=$(sha256sum < "$wf") || ww=; ww=${ww%% *}; fi
+  say "was=$ww"
+  if [ "$ww" = "$ws" ]; then say "unchanged=yes"; return 0; fi
+  wchanged=yes
+  if [ -n "$ww" ]; then
+    must "keep the flags file it replaces" cp -- "$wf" "$wk.tmp.$$"
+    must "keep the flags file it replaces" mv -f -- "$wk.tmp.$$" "$wk"
+    rm -f -- "$wk.absent"
+  else
+    rm -f -- "$wk"
+    : > "$wk.absent"
+  fi
+  printf '%s' "$wc" > "$wf.conveyor.$$" || { rm -f -- "$wf.conveyor.$$"; fail "$EXIT_CANNOT_WRITE" "cannot write $wf"; }
+  wg=$(sha256sum < "$wf.conveyor.$$") || wg=
+  [ "${wg%% *}" = "$ws" ] || { rm -f -- "$wf.conveyor.$$"; fail "$EXIT_CHECKSUM_MISMATCH" "the flags file written is not the one sent"; }
+  must "replace $wf" mv -f -- "$wf.conveyor.$$" "$wf"
+  say "changed=yes"
+}

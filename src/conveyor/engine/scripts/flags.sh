@@ -10,29 +10,16 @@ cur=
 if [ -L "$d/current" ]; then cur=$(readlink -- "$d/current") || cur=; cur=${cur##*/}; fi
 say "release=$cur"
 step flags
-need sha256sum
-case $file in */*) dir=${file%/*} ;; *) dir=. ;; esac
-must "make ${dir:-/}" mkdir -p -- "${dir:-/}" "$d/.conveyor"
-was=
-if [ -f "$file" ]; then was=$(sha256sum < "$file") || was=; was=${was%% *}; fi
-say "was=$was"
 case $mode in
   write)
-    if [ "$was" = "$sum" ]; then say "unchanged=yes"; step done; exit 0; fi
-    if [ -n "$was" ]; then
-      must "keep the flags file it replaces" cp -- "$file" "$keep.tmp.$$"
-      must "keep the flags file it replaces" mv -f -- "$keep.tmp.$$" "$keep"
-      rm -f -- "$keep.absent"
-    else
-      rm -f -- "$keep"
-      : > "$keep.absent"
-    fi
-    printf '%s' "$content" > "$file.conveyor.$$" || { rm -f -- "$file.conveyor.$$"; fail "$EXIT_CANNOT_WRITE" "cannot write $file"; }
-    got=$(sha256sum < "$file.conveyor.$$") || got=
-    [ "${got%% *}" = "$sum" ] || { rm -f -- "$file.conveyor.$$"; fail "$EXIT_CHECKSUM_MISMATCH" "the flags file written is not the one sent"; }
-    must "replace $file" mv -f -- "$file.conveyor.$$" "$file"
+    write_flags "$d" "$file" "$content" "$sum"
+    [ "$wchanged" = yes ] || { step done; exit 0; }
     ;;
   revert)
+    need sha256sum
+    was=
+    if [ -f "$file" ]; then was=$(sha256sum < "$file") || was=; was=${was%% *}; fi
+    say "was=$was"
     if [ -f "$keep" ]; then
       must "restore $file" cp -- "$keep" "$file.conveyor.$$"
       must "restore $file" mv -f -- "$file.conveyor.$$" "$file"
@@ -41,10 +28,10 @@ case $mode in
     else
       fail "$EXIT_RELEASE_MISSING" "no earlier flags file is kept on this host to switch back to"
     fi
+    say "changed=yes"
     ;;
   *) fail "$EXIT_BAD_ARGUMENT" "unknown mode $mode" ;;
 esac
-say "changed=yes"
 journal="$d/.conveyor/flags.jsonl"
 if [ -s "$journal" ] && [ -n "$(tail -c 1 -- "$journal")" ]; then printf '\n' >> "$journal"; fi
 printf '%s\n' "$line" >> "$journal"
