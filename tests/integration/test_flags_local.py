@@ -165,7 +165,7 @@ def test_an_override_naming_an_unknown_variant_in_conveyor_yml_is_a_config_error
 def test_switching_on_a_flag_whose_migration_is_not_applied_is_refused_and_changes_nothing(shop: Any) -> None:
     failed = shop.run("flags", "set", ENV, "fast-path", "on", "--reason", "x", "--yes", expect=3)
     assert "fast-path requires migration 0042_add_col, which is not applied there" in failed.stderr
-    assert served(shop, "uk", "uk-web-1", "fast-path") is None
+    assert served(shop, "uk", "uk-web-1", "fast-path") == "off"  # as the deploy carried it
     assert shop.json("history", ENV)["deployments"][0]["status"] == "blocked"
 
 
