@@ -45,6 +45,7 @@ from conveyor.operations.integrations import integrations
 from conveyor.operations.recording import StoreRecorder
 from conveyor.operations.request import Confirm, Request
 from conveyor.operations.shipping import add_migrations, delta_factory, inventory_refresher, pull_source
+from conveyor.operations.stack import promotion_judge
 from conveyor.operations.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -227,6 +228,8 @@ class Deployment:
             refresh_hosts=inventory_refresher(ws, env, request) if deploying else None,
             pull=pull_source(ws, env),
             stack=stack_of(ws.config.consistency),
+            judge_stack=(promotion_judge(ws, env, job.release) if deploying and not request.accept_drift
+                         else None),
             work=job.work,
             carry=job.carry,
         )

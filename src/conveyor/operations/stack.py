@@ -15,7 +15,7 @@ from conveyor.engine.probe import Probe, parse_probe, tail
 from conveyor.engine.stack import ComponentProbe, Reading, read_components
 from conveyor.errors import ConveyorError
 from conveyor.gates.consistency import built_with
-from conveyor.gates.drift import spread
+from conveyor.gates.drift import against, reference_of, spread
 from conveyor.inventory import Host
 from conveyor.operations.workspace import Workspace
 from conveyor.state.components import ComponentRow
@@ -97,3 +97,34 @@ def _by_component(rows: Sequence[ComponentRow]) -> dict[str, dict[str, list[str]
     return {component: {**spread(group), **({"(unreadable)": sorted(r.host for r in group if r.value is None)}
                                            if any(r.value is None for r in group) else {})}
             for component, group in by.items()}
+
+
+def promotion_judge(ws: Workspace, env: str, release: str | None
+                    ) -> Callable[[Host, Mapping[str, Reading]], str | None] | None:
+    """For a deploy to an environment in `consistency.match`: a judge of each host's probe step, so a host
+    whose stack changed since it last answered (the gate judged what it said then) is refused before anything
+    is put on it, in the round trip the deploy makes anyway. Its reference: what the release's hosts ran where
+    it was promoted from, and what it was built with. None when there is nothing to compare with."""
+    consistency = ws.config.consistency
+    if consistency is None or release is None or env not in consistency.match:
+        return None
+    source = ws.config.environments[env].promote_from
+    tested = ws.store.release_components(source, release) if source else None
+    reference = {name: list(values) for name, values in reference_of(tested[1]).items()} if tested else {}
+    wheres = [f"{source}, where {release} was tested"] if tested else []
+    for name, value in built_with(ws.store.release_manifest(release) or {}).items():
+        reference[name] = [v for v in reference.get(name, []) if v == value] if name in reference else [value]
+        if f"the build of {release}" not in wheres:
+            wheres.append(f"the build of {release}")
+    if not reference:
+        return None
+    where = " and ".join(wheres)
+
+    def judge(host: Host, readings: Mapping[str, Reading]) -> str | None:
+        findings = against("this host", rows_of(host, readings), reference, kind="promotion", where=where)
+        if not findings:
+            return None
+        return (f"not deployed: its stack drifted: {'; '.join(f.detail for f in findings)} "
+                "(--accept-drift --reason TEXT deploys anyway)")
+
+    return judge
