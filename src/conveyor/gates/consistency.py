@@ -10,12 +10,17 @@ through, audited.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from conveyor.errors import HeldError
 from conveyor.gates.base import GateContext, GateVerdict
-from conveyor.gates.drift import Finding, against, reference_of, within_roles
+from conveyor.gates.drift import Answer, Finding, across, against, reference_of, within_roles
+
+if TYPE_CHECKING:
+    from conveyor.config.models import Consistency
 
 NAME = "consistency"
 OVERRIDE = "accept_drift"
@@ -71,3 +76,50 @@ def built_with(manifest: Mapping[str, Any]) -> dict[str, str]:
         return {}
     return {name: reading["value"] for name, reading in stack.items()
             if isinstance(reading, Mapping) and isinstance(reading.get("value"), str)}
+
+
+class StackLedger(Protocol):
+    """What drift across environments reads from the state store (conveyor.state.store.Store is one)."""
+
+    def host_components(self, environment: str) -> Sequence[Answer]:
+        """Every host's latest answer for each component."""
+        ...
+
+    def pointers(self, environment: str) -> dict[str, dict[str, Any]]:
+        """region → its pointer ({"release", ...})."""
+        ...
+
+    def release_manifest(self, release_id: str) -> dict[str, Any] | None:
+        """A release's recorded manifest."""
+        ...
+
+
+@dataclass(frozen=True)
+class Survey:
+    """The environments' stacks as last said, and their drift: `conveyor consistency` and the metrics."""
+
+    answers: Mapping[str, Sequence[Answer]]              # environment → its hosts' answers
+    running: Mapping[str, str | None]                    # environment → the release most regions point at
+    built: Mapping[str, Mapping[str, str]]               # environment → what that release was built with
+    findings: Mapping[str, Sequence[Finding]]            # environment → drift found in it (within roles, build)
+    across: Sequence[Finding]                            # match environments that differ
+
+
+def survey(ledger: StackLedger, consistency: Consistency, environments: Sequence[str]) -> Survey:
+    """Every environment's answers and drift: hosts of a role that disagree; for environments in match, hosts
+    unlike the build of the release they run, and environments that differ from each other."""
+    answers = {env: [a for a in ledger.host_components(env) if a.component in consistency.components]
+               for env in environments}
+    running: dict[str, str | None] = {}
+    built: dict[str, dict[str, str]] = {}
+    findings: dict[str, list[Finding]] = {}
+    for env in environments:
+        pointers = Counter(p.get("release") for p in ledger.pointers(env).values() if p.get("release"))
+        release = running[env] = pointers.most_common(1)[0][0] if pointers else None
+        built[env] = built_with(ledger.release_manifest(release) or {}) if release else {}
+        findings[env] = within_roles(env, answers[env])
+        if built[env] and env in consistency.match:
+            findings[env] += against(env, answers[env], {n: [v] for n, v in built[env].items()}, kind="build",
+                                     where=f"the build of {release}")
+    spread_across = across({env: answers[env] for env in environments if env in consistency.match})
+    return Survey(answers, running, built, findings, spread_across)

@@ -52,8 +52,8 @@ class Family:
         if self.kind == "counter" and not self.name.endswith("_total"):
             raise ValueError(f"{self.name!r} is a counter, so its name ends in _total")
 
-    def add(self, value: float, **labels: str) -> None:
-        """Add a sample."""
+    def add(self, value: float, /, **labels: str) -> None:
+        """Add a sample (a label may be called `value`)."""
         for name in labels:
             if not _LABEL_NAME.match(name) or name.startswith("__"):
                 raise ValueError(f"{name!r} is not a Prometheus label name")

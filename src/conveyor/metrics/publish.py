@@ -88,6 +88,7 @@ class MetricsPublisher:
     def publish(self, result: Any, seconds: float | None) -> None:
         """Compute the metrics and send them to each configured target; failures are warnings."""
         from conveyor.metrics.deployments import collect
+        from conveyor.metrics.stack import collect_stack
 
         context = self.context
         settings = context.config.metrics
@@ -96,6 +97,7 @@ class MetricsPublisher:
             if settings.pushgateway:
                 # The Pushgateway keeps one group per environment: a push replaces that environment's series.
                 families = collect(context.store, app, [self.environment], current=result, current_seconds=seconds)
+                families += collect_stack(context.store, app, [self.environment], context.config.consistency)
                 grouping = {"app": app, "environment": self.environment}
                 self._attempt("pushgateway", settings.pushgateway, lambda: push(
                     settings.pushgateway or "", settings.job, grouping, render(families, drop_labels=grouping),
@@ -106,6 +108,8 @@ class MetricsPublisher:
                 path = path if path.is_absolute() else context.directory / path
                 everywhere = collect(context.store, app, list(context.config.environments), current=result,
                                      current_seconds=seconds)
+                everywhere += collect_stack(context.store, app, list(context.config.environments),
+                                            context.config.consistency)
                 self._attempt("textfile", str(path), lambda: write_textfile(path, render(everywhere)))
         except Exception as exc:  # computing them failed (the state store?): still only a warning
             self._failed("metrics", "", f"{type(exc).__name__}: {exc}")

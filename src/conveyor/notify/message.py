@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from conveyor.gates.drift import names, shown
 from conveyor.secrets import mask
 from conveyor.values import format_duration
 
@@ -78,6 +79,7 @@ class Facts:
     summary: str | None = None                   # the deployment's own one-line account of what went wrong
     job_url: str | None = None
     dirty: str | None = None                     # built from uncommitted changes: what the commit does not say
+    drift: tuple[str, ...] = ()                  # components its hosts disagree on (consistency), one line each
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,9 @@ def body(facts: Facts) -> str:
         lines += [f"  {h.host} ({h.region}{', ' + h.step if h.step else ''}): {_line(h.why)}" for h in shown]
         if len(facts.failed_hosts) > len(shown):
             lines.append(f"  … and {len(facts.failed_hosts) - len(shown)} more")
+    if facts.drift:
+        lines.append("Stack drift:")
+        lines += [f"  {_line(line)}" for line in facts.drift]
     if facts.commits:
         lines.append("Commits:")
         lines += [f"  {c.sha[:8]} {c.author}: {_line(c.subject)}" for c in facts.commits]
@@ -202,6 +207,24 @@ def failed_hosts_of(result: DeploymentResult) -> tuple[FailedHost, ...]:
                 why = f"{why}: {tail[-1].strip()}" if why else tail[-1].strip()
             out.append(FailedHost(host.host.name, region.region, host.step, why or "failed"))
     return tuple(out)
+
+
+def drift_of(result: DeploymentResult) -> tuple[str, ...]:
+    """Each component the deployment's hosts disagree on (as their probe steps said), with the values and the
+    hosts: `perl: 5.36.0 on p1, p2; 5.38.2 on p5`."""
+    values: dict[str, dict[str, list[str]]] = {}
+    for region in result.regions:
+        for host in region.hosts:
+            for name, reading in host.components.items():
+                said = reading.value if reading.value is not None else "unreadable"
+                values.setdefault(name, {}).setdefault(said, []).append(host.host.name)
+    lines = []
+    for name, seen in values.items():
+        if len(seen) > 1:
+            ordered = sorted(seen.items(), key=lambda item: -len(item[1]))
+            lines.append(f"{name}: " + "; ".join(f"{shown(v) if v != 'unreadable' else v} on {names(sorted(h))}"
+                                                 for v, h in ordered))
+    return tuple(lines)
 
 
 def previous_of(result: DeploymentResult) -> dict[str, str | None]:

@@ -17,6 +17,7 @@ from conveyor.notify.message import (
     Facts,
     Message,
     compose,
+    drift_of,
     ends_of,
     failed_hosts_of,
     live_for,
@@ -116,6 +117,7 @@ class Notifier:
             commits=commits,
             summary=result.message,
             dirty=self.context.built_dirty(release),
+            drift=drift_of(result),
         )
         if status == "succeeded" and self.context.kind == "deploy" and self.context.live_here:
             facts = replace(facts, live_for=live_for(commits, self.context.authors))

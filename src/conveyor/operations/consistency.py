@@ -15,17 +15,15 @@ with is its manifest's `stack`; `--local` probes this machine with the same scri
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from conveyor.config.consistency import Consistency
 from conveyor.errors import UsageError
-from conveyor.gates.consistency import built_with
-from conveyor.gates.drift import Finding, across, against, spread, within_roles
+from conveyor.gates.consistency import survey
+from conveyor.gates.drift import Answer, Finding, against, spread
 from conveyor.operations.stack import probe_here
 from conveyor.operations.workspace import Workspace
-from conveyor.state.components import ComponentRow
 
 
 def settings(ws: Workspace) -> Consistency:
@@ -42,18 +40,11 @@ def consistency(ws: Workspace, environments: Sequence[str] = (), *, local: bool 
     for env in environments:
         ws.environment(env)
     envs = list(environments) or list(ws.config.environments)
-    answers = {env: [r for r in ws.store.host_components(env) if r.component in config.components] for env in envs}
-    findings: list[Finding] = []
-    build: dict[str, Any] = {}
-    for env in envs:
-        findings += within_roles(env, answers[env])
-        release = _running(ws, env)
-        values = built_with(ws.store.release_manifest(release) or {}) if release else {}
-        build[env] = {"release": release, "values": {name: values.get(name) for name in config.build}}
-        if values and env in config.match:
-            findings += against(env, answers[env], {n: [v] for n, v in values.items()}, kind="build",
-                                where=f"the build of {release}")
-    findings += across({env: answers[env] for env in envs if env in config.match})
+    found = survey(ws.store, config, envs)
+    answers = found.answers
+    findings: list[Finding] = [f for env in envs for f in found.findings[env]] + list(found.across)
+    build = {env: {"release": found.running[env], "values": {n: found.built[env].get(n) for n in config.build}}
+             for env in envs}
     here = None
     if local:
         readings = probe_here(ws, list(config.components), "local")
@@ -69,11 +60,11 @@ def consistency(ws: Workspace, environments: Sequence[str] = (), *, local: bool 
     }
 
 
-def _matrix(env: str, answers: list[ComponentRow], order: list[str]) -> list[dict[str, Any]]:
+def _matrix(env: str, answers: Sequence[Answer], order: list[str]) -> list[dict[str, Any]]:
     """One row per component, region and role; `common` is the value most of the environment's hosts of that
     role have (what the others differ from)."""
-    groups: dict[tuple[str, str, str], list[ComponentRow]] = {}
-    roles: dict[tuple[str, str], list[ComponentRow]] = {}
+    groups: dict[tuple[str, str, str], list[Answer]] = {}
+    roles: dict[tuple[str, str], list[Answer]] = {}
     for row in answers:
         groups.setdefault((row.component, row.region, row.role), []).append(row)
         roles.setdefault((row.component, row.role), []).append(row)
@@ -86,9 +77,3 @@ def _matrix(env: str, answers: list[ComponentRow], order: list[str]) -> list[dic
                      "values": values, "common": common, "unreadable": unreadable,
                      "consistent": len(values) <= 1 and not unreadable and set(values) <= {common}})
     return rows
-
-
-def _running(ws: Workspace, env: str) -> str | None:
-    """The release most of an environment's regions point at (what its hosts were last deployed with)."""
-    pointers = Counter(p.get("release") for p in ws.store.pointers(env).values() if p.get("release"))
-    return pointers.most_common(1)[0][0] if pointers else None
