@@ -40,8 +40,9 @@ def _unavailable(reason: str) -> None:
 
 
 @contextmanager
-def running(root: Path) -> Iterator[MariaDB]:
-    """A MariaDB server with its datadir under `root`, ready to answer; stopped when the block ends."""
+def running(root: Path, *options: str) -> Iterator[MariaDB]:
+    """A MariaDB server with its datadir under `root`, ready to answer; stopped when the block ends. `options`
+    are added to the server's command line."""
     if MARIADBD is None or INSTALL_DB is None or CLIENT is None:
         _unavailable("MariaDB is not installed (apt-get install mariadb-server)")
     data, socket = root / "data", root / "mariadb.sock"
@@ -53,7 +54,7 @@ def running(root: Path) -> Iterator[MariaDB]:
     server = subprocess.Popen([str(MARIADBD), "--no-defaults", f"--datadir={data}", f"--socket={socket}",
                                "--skip-networking", "--user=root", f"--pid-file={root / 'mariadb.pid'}",
                                "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
-                               "--skip-log-bin", "--character-set-server=utf8mb4"],
+                               "--skip-log-bin", "--character-set-server=utf8mb4", *options],
                               stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60

@@ -191,7 +191,7 @@ PG_CASES = [
     ("ALTER TABLE accounts ALTER COLUMN status DROP DEFAULT;",
      "breaking", "pg.drop-default-not-null", "safe", "pg.set-default"),
     ("ALTER TABLE accounts ALTER COLUMN nickname SET NOT NULL;",
-     "safe", "pg.set-not-null-checked", "needs-window", "pg.set-not-null"),
+     "safe", "pg.set-not-null-checked", "breaking", "pg.set-not-null"),
 ]
 
 

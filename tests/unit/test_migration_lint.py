@@ -33,6 +33,11 @@ CREATE TABLE orders (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 CREATE TABLE customers (id BIGINT NOT NULL PRIMARY KEY, email VARCHAR(255) NOT NULL) DEFAULT CHARSET=utf8mb4;
 CREATE TABLE events (id BIGINT NOT NULL, kind VARCHAR(10) NOT NULL) DEFAULT CHARSET=utf8mb4;
+CREATE TABLE docs (id BIGINT NOT NULL PRIMARY KEY, body TEXT, FULLTEXT KEY ft_body (body)) DEFAULT CHARSET=utf8mb4;
+CREATE TABLE tags (id BIGINT NOT NULL, label VARCHAR(30) NULL, UNIQUE KEY uq_id (id)) DEFAULT CHARSET=utf8mb3;
+CREATE TABLE visits (day DATE NOT NULL, page VARCHAR(100) NOT NULL, PRIMARY KEY (day, page)) DEFAULT CHARSET=latin1
+  PARTITION BY RANGE COLUMNS (day) (PARTITION p1 VALUES LESS THAN ('2026-01-01'),
+                                    PARTITION p2 VALUES LESS THAN (MAXVALUE));
 """
 
 PG_HISTORY = """
@@ -50,13 +55,13 @@ CREATE TYPE mood AS ENUM ('happy', 'sad');
 
 
 def last(sql: str, dialect: str, version: str | None = None, *, history: str = "", phase: str = "expand",
-         squawk: bool | str = False):
+         squawk: bool | str = False, transaction: str | None = None):
     """The verdict on the last statement of `sql`, judged after a history migration."""
     schema = Schema()
     if history:
         judge_sql(history, dialect, version, "expand", path="0001_history.sql", schema=schema, squawk=False)
     verdict = judge_sql(sql, dialect, version, phase, path="0002_change.sql", schema=schema,  # type: ignore[arg-type]
-                        squawk=squawk)
+                        squawk=squawk, transaction=transaction)
     assert verdict.statements, "no statement found"
     return verdict.statements[-1]
 
@@ -82,6 +87,15 @@ MYSQL_CASES = [
      "mysql.add-stored-generated-column"),
     ("ALTER TABLE orders ADD COLUMN doubled INT AS (qty * 2) VIRTUAL", "safe", "mysql.add-virtual-column"),
     ("ALTER TABLE orders ADD COLUMN a INT NULL, ADD COLUMN b INT NULL", "safe", "mysql.add-column"),
+    # a DEFAULT computed row by row copies the table; one the server evaluates once does not
+    ("ALTER TABLE orders ADD COLUMN token CHAR(36) NULL DEFAULT (uuid())", "needs-window",
+     "mysql.add-column-volatile-default"),
+    ("ALTER TABLE orders ADD COLUMN twice INT NULL DEFAULT (qty * 2)", "needs-window",
+     "mysql.add-column-volatile-default"),
+    ("ALTER TABLE orders ADD COLUMN seen_at DATETIME NULL DEFAULT (now())", "safe", "mysql.add-column"),
+    # a VIRTUAL column with an index on it in the same ALTER: not online
+    ("ALTER TABLE orders ADD COLUMN doubled INT AS (qty * 2) VIRTUAL, ADD INDEX idx_doubled (doubled)",
+     "needs-window", "mysql.add-virtual-column-combined"),
     # drops and renames: the running release still uses them
     ("ALTER TABLE orders DROP COLUMN note", "breaking", "mysql.drop-column"),
     ("ALTER TABLE orders DROP note", "breaking", "mysql.drop-column"),
@@ -108,7 +122,9 @@ MYSQL_CASES = [
     ("ALTER TABLE orders MODIFY qty SMALLINT NOT NULL DEFAULT 0", "breaking", "mysql.narrow-column-type"),
     ("ALTER TABLE orders MODIFY qty VARCHAR(10) NOT NULL", "breaking", "mysql.narrow-column-type"),
     ("ALTER TABLE orders MODIFY amount DECIMAL(12,2) NOT NULL", "needs-window", "mysql.change-column-type"),
-    ("ALTER TABLE orders MODIFY note VARCHAR(100) NOT NULL", "needs-window", "mysql.set-not-null"),
+    ("ALTER TABLE orders MODIFY note VARCHAR(100) NOT NULL", "breaking", "mysql.set-not-null"),
+    ("ALTER TABLE orders MODIFY note VARCHAR(100) NOT NULL DEFAULT ''", "breaking", "mysql.set-not-null"),
+    ("ALTER TABLE orders CHANGE note note VARCHAR(100) NOT NULL DEFAULT ''", "breaking", "mysql.set-not-null"),
     ("ALTER TABLE orders MODIFY customer_id BIGINT NULL", "safe", "mysql.drop-not-null"),
     ("ALTER TABLE orders MODIFY kind ENUM('a','b','c') NOT NULL DEFAULT 'a'", "safe", "mysql.extend-enum"),
     ("ALTER TABLE orders MODIFY kind ENUM('a') NOT NULL DEFAULT 'a'", "breaking", "mysql.narrow-column-type"),
@@ -119,6 +135,13 @@ MYSQL_CASES = [
     ("ALTER TABLE orders ALTER COLUMN status SET DEFAULT 'open'", "safe", "mysql.set-default"),
     ("ALTER TABLE orders ALTER COLUMN qty DROP DEFAULT", "breaking", "mysql.drop-default-not-null"),
     ("ALTER TABLE orders ALTER COLUMN note DROP DEFAULT", "safe", "mysql.set-default"),
+    ("ALTER TABLE orders ALTER COLUMN kind DROP DEFAULT", "safe", "mysql.set-default"),   # an ENUM: first member
+    ("ALTER TABLE orders ADD COLUMN score INT NOT NULL DEFAULT 0, ALTER COLUMN score DROP DEFAULT", "breaking",
+     "mysql.drop-default-not-null"),
+    ("ALTER TABLE orders ADD COLUMN score INT NOT NULL DEFAULT 0;\nALTER TABLE orders ALTER COLUMN score DROP DEFAULT",
+     "breaking", "mysql.drop-default-not-null"),
+    ("ALTER TABLE orders ADD COLUMN score INT NOT NULL DEFAULT 0;\nALTER TABLE orders MODIFY score INT NOT NULL",
+     "breaking", "mysql.drop-default-not-null"),
     # indexes and keys
     ("ALTER TABLE orders ADD INDEX idx_customer (customer_id)", "safe", "mysql.add-index"),
     ("CREATE INDEX idx_created ON orders (created_at)", "safe", "mysql.add-index"),
@@ -126,28 +149,41 @@ MYSQL_CASES = [
     ("ALTER TABLE orders DROP INDEX idx_status", "safe", "mysql.drop-index"),
     ("DROP INDEX idx_status ON orders", "safe", "mysql.drop-index"),
     ("ALTER TABLE orders RENAME INDEX idx_status TO idx_state", "safe", "mysql.rename-index"),
-    ("CREATE UNIQUE INDEX uq_email ON customers (email)", "needs-window", "mysql.add-unique-index"),
-    ("ALTER TABLE customers ADD UNIQUE KEY uq_email (email)", "needs-window", "mysql.add-unique-index"),
-    ("ALTER TABLE customers ADD CONSTRAINT uq_email UNIQUE (email)", "needs-window", "mysql.add-unique-index"),
+    ("CREATE UNIQUE INDEX uq_email ON customers (email)", "safe", "mysql.add-unique-index"),
+    ("ALTER TABLE customers ADD UNIQUE KEY uq_email (email)", "safe", "mysql.add-unique-index"),
+    ("ALTER TABLE customers ADD CONSTRAINT uq_email UNIQUE (email)", "safe", "mysql.add-unique-index"),
+    ("ALTER TABLE docs DROP INDEX ft_body", "breaking", "mysql.drop-fulltext-index"),
+    ("DROP INDEX ft_body ON docs", "breaking", "mysql.drop-fulltext-index"),
+    ("ALTER TABLE tags DROP INDEX uq_id", "needs-window", "mysql.drop-clustered-index"),
     ("ALTER TABLE orders ADD FULLTEXT INDEX ft_note (note)", "needs-window", "mysql.add-fulltext-index"),
-    ("ALTER TABLE events ADD PRIMARY KEY (id)", "needs-window", "mysql.add-primary-key"),
+    ("ALTER TABLE events ADD PRIMARY KEY (id)", "safe", "mysql.add-primary-key"),
+    ("ALTER TABLE tags ADD PRIMARY KEY (label)", "breaking", "mysql.add-primary-key-nullable"),
+    ("ALTER TABLE orders DROP PRIMARY KEY, ADD PRIMARY KEY (id)", "safe", "mysql.add-primary-key"),
+    ("ALTER TABLE docs ADD COLUMN n INT NOT NULL DEFAULT 0, DROP PRIMARY KEY, ADD PRIMARY KEY (id, n)",
+     "needs-window", "mysql.add-primary-key"),
+    ("ALTER TABLE ledger ADD PRIMARY KEY (id)", "needs-window", "mysql.add-primary-key"),
     ("ALTER TABLE orders DROP PRIMARY KEY", "needs-window", "mysql.drop-primary-key"),
     ("ALTER TABLE orders ADD CONSTRAINT fk_customer FOREIGN KEY (customer_id) REFERENCES customers (id)",
      "needs-window", "mysql.add-foreign-key"),
     ("SET foreign_key_checks = 0;\nALTER TABLE orders ADD CONSTRAINT fk_customer FOREIGN KEY (customer_id) "
      "REFERENCES customers (id)", "safe", "mysql.add-foreign-key-unchecked"),
     ("ALTER TABLE orders DROP FOREIGN KEY fk_customer", "safe", "mysql.drop-constraint"),
-    ("ALTER TABLE orders ADD CONSTRAINT chk_qty CHECK (qty >= 0)", "needs-window", "mysql.add-check-constraint"),
+    ("ALTER TABLE orders ADD CONSTRAINT chk_qty CHECK (qty >= 0)", "breaking", "mysql.add-check-constraint"),
     # table rebuilds
     ("ALTER TABLE orders CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", "needs-window",
      "mysql.convert-charset"),
-    ("ALTER TABLE orders ENGINE=InnoDB", "needs-window", "mysql.rebuild-table"),
-    ("ALTER TABLE orders FORCE", "needs-window", "mysql.rebuild-table"),
-    ("ALTER TABLE orders ROW_FORMAT=COMPRESSED KEY_BLOCK_SIZE=8", "needs-window", "mysql.rebuild-table"),
-    ("OPTIMIZE TABLE orders", "needs-window", "mysql.optimize-table"),
+    ("ALTER TABLE orders ENGINE=InnoDB", "safe", "mysql.rebuild-table-online"),
+    ("ALTER TABLE orders FORCE", "safe", "mysql.rebuild-table-online"),
+    ("ALTER TABLE orders ROW_FORMAT=COMPRESSED KEY_BLOCK_SIZE=8", "safe", "mysql.rebuild-table-online"),
+    ("OPTIMIZE TABLE orders", "safe", "mysql.optimize-table-online"),
+    ("ALTER TABLE docs FORCE", "needs-window", "mysql.rebuild-table"),          # a FULLTEXT index: writes wait
+    ("OPTIMIZE TABLE docs", "needs-window", "mysql.optimize-table"),
+    ("ALTER TABLE ledger ENGINE=InnoDB", "needs-window", "mysql.rebuild-table"),  # its indexes are unknown
+    ("ALTER TABLE orders ENGINE=MyISAM", "needs-window", "mysql.rebuild-table"),
     ("ALTER TABLE orders COMMENT = 'customer orders'", "safe", "mysql.table-option"),
     ("ALTER TABLE orders AUTO_INCREMENT = 1000", "safe", "mysql.table-option"),
-    ("ALTER TABLE orders ORDER BY created_at", "needs-window", "mysql.order-by"),
+    ("ALTER TABLE orders ORDER BY created_at", "safe", "mysql.order-by"),       # InnoDB ignores it
+    ("ALTER TABLE ledger ORDER BY created_at", "needs-window", "mysql.order-by"),
     # explicit clauses
     ("ALTER TABLE orders ADD COLUMN x INT NULL, ALGORITHM=COPY", "needs-window", "mysql.algorithm-copy"),
     ("ALTER TABLE orders ADD COLUMN x INT NULL, LOCK=EXCLUSIVE", "needs-window", "mysql.explicit-lock"),
@@ -159,7 +195,7 @@ MYSQL_CASES = [
     ("UPDATE orders SET qty = 0", "needs-window", "mysql.unbounded-dml"),
     ("UPDATE orders SET qty = 0 WHERE id BETWEEN 1 AND 10000", "safe", None),
     ("UPDATE orders SET qty = 0 LIMIT 1000", "safe", None),
-    ("DELETE FROM orders", "needs-window", "mysql.unbounded-dml"),
+    ("DELETE FROM orders", "breaking", "mysql.delete-all-rows"),
     ("DELETE FROM orders WHERE created_at < '2020-01-01'", "safe", None),
     ("INSERT INTO customers (id, email) VALUES (1, 'a@example.com')", "safe", None),
     ("INSERT INTO events (id, kind) SELECT id, status FROM orders", "needs-window", "mysql.unbounded-dml"),
@@ -219,6 +255,31 @@ MARIADB_CASES = [
     ("10.11", "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (customer_id) REFERENCES customers (id)",
      "needs-window", "mysql.add-foreign-key", "copy"),
     ("5.5", "ALTER TABLE orders ADD COLUMN remark VARCHAR(50) NULL", "needs-window", "mysql.no-online-ddl", "copy"),
+    # collations and utf8mb3 to utf8mb4 without a copy (MariaDB 10.4+; an indexed column rebuilt in place, 10.6+)
+    ("10.11", "ALTER TABLE orders MODIFY note VARCHAR(100) COLLATE utf8mb4_unicode_ci NULL", "safe",
+     "mysql.change-column-collation", "instant"),
+    ("10.11", "ALTER TABLE orders MODIFY status VARCHAR(20) COLLATE utf8mb4_bin NOT NULL DEFAULT 'new'", "safe",
+     "mysql.change-column-collation", "inplace"),
+    ("10.5", "ALTER TABLE orders MODIFY status VARCHAR(20) COLLATE utf8mb4_bin NOT NULL DEFAULT 'new'",
+     "needs-window", "mysql.change-column-collation", "copy"),
+    ("10.11", "ALTER TABLE orders MODIFY kind ENUM('a','b') COLLATE utf8mb4_bin NOT NULL DEFAULT 'a'",
+     "needs-window", "mysql.change-column-collation", "copy"),
+    ("10.11", "ALTER TABLE tags MODIFY label VARCHAR(30) CHARACTER SET utf8mb4 NULL", "safe",
+     "mysql.change-column-charset-online", "instant"),
+    ("10.3.9", "ALTER TABLE tags MODIFY label VARCHAR(30) CHARACTER SET utf8mb4 NULL", "needs-window",
+     "mysql.change-column-charset", "copy"),
+    ("10.11", "ALTER TABLE tags CONVERT TO CHARACTER SET utf8mb4", "safe", "mysql.convert-charset-online",
+     "instant"),
+    ("10.11", "ALTER TABLE customers CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", "safe",
+     "mysql.convert-charset-online", "instant"),    # no index on a string column
+    ("10.11", "ALTER TABLE customers ADD INDEX idx_email (email);\n"
+     "ALTER TABLE customers CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", "safe",
+     "mysql.convert-charset-online", "inplace"),
+    ("10.11", "ALTER TABLE orders CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", "needs-window",
+     "mysql.convert-charset", "copy"),    # kind is an ENUM
+    ("10.11", "ALTER TABLE visits CONVERT TO CHARACTER SET utf8mb4", "needs-window", "mysql.convert-charset", "copy"),
+    # a partitioned table is known from its CREATE TABLE
+    ("10.11", "ALTER TABLE visits MODIFY page VARCHAR(50) NOT NULL", "breaking", "mysql.narrow-column-type", "copy"),
 ]
 
 
@@ -260,7 +321,9 @@ PG_CASES = [
     ("ALTER TABLE accounts ADD COLUMN seq bigserial", "needs-window", "pg.add-column-generated"),
     ("ALTER TABLE accounts ADD COLUMN n int GENERATED ALWAYS AS IDENTITY", "needs-window",
      "pg.add-column-generated"),
-    ("ALTER TABLE accounts ADD COLUMN team_id bigint REFERENCES teams (id)", "needs-window", "pg.add-foreign-key"),
+    ("ALTER TABLE accounts ADD COLUMN team_id bigint REFERENCES teams (id)", "safe", "pg.add-column-foreign-key"),
+    ("ALTER TABLE accounts ADD COLUMN team_id bigint DEFAULT 1 REFERENCES teams (id)", "needs-window",
+     "pg.add-foreign-key"),
     ("ALTER TABLE accounts DROP COLUMN name", "breaking", "pg.drop-column"),
     ("ALTER TABLE accounts DROP COLUMN IF EXISTS name CASCADE", "breaking", "pg.drop-column"),
     ("DROP TABLE accounts", "breaking", "pg.drop-table"),
@@ -268,10 +331,15 @@ PG_CASES = [
     ("ALTER TABLE accounts RENAME name TO full_name", "breaking", "pg.rename-column"),
     ("ALTER TABLE accounts RENAME TO users", "breaking", "pg.rename-table"),
     ("ALTER TABLE accounts SET SCHEMA archive", "breaking", "pg.rename-table"),
-    ("ALTER TABLE accounts ALTER COLUMN name SET NOT NULL", "needs-window", "pg.set-not-null"),
+    ("ALTER TABLE accounts ALTER COLUMN name SET NOT NULL", "breaking", "pg.set-not-null"),
+    ("ALTER TABLE accounts ALTER COLUMN email SET NOT NULL", "safe", "pg.set-not-null-already"),
     ("ALTER TABLE accounts ALTER COLUMN name DROP NOT NULL", "safe", "pg.drop-not-null"),
     ("ALTER TABLE accounts ALTER COLUMN status SET DEFAULT 'new'", "safe", "pg.set-default"),
     ("ALTER TABLE accounts ALTER COLUMN balance DROP DEFAULT", "breaking", "pg.drop-default-not-null"),
+    ("ALTER TABLE accounts ADD COLUMN score int NOT NULL DEFAULT 0, ALTER COLUMN score DROP DEFAULT", "breaking",
+     "pg.drop-default-not-null"),
+    ("ALTER TABLE accounts ADD COLUMN score int DEFAULT 0 NOT NULL;\nALTER TABLE accounts ALTER COLUMN score DROP "
+     "DEFAULT", "breaking", "pg.drop-default-not-null"),
     ("ALTER TABLE accounts ALTER COLUMN email TYPE varchar(200)", "safe", "pg.widen-column-type"),
     ("ALTER TABLE accounts ALTER COLUMN email SET DATA TYPE text", "safe", "pg.widen-column-type"),
     ("ALTER TABLE accounts ALTER COLUMN email TYPE varchar(50)", "breaking", "pg.narrow-column-type"),
@@ -296,10 +364,9 @@ PG_CASES = [
      "pg.add-unique-constraint"),
     ("ALTER TABLE accounts ADD CONSTRAINT accounts_email UNIQUE USING INDEX accounts_email_idx", "safe",
      "pg.add-constraint-using-index"),
-    ("ALTER TABLE accounts ADD CONSTRAINT positive CHECK (balance >= 0)", "needs-window",
+    ("ALTER TABLE accounts ADD CONSTRAINT positive CHECK (balance >= 0)", "breaking", "pg.add-check-constraint"),
+    ("ALTER TABLE accounts ADD CONSTRAINT positive CHECK (balance >= 0) NOT VALID", "breaking",
      "pg.add-check-constraint"),
-    ("ALTER TABLE accounts ADD CONSTRAINT positive CHECK (balance >= 0) NOT VALID", "safe",
-     "pg.add-constraint-not-valid"),
     ("ALTER TABLE teams ADD PRIMARY KEY (id)", "needs-window", "pg.add-primary-key"),
     ("ALTER TABLE accounts SET TABLESPACE fast", "needs-window", "pg.rewrite-table"),
     ("ALTER TABLE accounts ADD CONSTRAINT name_nn CHECK (name IS NOT NULL) NOT VALID;\n"
@@ -315,7 +382,7 @@ PG_CASES = [
     ("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE", "needs-window", "pg.lock-table"),
     ("UPDATE accounts SET status = 'active'", "needs-window", "pg.unbounded-dml"),
     ("UPDATE accounts SET status = 'active' WHERE id < 1000", "safe", None),
-    ("DELETE FROM accounts", "needs-window", "pg.unbounded-dml"),
+    ("DELETE FROM accounts", "breaking", "pg.delete-all-rows"),
     ("ALTER TYPE mood ADD VALUE 'meh'", "safe", "pg.add-enum-value"),
     ("ALTER TYPE mood RENAME VALUE 'sad' TO 'blue'", "breaking", "pg.rename-object"),
     ("DROP TYPE mood", "breaking", "pg.drop-object"),
@@ -339,7 +406,41 @@ PG_CASES = [
 
 @pytest.mark.parametrize(("sql", "cls", "rule"), PG_CASES, ids=[c[0][:60] for c in PG_CASES])
 def test_postgres_statement_classes_by_our_own_rules(sql: str, cls: str, rule: str | None) -> None:
-    check(last(sql, "postgresql", "16", history=PG_HISTORY), cls, rule)
+    check(last(sql, "postgresql", "16", history=PG_HISTORY, transaction="none"), cls, rule)
+
+
+PG_TRANSACTION_CASES = [
+    # (sql, transaction, class, rule): a runner that wraps each file in a transaction (per-file, the default)
+    ("ALTER TABLE accounts ADD CONSTRAINT accounts_team FOREIGN KEY (id) REFERENCES teams (id) NOT VALID;\n"
+     "ALTER TABLE accounts VALIDATE CONSTRAINT accounts_team", None, "needs-window", "pg.validate-in-transaction"),
+    ("ALTER TABLE accounts ADD CONSTRAINT accounts_team FOREIGN KEY (id) REFERENCES teams (id) NOT VALID;\n"
+     "ALTER TABLE accounts VALIDATE CONSTRAINT accounts_team", "none", "safe", None),
+    ("BEGIN;\nALTER TABLE accounts ADD CONSTRAINT accounts_team FOREIGN KEY (id) REFERENCES teams (id) NOT VALID;\n"
+     "ALTER TABLE accounts VALIDATE CONSTRAINT accounts_team", "none", "needs-window", "pg.validate-in-transaction"),
+    ("ALTER TABLE accounts ADD CONSTRAINT accounts_team FOREIGN KEY (id) REFERENCES teams (id) NOT VALID;\n"
+     "COMMIT;\nBEGIN;\nALTER TABLE accounts VALIDATE CONSTRAINT accounts_team", None, "safe", None),
+    ("ALTER TABLE accounts VALIDATE CONSTRAINT accounts_team", None, "safe", None),   # added by an earlier file
+    ("CREATE INDEX CONCURRENTLY accounts_email ON accounts (email)", None, "needs-window",
+     "pg.concurrently-in-transaction"),
+    ("-- conveyor: no-transaction\nCREATE INDEX CONCURRENTLY accounts_email ON accounts (email)", None, "safe",
+     "pg.create-index-concurrently"),
+    ("DROP INDEX CONCURRENTLY accounts_email", "per-file", "needs-window", "pg.concurrently-in-transaction"),
+    ("REINDEX TABLE CONCURRENTLY accounts", None, "needs-window", "pg.concurrently-in-transaction"),
+    ("VACUUM ANALYZE accounts", None, "needs-window", "pg.concurrently-in-transaction"),
+    ("CREATE INDEX CONCURRENTLY accounts_email ON accounts (email)", "none", "safe", "pg.create-index-concurrently"),
+]
+
+
+@pytest.mark.parametrize(("sql", "transaction", "cls", "rule"), PG_TRANSACTION_CASES,
+                         ids=[f"{c[1]}: {c[0][:60]}" for c in PG_TRANSACTION_CASES])
+def test_postgres_files_run_in_one_transaction_by_default(sql: str, transaction: str | None, cls: str,
+                                                          rule: str | None) -> None:
+    check(last(sql, "postgresql", "16", history=PG_HISTORY, transaction=transaction), cls, rule)
+
+
+def test_an_unknown_transaction_mode_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="per-file, none"):
+        judge_sql("SELECT 1;", "postgresql", "16", "expand", transaction="nested", squawk=False)
 
 
 @pytest.mark.parametrize(("version", "cls", "rule"), [("10", "needs-window", "pg.add-column-default-rewrite"),
@@ -360,7 +461,7 @@ needs_squawk = pytest.mark.skipif(SQUAWK is None and not os.environ.get("CI"),
 @pytest.mark.parametrize(("sql", "cls", "rule"), PG_CASES, ids=[c[0][:60] for c in PG_CASES])
 def test_postgres_statement_classes_with_squawk(sql: str, cls: str, rule: str | None) -> None:
     assert SQUAWK is not None, "CI installs squawk-cli with the test extra"
-    statement = last(sql, "postgresql", "16", history=PG_HISTORY, squawk=SQUAWK)
+    statement = last(sql, "postgresql", "16", history=PG_HISTORY, squawk=SQUAWK, transaction="none")
     assert statement.cls == cls, [(f.rule, f.cls, f.message) for f in statement.findings]
     if rule is not None:
         assert rule in statement.rules
@@ -412,8 +513,9 @@ def test_squawk_maps_its_lock_rules_to_our_classes() -> None:
     verdict = judge_sql("ALTER TABLE accounts ADD CONSTRAINT c CHECK (balance > 0);\n", "postgresql", "16",
                         "expand", squawk=SQUAWK)
     statement = verdict.statements[0]
-    assert statement.cls == "needs-window"
+    assert statement.cls == "breaking"               # a CHECK refuses what the running release may write
     assert "pg.add-check-constraint" in statement.rules
+    assert all(f.cls != "needs-window" or f.rule.startswith("squawk.") for f in statement.findings)
 
 
 @needs_squawk
@@ -536,16 +638,16 @@ def test_migration_phase_is_marked_by_the_first_line_or_a_contract_directory(tmp
 
 
 def test_contract_phase_allows_breaking_but_not_the_window() -> None:
-    sql = "ALTER TABLE orders DROP COLUMN note;\nOPTIMIZE TABLE orders;\n"
+    sql = "ALTER TABLE orders DROP COLUMN note;\nALTER TABLE orders MODIFY qty BIGINT NOT NULL DEFAULT 0;\n"
     schema = Schema()
     judge_sql(MYSQL_HISTORY, "mysql", "8.0.35", "expand", schema=schema)
     contract = judge_sql("-- conveyor: contract\n" + sql, "mysql", "8.0.35", schema=schema)
     assert contract.phase == "contract"
     drop = contract.statements[0].findings[0]
     assert (drop.cls, drop.allowed) == ("breaking", True)
-    assert not contract.allowed()                      # OPTIMIZE still needs the window
+    assert not contract.allowed()                      # copying the table still needs the window
     assert contract.allowed(in_window=True)
-    assert [f.rule for f in contract.blocking()] == ["mysql.optimize-table"]
+    assert [f.rule for f in contract.blocking()] == ["mysql.change-column-type"]
     expand = judge_sql(sql, "mysql", "8.0.35", "expand", schema=Schema())
     assert not expand.allowed(in_window=True)          # breaking is refused in expand, window or not
     assert {f.rule for f in expand.blocking(in_window=True)} == {"mysql.drop-column"}

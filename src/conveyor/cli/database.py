@@ -30,6 +30,9 @@ def lint(
                                        "(default: the config's migrations.version, else the --database server's)."),
     phase: str | None = typer.Option(None, "--phase", help="Judge every file as expand or contract (default: "
                                      "as each file is marked)."),
+    transaction: str | None = typer.Option(None, "--transaction", help="per-file (your tool runs each file in one "
+                                           "transaction) or none (default: the config's migrations.transaction, "
+                                           "else per-file for postgresql, none for mysql and mariadb)."),
     database: str | None = typer.Option(None, "--database", envvar="CONVEYOR_DATABASE_URL", metavar="URL",
                                         help="Also read the live schema (read-only) from this database: "
                                         "postgresql://, mysql:// or mariadb:// user:password@host:port/db "
@@ -43,7 +46,14 @@ def lint(
 
     Exit 0: nothing blocks. 1: something would (breaking in expand, or needs-window). 2: usage error.
     """
-    from conveyor.migrations.lint import check_dialect, check_phase, document, judge_file, sql_files
+    from conveyor.migrations.lint import (
+        check_dialect,
+        check_phase,
+        check_transaction,
+        document,
+        judge_file,
+        sql_files,
+    )
     from conveyor.migrations.sqlschema import Schema
 
     # The config is read for what the command line leaves out: FILES, or the dialect.
@@ -77,7 +87,10 @@ def lint(
     if version is None and live is not None and live.dialect == chosen:
         version = live.version
     schema = live.schema if live is not None else Schema()
-    verdicts = [judge_file(path, chosen, version, forced, name=name, schema=schema) for path, name in targets]
+    wrapping = transaction if transaction is not None else (settings.transaction if settings else None)
+    wrapping = check_transaction(wrapping, chosen)
+    verdicts = [judge_file(path, chosen, version, forced, name=name, schema=schema, transaction=wrapping)
+                for path, name in targets]
     blocking = [(v, f) for v in verdicts for f in v.blocking()]
     if as_json:
         doc = document(verdicts)

@@ -88,6 +88,10 @@ class Migrations(Strict):
     dir: str = Field(description="the migrations directory, relative to the release")
     dialect: Literal["mysql", "mariadb", "postgresql"]
     version: str | None = Field(default=None, description="the database server's version, like 8.0.35")
+    transaction: Literal["per-file", "none"] | None = Field(
+        default=None, description="how your tool runs each file: per-file (inside one transaction: Django, Rails, "
+                                  "Flyway on PostgreSQL) or none; default per-file for postgresql, none for mysql "
+                                  "and mariadb")
     apply: str = Field(description="applies ONE migration: run in the release directory with "
                                    "CONVEYOR_MIGRATION (its name) and CONVEYOR_MIGRATION_PATH set")
     status: str = Field(description="prints the names of the applied migrations, one per line")

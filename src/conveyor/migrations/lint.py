@@ -34,12 +34,29 @@ from conveyor.migrations.sqlschema import Schema
 from conveyor.migrations.statements import Statement, line_offsets, split_statements
 
 DIALECTS: tuple[Dialect, ...] = ("mysql", "mariadb", "postgresql")
+TRANSACTIONS = ("per-file", "none")
+NO_TRANSACTION_MARK = "-- conveyor: no-transaction"
 PHASES: tuple[Phase, ...] = ("expand", "contract")
 SQUAWK_HINT = ("pip install 'conveyor-deploy[postgres-lint]' (the squawk-cli package) for squawk's lock and "
                "rewrite rules")
 
-__all__ = ["DIALECTS", "PHASES", "FileVerdict", "Finding", "Schema", "StatementVerdict", "document",
-           "judge_file", "judge_files", "judge_sql", "migration_phase", "sql_files"]
+__all__ = [
+    "DIALECTS",
+    "PHASES",
+    "TRANSACTIONS",
+    "FileVerdict",
+    "Finding",
+    "Schema",
+    "StatementVerdict",
+    "check_transaction",
+    "document",
+    "in_transaction",
+    "judge_file",
+    "judge_files",
+    "judge_sql",
+    "migration_phase",
+    "sql_files",
+]
 
 
 def check_dialect(dialect: str) -> Dialect:
@@ -80,24 +97,45 @@ def sql_files(directory: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: (p.name, p.relative_to(root).as_posix()))
 
 
+def check_transaction(transaction: str | None, dialect: str) -> str:
+    """How the runner wraps each file: `per-file` (one transaction around it) or `none`; by default per-file for
+    PostgreSQL (Django, Rails and Flyway do so) and none for MySQL and MariaDB (their DDL commits at once)."""
+    if transaction is None:
+        return "per-file" if dialect == "postgresql" else "none"
+    if transaction not in TRANSACTIONS:
+        raise UsageError(f"unknown migrations.transaction {transaction!r}; known: per-file, none")
+    return transaction
+
+
+def in_transaction(text: str, dialect: str, transaction: str | None) -> bool:
+    """Whether a file runs inside the runner's transaction: per-file, unless one of its lines says
+    `-- conveyor: no-transaction`."""
+    if check_transaction(transaction, dialect) != "per-file":
+        return False
+    return not any(line.strip().lower() == NO_TRANSACTION_MARK for line in text.splitlines())
+
+
 def judge_sql(text: str, dialect: str, version: str | None = None, phase: Phase | None = None, *,
               path: str = "<sql>", schema: Schema | None = None, squawk: bool | str | None = True,
-              cwd: str | Path | None = None) -> FileVerdict:
+              cwd: str | Path | None = None, transaction: str | None = None) -> FileVerdict:
     """Judge the statements of one migration's SQL.
 
     `phase` defaults to the phase the text (and `path`) is marked with. `schema` carries what earlier
     migrations created; it is updated with what this one does. `squawk` (PostgreSQL): True to find the
     binary, a path to use that one, False or None not to use it (a `squawk-missing` note says so).
+    `transaction`: `per-file` when the runner wraps each file in a transaction, `none` when it does not
+    (default: per-file for PostgreSQL, none for MySQL and MariaDB).
     """
     name = check_dialect(dialect)
     phase = check_phase(phase) if phase else _phase_of(path, text)
     schema = schema if schema is not None else Schema()
-    schema.begin_file()
+    wrapped = in_transaction(text, name, transaction)
+    schema.begin_file(in_transaction=wrapped)
     statements = split_statements(text, name)
     notes: list[Finding] = []
     algorithms: list[str | None] = [None] * len(statements)
     if name == "postgresql":
-        issues, notes = _judge_postgres(text, statements, schema, version, path, squawk, cwd)
+        issues, notes = _judge_postgres(text, statements, schema, version, path, squawk, cwd, wrapped)
     else:
         from conveyor.migrations.rules_mysql import Server, judge, parse_version
 
@@ -116,23 +154,24 @@ def judge_sql(text: str, dialect: str, version: str | None = None, phase: Phase 
 
 def judge_file(path: str | Path, dialect: str, version: str | None = None, phase: Phase | None = None, *,
                name: str | None = None, schema: Schema | None = None,
-               squawk: bool | str | None = True) -> FileVerdict:
+               squawk: bool | str | None = True, transaction: str | None = None) -> FileVerdict:
     """Judge one migration file. `name` (default: the path) is what it is called in the verdict and what
     its phase is read from (a `contract/` directory in it)."""
     file = Path(path)
     text = _read(file)
     label = name if name is not None else str(path)
     return judge_sql(text, dialect, version, phase, path=label, schema=schema, squawk=squawk,
-                     cwd=file.parent if file.parent.is_dir() else None)
+                     cwd=file.parent if file.parent.is_dir() else None, transaction=transaction)
 
 
 def judge_files(paths: Iterable[str | Path], dialect: str, version: str | None = None,
                 phase: Phase | None = None, *, squawk: bool | str | None = True,
-                schema: Schema | None = None) -> list[FileVerdict]:
+                schema: Schema | None = None, transaction: str | None = None) -> list[FileVerdict]:
     """Judge migration files in the order given, each knowing the schema the ones before it made (and
     `schema`, when given: what a live database holds, from `conveyor.migrations.live`)."""
     schema = schema if schema is not None else Schema()
-    return [judge_file(path, dialect, version, phase, schema=schema, squawk=squawk) for path in paths]
+    return [judge_file(path, dialect, version, phase, schema=schema, squawk=squawk, transaction=transaction)
+            for path in paths]
 
 
 def document(verdicts: Sequence[FileVerdict]) -> dict[str, Any]:
@@ -164,7 +203,8 @@ def _note(rule: str, message: str, hint: str = "") -> Finding:
 
 
 def _judge_postgres(text: str, statements: list[Statement], schema: Schema, version: str | None, path: str,
-                    squawk: bool | str | None, cwd: str | Path | None) -> tuple[list[list[Issue]], list[Finding]]:
+                    squawk: bool | str | None, cwd: str | Path | None,
+                    wrapped: bool) -> tuple[list[list[Issue]], list[Finding]]:
     from conveyor.migrations.rules_mysql import parse_version
     from conveyor.migrations.rules_postgres import Postgres, judge
     from conveyor.migrations.squawk import SquawkFailed, classify, find_squawk, run_squawk
@@ -182,7 +222,7 @@ def _judge_postgres(text: str, statements: list[Statement], schema: Schema, vers
         return issues, notes
     try:
         violations = run_squawk(binary, text, name=Path(path).name or "migration.sql", pg_version=numbers,
-                                cwd=str(cwd) if cwd else None)
+                                cwd=str(cwd) if cwd else None, in_transaction=wrapped)
     except SquawkFailed as exc:
         notes.append(_note("squawk-failed", f"squawk failed, so only Conveyor's own rules judged this file: {exc}",
                            SQUAWK_HINT))

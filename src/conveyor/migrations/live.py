@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from conveyor.errors import UsageError
 from conveyor.migrations.findings import Dialect
-from conveyor.migrations.sqlschema import Column, Schema, Table, parse_column
+from conveyor.migrations.sqlschema import Column, Index, Schema, Table, canonical_charset, parse_column
 from conveyor.secrets import MASK, mask, register_secret
 
 CONNECT_TIMEOUT = 5      # seconds to reach the server
@@ -292,6 +292,26 @@ def _read_postgres(url: DatabaseURL) -> LiveSchema:
 
 # -- MySQL and MariaDB -------------------------------------------------------------------------------------
 
+def _read_mysql_keys(cursor: Any, database: str, schema: Schema) -> None:
+    """Every index of every table (the primary key, UNIQUE, plain, FULLTEXT, SPATIAL), columns in order."""
+    cursor.execute("SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME, INDEX_TYPE "
+                   "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
+                   "ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX", (database,))
+    found: dict[tuple[str, str], tuple[list[str], str]] = {}
+    for row in cursor.fetchall():
+        table_name, index_name, non_unique, column, index_type = (_text(v) for v in row)
+        kind = ("primary" if index_name == "PRIMARY" else "fulltext" if index_type == "FULLTEXT" else
+                "spatial" if index_type == "SPATIAL" else "index" if int(non_unique) else "unique")
+        columns, _ = found.setdefault((table_name, index_name), ([], kind))
+        if column:
+            columns.append(str(column).lower())
+    for table in schema.tables.values():
+        table.keys_known = True
+    for (table_name, index_name), (columns, kind) in found.items():
+        known = schema.table(table_name)
+        if known is not None:
+            known.add_index(Index(index_name, tuple(columns), kind))
+
 @contextmanager
 def mysql_connection(url: DatabaseURL) -> Iterator[Any]:
     """A PyMySQL connection to the URL's database, inside a READ ONLY transaction; closed at the end."""
@@ -340,13 +360,12 @@ def _read_mysql(url: DatabaseURL) -> LiveSchema:
             for row in cursor.fetchall():
                 name, collation = (_text(v) for v in row)
                 # A collation's name starts with its character set: utf8mb4_general_ci, latin1_swedish_ci.
-                charset = collation.split("_", 1)[0].lower() if collation else None
-                schema.add(Table(name=name, charset=charset))
+                schema.add(Table(name=name, charset=canonical_charset(collation)))
             cursor.execute("SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, "
-                           "CHARACTER_SET_NAME, EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
-                           "ORDER BY TABLE_NAME, ORDINAL_POSITION", (database,))
+                           "CHARACTER_SET_NAME, EXTRA, COLLATION_NAME FROM information_schema.COLUMNS "
+                           "WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, ORDINAL_POSITION", (database,))
             for row in cursor.fetchall():
-                table_name, name, type_sql, nullable, default, charset, extra = (_text(v) for v in row)
+                table_name, name, type_sql, nullable, default, charset, extra, collation = (_text(v) for v in row)
                 table = schema.table(table_name)
                 if table is None:
                     continue  # a view's columns
@@ -354,7 +373,8 @@ def _read_mysql(url: DatabaseURL) -> LiveSchema:
                 column.not_null = str(nullable).upper() == "NO"
                 # MariaDB writes a NULL-able column's implicit DEFAULT NULL as the word NULL; MySQL as NULL.
                 column.has_default = default is not None and not (default == "NULL" and not column.not_null)
-                column.charset = charset.lower() if charset else None
+                column.charset = canonical_charset(charset)
+                column.collation = collation.lower() if collation else None
                 words = str(extra or "").upper()
                 column.auto_increment = "AUTO_INCREMENT" in words
                 if "VIRTUAL GENERATED" in words:
@@ -362,12 +382,7 @@ def _read_mysql(url: DatabaseURL) -> LiveSchema:
                 elif "STORED GENERATED" in words or "PERSISTENT GENERATED" in words:
                     column.generated = "stored"
                 table.put(column)
-            cursor.execute("SELECT DISTINCT TABLE_NAME FROM information_schema.STATISTICS "
-                           "WHERE TABLE_SCHEMA = %s AND INDEX_TYPE = 'FULLTEXT'", (database,))
-            for (name,) in cursor.fetchall():
-                table = schema.table(_text(name))
-                if table is not None:
-                    table.fulltext = True
+            _read_mysql_keys(cursor, database, schema)
             connection.rollback()
     except pymysql.err.MySQLError as exc:
         raise _cannot(url, _mysql_reason(exc)) from exc

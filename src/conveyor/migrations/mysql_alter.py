@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from typing import Protocol, cast
 
+from conveyor.migrations.createtable import key_of
 from conveyor.migrations.mysql_columns import ColumnChanges
-from conveyor.migrations.mysql_server import COPY, INPLACE, INSTANT, KEEP_WRITING, LOCKED, WORDS, MySQLJudgement, Server
+from conveyor.migrations.mysql_server import (
+    COPY,
+    INPLACE,
+    INSTANT,
+    LOCKED,
+    WORDS,
+    MySQLJudgement,
+    Server,
+    per_row,
+    rebuild,
+)
 from conveyor.migrations.rules_common import Rules, renamed
+from conveyor.migrations.sqlschema import Column, Index, canonical_charset
 from conveyor.migrations.statements import Words, lex
 
 
@@ -14,9 +26,13 @@ class StatementRules(Protocol):
     """What an ALTER TABLE asks of the rules that read its statement (rules_mysql.MySQLRules): the judgements it
     shares with CREATE INDEX and RENAME TABLE."""
 
-    def _index(self, kind: str, table: str | None) -> None: ...
+    def _index(self, kind: str, table: str | None, index: Index | None = None) -> None: ...
 
-    def _drop_primary_key(self, *, replaced: bool) -> None: ...
+    def _primary_key(self, table_name: str, index: Index, *, replacing: bool) -> None: ...
+
+    def _drop_index(self, table_name: str | None, name: str) -> None: ...
+
+    def _drop_primary_key(self, *, replaced: bool, table_name: str | None = None) -> None: ...
 
     def _check_explicit(self, algorithm: str | None, lock: str | None) -> None: ...
 
@@ -34,7 +50,9 @@ class Alter(ColumnChanges):
         self.algorithm: str | None = None
         self.lock: str | None = None
         self.drops_primary_key = False
-        self.adds_primary_key = False
+        self.new_primary_key: Index | None = None
+        self.added: dict[str, Column] = {}          # columns this statement adds, by lower-cased name
+        self.virtual_added: list[str] = []           # ... of them VIRTUAL
 
 
     # -- one action -------------------------------------------------------------------------------------
@@ -70,27 +88,22 @@ class Alter(ColumnChanges):
             a.take("IF", "NOT", "EXISTS")
             self._add_columns(a)
             return
-        if a.at_any("INDEX", "KEY"):
-            a.next()
-            self.statement_rules._index("index", self.name)
+        key = key_of(Words(a.remaining(), a.source))
+        if key is not None and key.kind == "primary":
+            self.new_primary_key = key   # judged once the whole statement is read: it may drop the old one
             return
-        if a.at_any("FULLTEXT", "SPATIAL"):
-            kind = a.next().value.lower()  # type: ignore[union-attr]
-            self.statement_rules._index(kind, self.name)
+        if key is not None and key.kind != "foreign":
+            self.statement_rules._index(key.kind, self.name, key)
             return
         if a.take("CONSTRAINT") and not a.at_any("PRIMARY", "UNIQUE", "FOREIGN", "CHECK"):
             a.next()  # the constraint's name
-        if a.take("PRIMARY", "KEY"):
-            self.adds_primary_key = True
-            self.statement_rules._index("primary", self.name)
-        elif a.take("UNIQUE"):
-            self.statement_rules._index("unique", self.name)
-        elif a.take("FOREIGN", "KEY"):
+        if a.take("FOREIGN", "KEY"):
             self._add_foreign_key()
         elif a.take("CHECK"):
-            self.add("add-check-constraint", "needs-window",
-                     "ADD CHECK reads every row to validate it, copying the table (ALGORITHM=COPY): writes wait",
-                     "add it inside the migration window", COPY)
+            self.add("add-check-constraint", "breaking",
+                     "ADD CHECK: the running release's writes that the check refuses fail (a contract change, like "
+                     "NOT NULL); it also reads every row, copying the table (ALGORITHM=COPY) while writes wait",
+                     "add it in a contract migration, once every release writes only rows that pass it", COPY)
         elif a.at_any("PARTITION"):
             self._partitioning("ADD PARTITION")
         else:
@@ -116,6 +129,7 @@ class Alter(ColumnChanges):
                      f"adding STORED generated column {column.name} computes it for every row, copying the table "
                      "(ALGORITHM=COPY): writes wait", "add it as VIRTUAL, or inside the migration window", COPY)
         elif column.generated == "virtual":
+            self.virtual_added.append(column.name.lower())
             algorithm = INSTANT if self.server.has("instant-virtual-column") else INPLACE
             self.add("add-virtual-column", "safe",
                      f"adding VIRTUAL column {column.name} changes only metadata ({WORDS[algorithm]}) on "
@@ -137,6 +151,12 @@ class Alter(ColumnChanges):
                          "name it, and fail",
                          "give it a DEFAULT, or add it NULL now and make it NOT NULL in a contract migration once "
                          "every release writes it", algorithm)
+            elif column.has_default and per_row(parsed.default):
+                self.add("add-column-volatile-default", "needs-window",
+                         f"the DEFAULT of {column.name} is computed row by row (it calls a function like UUID() or "
+                         "RAND(), or reads another column): the server copies the table (ALGORITHM=COPY) to fill it "
+                         "while writes wait", "add the column without that default (or with a constant), backfill "
+                         "it in batches, then set the default; or run it inside the migration window", COPY)
             elif fulltext and algorithm != COPY:
                 # A table with a FULLTEXT index is rebuilt in place, but the server refuses LOCK=NONE for it.
                 self.add("add-column-fulltext-table", "needs-window",
@@ -148,10 +168,10 @@ class Alter(ColumnChanges):
                          f"ADD COLUMN {column.name} {how} ({WORDS[algorithm]} on {self.server.label})",
                          algorithm=algorithm)
         if "primary key" in parsed.inline:
-            self.adds_primary_key = True
-            self.statement_rules._index("primary", self.name)
+            self.new_primary_key = Index("PRIMARY", (column.name.lower(),), "primary")
         if "unique" in parsed.inline:
-            self.statement_rules._index("unique", self.name)
+            self.statement_rules._index("unique", self.name, Index(column.name, (column.name.lower(),), "unique"))
+        self.added[column.name.lower()] = column
         self._put_later(column)
 
     def _add_column_algorithm(self, position: str | None) -> str:
@@ -179,9 +199,13 @@ class Alter(ColumnChanges):
     def _drop(self, a: Words) -> None:
         if a.take("PRIMARY", "KEY"):
             self.drops_primary_key = True
-        elif a.at_any("INDEX", "KEY"):
-            self.add("drop-index", "safe", f"DROP INDEX runs in place ({WORDS[INPLACE]}): {KEEP_WRITING}",
-                     algorithm=INPLACE)
+        elif a.take("INDEX") or a.take("KEY"):
+            a.take("IF", "EXISTS")
+            name = a.name()
+            if name is None:
+                self.j.unparsed("DROP INDEX without a name")
+            else:
+                self.statement_rules._drop_index(self.name, name)
         elif a.take("FOREIGN", "KEY") or a.at_any("CHECK", "CONSTRAINT"):
             self.add("drop-constraint", "safe", "dropping a constraint changes only metadata, in place",
                      algorithm=INPLACE)
@@ -204,9 +228,17 @@ class Alter(ColumnChanges):
             if names is not None:
                 self._rename_column(*names)
             return
-        if a.at_any("INDEX", "KEY"):
+        if a.take("INDEX") or a.take("KEY"):
             self.add("rename-index", "safe", f"RENAME INDEX changes only metadata, in place ({WORDS[INPLACE]})",
                      algorithm=INPLACE)
+            names = renamed(a, self.j, "RENAME INDEX")
+            table = self.table
+            if names is not None and table is not None:
+                def follow(old: str = names[0], new: str = names[1]) -> None:
+                    index = table.drop_index(old)
+                    if index is not None:
+                        table.add_index(Index(new, index.columns, index.kind))
+                self.j.updates.append(follow)
             return
         if not a.take("TO"):
             a.take("AS")
@@ -228,14 +260,18 @@ class Alter(ColumnChanges):
         if name is None:
             self.j.unparsed("ALTER COLUMN without a column name")
             return
-        existing = self.table.column(name) if self.table else None
+        existing = (self.table.column(name) if self.table else None) or self.added.get(name.lower())
         algorithm = INSTANT if self.server.has("instant-default") else INPLACE
         if a.take("SET", "DEFAULT"):
             self.add("set-default", "safe", f"setting the default of {name} changes only metadata "
                      f"({WORDS[algorithm]})", algorithm=algorithm)
             self._set_later(existing, "has_default", True)
         elif a.take("DROP", "DEFAULT"):
-            if existing is not None and existing.not_null:
+            if existing is not None and existing.not_null and existing.type is not None \
+                    and existing.type.family == "enum":
+                self.add("set-default", "safe", f"{name} is an ENUM: without a DEFAULT the server fills in its first "
+                         "member, so INSERTs that leave it out still work", algorithm=algorithm)
+            elif existing is not None and existing.not_null:
                 self.add("drop-default-not-null", "breaking",
                          f"{name} is NOT NULL: without its default the running release's INSERTs that leave it out "
                          "fail", "drop the default in a contract migration, once every release writes the column",
@@ -256,19 +292,50 @@ class Alter(ColumnChanges):
             return
         a.take("=")
         charset = a.next()
-        self.add("convert-charset", "needs-window",
-                 "CONVERT TO CHARACTER SET re-encodes every string column, copying the table (ALGORITHM=COPY): "
-                 "writes wait", "run it inside the migration window (or with an online schema change tool)", COPY)
+        name = canonical_charset(charset.name) if charset is not None else None
+        algorithm, why = self._convert_algorithm(name)
+        if algorithm == COPY:
+            self.add("convert-charset", "needs-window",
+                     f"CONVERT TO CHARACTER SET re-encodes every string column, copying the table (ALGORITHM=COPY): "
+                     f"writes wait ({why})",
+                     "run it inside the migration window (or with an online schema change tool)", COPY)
+        else:
+            self.add("convert-charset-online", "safe", f"CONVERT TO CHARACTER SET {why}: "
+                     f"{'metadata only' if algorithm == INSTANT else 'indexes rebuilt in place'} ({WORDS[algorithm]} "
+                     f"on {self.server.label})", algorithm=algorithm)
         table = self.table
-        if table is not None and charset is not None:
-            name = charset.name.lower()
-
+        if table is not None and name is not None:
             def follow() -> None:
                 table.charset = name
                 for column in table.columns.values():
-                    if column.type is not None and column.type.family == "text":
-                        column.charset = name
+                    if column.type is not None and column.type.family in ("text", "enum", "set"):
+                        column.charset, column.collation = name, None
             self.j.updates.append(follow)
+
+    def _convert_algorithm(self, new: str | None) -> tuple[str, str]:
+        """How the server converts the table's string columns to `new`, and why."""
+        table = self.table
+        if table is None or new is None or not table.keys_known:
+            return COPY, "the table's columns and indexes are not known from the earlier migrations"
+        strings = [c for c in table.columns.values() if c.type is not None and c.type.family in ("text", "enum", "set")]
+        old = {canonical_charset(c.charset or table.charset) for c in strings} or {canonical_charset(table.charset)}
+        indexed = any(table.indexed(c.name) for c in strings)
+        if None in old or not self.server.has("instant-charset"):
+            return COPY, "every string is re-encoded"
+        if table.fulltext:
+            return COPY, "the table has a FULLTEXT index"
+        if old == {new}:
+            if not indexed:
+                return INSTANT, "changes only the collation, and no index covers a string column"
+            if any(c.type is not None and c.type.family in ("enum", "set") for c in strings):
+                return COPY, "the collation of an ENUM or SET column changes which member a value is"
+            if self.server.has("inplace-indexed-collation"):
+                return INPLACE, "changes only the collation; the indexes on string columns are rebuilt"
+            return COPY, "the collation of an indexed column changes"
+        texts = any(c.type is not None and c.type.name in ("TINYTEXT", "TEXT", "MEDIUMTEXT") for c in strings)
+        if new == "utf8mb4" and old <= {"utf8mb3", "utf8mb4"} and not indexed and not texts:
+            return INSTANT, "from utf8mb3 to utf8mb4 keeps every stored byte, and no index covers a string column"
+        return COPY, f"from {', '.join(sorted(c for c in old if c))} to {new}"
 
     def _options(self, a: Words) -> None:
         """Table options (several may share one action, without commas), ALGORITHM= and LOCK=."""
@@ -287,18 +354,17 @@ class Alter(ColumnChanges):
             elif a.take("ENGINE"):
                 a.take("=")
                 engine = a.next()
-                innodb = engine is not None and engine.name.lower() == "innodb"
-                self.add("rebuild-table", "needs-window",
-                         "ENGINE= rebuilds the whole table" + (" in place" if innodb else ", copying it: writes wait"),
-                         "run it inside the migration window", INPLACE if innodb else COPY)
+                if engine is not None and engine.name.lower() == "innodb":
+                    self.add(*rebuild(self.table, "ENGINE=InnoDB"))
+                else:
+                    self.add("rebuild-table", "needs-window", "ENGINE= moves the table to another storage engine, "
+                             "copying it: writes wait", "run it inside the migration window", COPY)
             elif a.at_any("ROW_FORMAT", "KEY_BLOCK_SIZE", "FORCE"):
                 option = a.next().value  # type: ignore[union-attr]
                 if option != "FORCE":
                     a.take("=")
                     a.next()
-                self.add("rebuild-table", "needs-window",
-                         f"{option} rebuilds the whole table: heavy I/O for its whole length, and replicas lag "
-                         "behind by as long", "run it inside the migration window", INPLACE)
+                self.add(*rebuild(self.table, option))
             elif a.at_any("AUTO_INCREMENT", "COMMENT", "STATS_PERSISTENT", "STATS_AUTO_RECALC",
                           "STATS_SAMPLE_PAGES", "PAGE_CHECKSUM", "MAX_ROWS", "MIN_ROWS", "AVG_ROW_LENGTH"):
                 option = a.next().value  # type: ignore[union-attr]
@@ -314,8 +380,12 @@ class Alter(ColumnChanges):
                 value = a.next()
                 self.lock = value.value if value else None
             elif a.take("ORDER", "BY"):
-                self.add("order-by", "needs-window", "ORDER BY rewrites the whole table (ALGORITHM=COPY)",
-                         "leave it out, or run it inside the migration window", COPY)
+                if self.table is not None and self.table.clustered_on() is not None:
+                    self.add("order-by", "safe", "InnoDB keeps rows in the order of the primary key (or the UNIQUE "
+                             "index it stores them by) and ignores ORDER BY: nothing changes", algorithm=INSTANT)
+                else:
+                    self.add("order-by", "needs-window", "ORDER BY rewrites the whole table (ALGORITHM=COPY)",
+                             "leave it out, or run it inside the migration window", COPY)
                 return
             elif a.at_any("PARTITION", "REMOVE", "COALESCE", "REORGANIZE", "EXCHANGE", "TRUNCATE", "ANALYZE",
                           "CHECK", "OPTIMIZE", "REBUILD", "REPAIR", "DISCARD", "IMPORT"):
@@ -345,8 +415,20 @@ class Alter(ColumnChanges):
             self.add("no-online-ddl", "needs-window",
                      f"{self.server.label} has no online DDL: ALTER TABLE copies the table and writes wait",
                      "run it inside the migration window", COPY)
-        if self.drops_primary_key:
-            self.statement_rules._drop_primary_key(replaced=self.adds_primary_key)
+        if self.new_primary_key is not None:
+            self.statement_rules._primary_key(self.name, self.new_primary_key, replacing=self.drops_primary_key)
+        elif self.drops_primary_key:
+            self.statement_rules._drop_primary_key(replaced=False, table_name=self.name)
+        if self.virtual_added:
+            others = [algorithm for issue, algorithm in zip(self.j.issues[self.first_issue:],
+                                                             self.j.algorithms[self.first_issue:], strict=False)
+                      if issue.rule != "mysql.add-virtual-column" and algorithm not in (None, INSTANT)]
+            if others:
+                self.add("add-virtual-column-combined", "needs-window",
+                         f"adding VIRTUAL column {', '.join(self.virtual_added)} together with a change that is not "
+                         "instant (an index on it, for one) cannot run in place with writes continuing: the server "
+                         "copies the table or blocks writes", "add the VIRTUAL column alone first (instant), then the "
+                         "index or other change in its own ALTER TABLE (in place, writes continue)", COPY)
         super().finish()
         self.statement_rules._check_explicit(self.algorithm, self.lock)
 

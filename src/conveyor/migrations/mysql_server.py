@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from conveyor.migrations.findings import Cls, Issue
 from conveyor.migrations.rules_common import Judgement, server_label, unparsed_issue
+from conveyor.migrations.sqlschema import Table
 from conveyor.migrations.statements import Words
 
 INSTANT, INPLACE, LOCKED, COPY = "instant", "inplace", "inplace-locked", "copy"
@@ -41,10 +43,30 @@ FEATURES: dict[str, dict[str, tuple[int, ...] | None]] = {
     "instant-virtual-column": {"mysql": (8, 0, 12), "mariadb": None},
     "rename-column-syntax": {"mysql": (8, 0), "mariadb": (10, 5, 2)},
     "rename-index": {"mysql": (5, 7), "mariadb": (10, 5, 2)},
+    # Changing a column's collation, or its character set from utf8mb3 to utf8mb4, without a copy: instantly
+    # when no index covers it (MariaDB 10.4, MDEV-15564); an indexed one is rebuilt in place from 10.6
+    # (MDEV-15250, MDEV-26294). MySQL copies the table for both.
+    "instant-charset": {"mysql": None, "mariadb": (10, 4)},
+    "inplace-indexed-collation": {"mysql": None, "mariadb": (10, 6)},
 }
+
+# Functions a DEFAULT (expression) may call and ADD COLUMN stay instant: the server evaluates the default once
+# for the rows already there (MariaDB 10.11 does so even for RAND()). UUID(), UUID_SHORT(), SYSDATE() or a
+# reference to another column are computed row by row, and the server copies the table; a function not named
+# here is taken to be such.
+_SAME_FOR_EVERY_ROW = {"now", "current_timestamp", "currenttimestamp", "curdate", "current_date", "currentdate",
+                       "curtime", "current_time", "currenttime", "localtime", "localtimestamp", "utc_date",
+                       "utc_time", "utc_timestamp", "unix_timestamp", "concat", "concat_ws", "lower", "upper", "abs",
+                       "round", "floor", "ceil", "ceiling", "mod", "truncate", "rand", "pi", "md5", "sha1", "sha2",
+                       "length", "char_length", "substring", "coalesce", "ifnull", "nullif", "if", "greatest",
+                       "least", "date_add", "date_sub", "cast", "json_object", "json_array", "current_user", "user",
+                       "database", "version"}
 
 WORDS = {INSTANT: "ALGORITHM=INSTANT", INPLACE: "ALGORITHM=INPLACE, LOCK=NONE",
           LOCKED: "ALGORITHM=INPLACE with writes blocked (LOCK=SHARED)", COPY: "ALGORITHM=COPY"}
+UNIQUE_HINT = ("if the table holds a duplicate (or a write makes one while it builds) the ALTER fails without harm: "
+               "check first with SELECT col, COUNT(*) ... GROUP BY col HAVING COUNT(*) > 1; from then on a write "
+               "of the running release that duplicates a value fails")
 KEEP_WRITING = "reads and writes continue"
 UNPARSED_HINT = ("write it as plain statements Conveyor can read (one ALTER action it knows per line helps), "
                   "or run it inside the migration window")
@@ -95,6 +117,42 @@ class MySQLJudgement(Judgement):
         super().add(rule, cls, message, hint)
         self.algorithms.append(algorithm)
 
+    def unparsed(self, why: str) -> None:
+        super().unparsed(why)
+        self.algorithms.append(None)   # one per issue
+
+
+def per_row(expression: Any) -> bool:
+    """Whether a column's DEFAULT expression is computed row by row (so adding the column copies the table)."""
+    from sqlglot import exp
+
+    if expression is None:
+        return False
+    if any(True for _ in expression.find_all(exp.Column)):
+        return True
+    for function in expression.find_all(exp.Func):
+        if isinstance(function, exp.Cast | exp.Paren):
+            continue
+        name = str(function.name if isinstance(function, exp.Anonymous) else function.sql_name()).lower()
+        if name not in _SAME_FOR_EVERY_ROW and name.replace("_", "") not in _SAME_FOR_EVERY_ROW:
+            return True
+    return False
+
+
+def rebuild(table: Table | None, what: str) -> tuple[str, Cls, str, str, str]:
+    """The verdict on a statement that rebuilds a whole InnoDB table in place (ENGINE=InnoDB, FORCE, ROW_FORMAT=,
+    OPTIMIZE TABLE): its rule, class, message, hint and algorithm."""
+    if table is None or not table.keys_known:
+        return ("rebuild-table", "needs-window", f"{what} rebuilds the whole table; its indexes are not known from "
+                "the earlier migrations, and with a FULLTEXT index the server blocks writes while it runs",
+                "lint with --database URL (the live schema) or with the migration that created the table, or run "
+                "it inside the migration window", INPLACE)
+    if table.fulltext:
+        return ("rebuild-table", "needs-window", f"{what} rebuilds a table with a FULLTEXT index, which the server "
+                "does only while blocking writes (LOCK=SHARED)", "run it inside the migration window", LOCKED)
+    return ("rebuild-table-online", "safe", f"{what} rebuilds the table in place ({WORDS[INPLACE]}): "
+            f"{KEEP_WRITING}; it is heavy I/O, and replicas lag by as long as it runs", "", INPLACE)
+
 
 def explicit_options(words: Words) -> tuple[str | None, str | None]:
     """ALGORITHM [=] x and LOCK [=] x among some words."""
@@ -120,5 +178,6 @@ def enum_bytes(family: str, count: int) -> int:
     return next(size for limit, size in ((8, 1), (16, 2), (24, 3), (32, 4), (64, 8)) if count <= limit)
 
 
-__all__ = ["COPY", "FEATURES", "INPLACE", "INSTANT", "KEEP_WRITING", "LOCKED", "UNPARSED_HINT", "WORDS",
-           "MySQLJudgement", "Server", "enum_bytes", "explicit_options", "parse_version", "unparsed"]
+__all__ = ["COPY", "FEATURES", "INPLACE", "INSTANT", "KEEP_WRITING", "LOCKED", "UNIQUE_HINT", "UNPARSED_HINT", "WORDS",
+           "MySQLJudgement", "Server", "enum_bytes", "explicit_options", "parse_version", "per_row", "rebuild",
+           "unparsed"]

@@ -7,9 +7,10 @@ import re
 from typing import Any
 
 from conveyor.migrations.pg_server import WINDOW, Postgres
-from conveyor.migrations.rules_common import UNKNOWN_COLUMN_HINT, AlterTable, renamed
-from conveyor.migrations.sqlschema import Column, ColumnType, compare_types, parse_column
+from conveyor.migrations.rules_common import UNKNOWN_COLUMN_HINT, AlterTable, Rules, renamed
+from conveyor.migrations.sqlschema import Column, ColumnType, parse_column
 from conveyor.migrations.statements import Words
+from conveyor.migrations.typechange import compare_types
 
 # Functions whose value does not change row by row: a default calling only these needs no rewrite (11+).
 _NOT_VOLATILE = {"now", "current_timestamp", "current_date", "current_time", "localtime", "localtimestamp",
@@ -51,6 +52,11 @@ def binary_coercible(old: ColumnType, new: ColumnType) -> bool:
 
 
 class PgAlterTable(AlterTable[Postgres]):
+    """One PostgreSQL ALTER TABLE: its actions judged one by one."""
+
+    def __init__(self, rules: Rules[Postgres], table: str) -> None:
+        super().__init__(rules, table)
+        self.added: dict[str, Column] = {}   # columns this statement adds, by lower-cased name
     """One PostgreSQL ALTER TABLE: its actions judged one by one."""
 
     def rename(self, w: Words) -> None:
@@ -119,6 +125,12 @@ class PgAlterTable(AlterTable[Postgres]):
             self._alter_column(name, a)
         elif a.take("VALIDATE", "CONSTRAINT"):
             name = a.name()
+            if name and self.schema.in_transaction and name.lower() in self.schema.not_valid_in_transaction:
+                self.add("validate-in-transaction", "needs-window",
+                         f"{name} was added NOT VALID in the same transaction (the runner wraps the file in one): its "
+                         "lock is still held, so VALIDATE scans every row while writes (and, for a CHECK, reads) wait",
+                         "VALIDATE CONSTRAINT in a later migration (its own transaction), or set "
+                         "migrations.transaction: none if your runner does not wrap each file in a transaction")
             if name and name.lower() in self.schema.not_null_checks:
                 checked = self.schema.not_null_checks[name.lower()]
                 self.j.updates.append(lambda: self.schema.validated_not_null.add(checked))
@@ -172,11 +184,15 @@ class PgAlterTable(AlterTable[Postgres]):
             self.add("add-unique-constraint", "needs-window", f"the inline UNIQUE/PRIMARY KEY of {column.name} builds "
                      "an index under an ACCESS EXCLUSIVE lock",
                      "add the column, CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... UNIQUE USING INDEX")
-        if "references" in parsed.inline:
+        if "references" in parsed.inline and not column.has_default:
+            self.add("add-column-foreign-key", "safe", f"the new column {column.name} holds NULL in every row: its "
+                     "REFERENCES has nothing to validate, and locks both tables only for a moment")
+        elif "references" in parsed.inline:
             self.add("add-foreign-key", "needs-window", f"the inline REFERENCES of {column.name} locks both tables "
                      "(SHARE ROW EXCLUSIVE) while it validates every row",
                      "add the column, then ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID, and VALIDATE CONSTRAINT in a "
                      "later migration")
+        self.added[column.name.lower()] = column
         if "check" in parsed.inline:
             self.add("add-check-constraint", "needs-window", f"the inline CHECK of {column.name} is validated against "
                      "every row under an ACCESS EXCLUSIVE lock",
@@ -189,11 +205,13 @@ class PgAlterTable(AlterTable[Postgres]):
             name = a.name()
         upper = a.keywords()
         not_valid = upper[-2:] == ["NOT", "VALID"]
+        if not_valid and name:
+            self.j.updates.append(lambda: self.schema.not_valid_in_transaction.add(name.lower()))
         if a.take("FOREIGN", "KEY"):
             if not_valid:
                 self.add("add-constraint-not-valid", "safe", "a NOT VALID foreign key checks only new rows: it takes "
-                         "its locks for a moment",
-                         "VALIDATE CONSTRAINT in a later migration (it does not block writes)")
+                         "its locks (SHARE ROW EXCLUSIVE on both tables) for a moment",
+                         "VALIDATE CONSTRAINT in a later transaction (it does not block writes)")
             else:
                 self.add("add-foreign-key", "needs-window", "ADD FOREIGN KEY locks both tables (SHARE ROW EXCLUSIVE) "
                          "while it validates every row: writes wait", "ADD CONSTRAINT ... NOT VALID, then VALIDATE "
@@ -205,13 +223,13 @@ class PgAlterTable(AlterTable[Postgres]):
             if match and name:
                 checked = (self.name.lower(), match.group(1).lower())
                 self.j.updates.append(lambda: self.schema.not_null_checks.__setitem__(name.lower(), checked))
-            if not_valid:
-                self.add("add-constraint-not-valid", "safe", "a NOT VALID check constraint checks only new rows",
-                         "VALIDATE CONSTRAINT in a later migration (it does not block writes)")
-            else:
-                self.add("add-check-constraint", "needs-window", "ADD CHECK validates every row under an ACCESS "
-                         "EXCLUSIVE lock: reads and writes wait", "ADD CONSTRAINT ... CHECK (...) NOT VALID, then "
-                         "VALIDATE CONSTRAINT")
+            how = ("NOT VALID, it checks only new rows, under a moment's ACCESS EXCLUSIVE lock" if not_valid else
+                   "validates every row under an ACCESS EXCLUSIVE lock (reads and writes wait)")
+            self.add("add-check-constraint", "breaking",
+                     f"ADD CHECK: the running release's writes that the check refuses fail (a contract change, like "
+                     f"SET NOT NULL); {how}", "add it in a contract migration, once every release writes only rows "
+                     "that pass it" + ("" if not_valid else "; NOT VALID, then VALIDATE CONSTRAINT in a later "
+                                       "transaction, keeps the lock short"))
         elif a.take("UNIQUE") or a.take("PRIMARY", "KEY"):
             primary = "PRIMARY" in upper[:2]
             if a.at("USING", "INDEX"):
@@ -230,7 +248,7 @@ class PgAlterTable(AlterTable[Postgres]):
             self.j.unparsed("a constraint Conveyor cannot read")
 
     def _alter_column(self, name: str, a: Words) -> None:
-        existing = self.table.column(name) if self.table else None
+        existing = (self.table.column(name) if self.table else None) or self.added.get(name.lower())
         if a.take("SET", "DATA", "TYPE") or a.take("TYPE"):
             self._change_type(name, existing, a)
         elif a.take("SET", "DEFAULT"):
@@ -260,11 +278,15 @@ class PgAlterTable(AlterTable[Postgres]):
         if checked and self.server.has("not-null-from-check"):
             self.add("set-not-null-checked", "safe", f"a validated CHECK ({name} IS NOT NULL) proves the column has "
                      "no NULL: SET NOT NULL skips its scan", "drop the CHECK constraint afterwards")
+        elif existing is not None and existing.not_null:
+            self.add("set-not-null-already", "safe", f"{name} is NOT NULL already: nothing changes")
         else:
-            self.add("set-not-null", "needs-window",
-                     "SET NOT NULL scans the whole table for NULLs under an ACCESS EXCLUSIVE lock: reads and writes "
-                     "wait", f"ADD CONSTRAINT {name}_not_null CHECK ({name} IS NOT NULL) NOT VALID; VALIDATE it in "
-                     "the next migration; then SET NOT NULL (PostgreSQL 12+ skips the scan) and drop the check")
+            self.add("set-not-null", "breaking",
+                     f"SET NOT NULL on {name}: the running release's writes of NULL to it fail; it also scans the "
+                     "whole table under an ACCESS EXCLUSIVE lock (reads and writes wait)",
+                     "a contract migration, once every release writes a value: backfill, then ADD CONSTRAINT "
+                     f"{name}_not_null CHECK ({name} IS NOT NULL) NOT VALID, VALIDATE it in a later transaction, SET "
+                     "NOT NULL (12+ skips the scan) and drop the check")
         self._set_later(existing, "not_null", True)
 
     def _change_type(self, name: str, existing: Column | None, a: Words) -> None:

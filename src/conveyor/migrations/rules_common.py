@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
+from conveyor.migrations.createtable import parse_create, table_from_create
 from conveyor.migrations.findings import Cls, Issue
 from conveyor.migrations.sqlschema import (
     Column,
@@ -24,7 +25,6 @@ from conveyor.migrations.sqlschema import (
     parse_column,
     parse_statement,
     selects_a_whole_table,
-    table_from_create,
 )
 from conveyor.migrations.statements import Statement, Words, lex
 
@@ -60,7 +60,7 @@ class Judgement:
     prefix: str             # of the rule ids: mysql | pg
     unparsed_hint: str      # what to do about a statement Conveyor cannot read, in this dialect
     issues: list[Issue] = field(default_factory=list)
-    updates: list[Callable[[], None]] = field(default_factory=list)
+    updates: list[Callable[[], object]] = field(default_factory=list)
 
     def add(self, rule: str, cls: Cls, message: str, hint: str = "") -> None:
         self.issues.append(Issue(f"{self.prefix}.{rule}", cls, message, hint))
@@ -223,6 +223,11 @@ class Rules(ABC, Generic[ServerT]):
                 self.j.add("unbounded-dml", "needs-window",
                            f"INSERT ... SELECT without WHERE copies a whole table into {name} in one transaction"
                            f"{self.insert_select_cost}", _BATCH_HINT)
+        elif isinstance(tree, exp.Delete) and not self._bounded(tree):
+            self.j.add("delete-all-rows", "breaking",
+                       f"DELETE without WHERE removes every row of {name} the running release reads (and locks them "
+                       f"all{self.update_cost})", "delete in a contract migration once no release needs the rows, in "
+                       "batches (WHERE id BETWEEN ...)")
         elif isinstance(tree, exp.Update | exp.Delete):
             if not self._bounded(tree):
                 self.j.add("unbounded-dml", "needs-window",
@@ -239,8 +244,8 @@ class Rules(ABC, Generic[ServerT]):
         """A CREATE TABLE parsed whole: the table it makes joins the schema history (a temporary table does
         not: it lives and dies with the migration's session)."""
         text = self.statement.text
-        tree = parse_statement(text, self.dialect)
-        if tree is None or is_command(tree):
+        tree = parse_create(text, self.dialect)
+        if tree is None:
             self.j.unparsed("sqlglot cannot parse this CREATE TABLE")
             return
         table = table_from_create(tree, self.dialect, text)

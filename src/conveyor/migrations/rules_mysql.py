@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from conveyor.migrations.createtable import index_definition
 from conveyor.migrations.findings import Issue, worst_algorithm
 from conveyor.migrations.mysql_alter import Alter
 from conveyor.migrations.mysql_server import (
@@ -32,16 +33,18 @@ from conveyor.migrations.mysql_server import (
     INSTANT,
     KEEP_WRITING,
     LOCKED,
+    UNIQUE_HINT,
     UNPARSED_HINT,
     WORDS,
     MySQLJudgement,
     Server,
     explicit_options,
     parse_version,
+    rebuild,
     unparsed,
 )
-from conveyor.migrations.rules_common import Rules, renamed
-from conveyor.migrations.sqlschema import Schema, Table
+from conveyor.migrations.rules_common import UNKNOWN_COLUMN_HINT, Rules, renamed
+from conveyor.migrations.sqlschema import Index, Schema, Table
 from conveyor.migrations.statements import Statement, Words
 
 
@@ -66,9 +69,6 @@ _DROP_BREAKING = {"VIEW", "PROCEDURE", "FUNCTION", "DATABASE", "SCHEMA", "EVENT"
 _DROP_HARMLESS = {"TRIGGER", "USER", "ROLE", "SERVER", "TABLESPACE", "LOGFILE", "RESOURCE"}
 # Statements that always need the migration window, by first word.
 _WINDOW_STATEMENTS = {
-    "OPTIMIZE": ("optimize-table", "OPTIMIZE TABLE rebuilds the whole table (InnoDB maps it to ALTER TABLE ... FORCE): "
-                 "heavy I/O for its whole length, and replicas lag behind by as long",
-                 "run it inside the migration window, or leave it to a maintenance job"),
     "REPAIR": ("repair-table", "REPAIR TABLE locks the table while it runs", "run it inside the migration window"),
     "LOCK": ("lock-tables", "LOCK TABLES stops the running release's reads or writes on those tables",
              "remove it: an online ALTER TABLE does not need it; else run inside the migration window"),
@@ -98,6 +98,8 @@ class MySQLRules(Rules[Server]):
             self._rename_tables()
         elif verb == "SET":
             self._set()
+        elif verb == "OPTIMIZE":
+            self._optimize()
         else:
             return False
         return True
@@ -114,6 +116,21 @@ class MySQLRules(Rules[Server]):
         if match:
             off = match.group(1).lower() in ("0", "off", "false")
             self.j.updates.append(lambda: setattr(self.schema, "foreign_key_checks", not off))
+
+    def _optimize(self) -> None:
+        """OPTIMIZE TABLE: InnoDB runs it as ALTER TABLE ... FORCE (the server says "doing recreate + analyze")."""
+        w = self.words
+        w.take("OPTIMIZE")
+        w.take("NO_WRITE_TO_BINLOG") or w.take("LOCAL")
+        if not w.take("TABLE"):
+            w.take("TABLES")
+        for part in w.split(","):
+            name = part.name()
+            if name is None or self._on_new_table(name):
+                continue
+            rule, cls, message, hint, algorithm = rebuild(self.schema.table(name), f"OPTIMIZE TABLE {name} (InnoDB "
+                                                          "runs it as ALTER TABLE ... FORCE)")
+            self.j.add(rule.replace("rebuild-table", "optimize-table"), cls, message, hint, algorithm)
 
     def _create(self) -> None:
         w = self.words
@@ -152,7 +169,9 @@ class MySQLRules(Rules[Server]):
             w.take("LIKE")
             source = self.schema.table(w.name())
             if name and not temporary:
-                copy = Table(name, dict(source.columns) if source else {}, source.charset if source else None)
+                copy = Table(name, dict(source.columns) if source else {}, source.charset if source else None,
+                             source.fulltext if source else False, dict(source.indexes) if source else {},
+                             source.keys_known if source else False)
                 self.j.updates.append(lambda: self.schema.create(copy))
             return
         self._remember_table(temporary=temporary)
@@ -162,14 +181,20 @@ class MySQLRules(Rules[Server]):
         w.take("IF", "NOT", "EXISTS")
         kind = "fulltext" if "FULLTEXT" in kinds else "spatial" if "SPATIAL" in kinds else \
             "unique" if "UNIQUE" in kinds else "index"
+        name = w.name() if not w.at("ON") else None
         if not self._index_on():
             return
         table = self._table_name()
+        rest = Words(w.remaining(), self.statement.text)
+        _, columns = index_definition(Words(w.remaining(), self.statement.text))
+        index = Index(name or (columns[0] if columns else "?"), columns, kind)
+        known = self.schema.table(table)
+        if known is not None:
+            self.j.updates.append(lambda: known.add_index(index))
         if self._on_new_table(table):
             return
-        rest = Words(w.remaining(), self.statement.text)
         algorithm, lock = explicit_options(rest)
-        self._index(kind, table)
+        self._index(kind, table, index)
         self._check_explicit(algorithm, lock)
 
     def _drop(self) -> None:
@@ -185,12 +210,11 @@ class MySQLRules(Rules[Server]):
         elif kind.value == "INDEX":
             index = w.next()
             w.take("ON")
-            w.name()
+            table = w.name()
             if index is not None and index.name.upper() == "PRIMARY":
-                self._drop_primary_key(replaced=False)
-            else:
-                self.j.add("drop-index", "safe", f"DROP INDEX runs in place ({WORDS[INPLACE]}): {KEEP_WRITING}",
-                           algorithm=INPLACE)
+                self._drop_primary_key(replaced=False, table_name=table)
+            elif index is not None and not self._on_new_table(table):
+                self._drop_index(table, index.name)
         else:
             self._drop_object(kind.value)
 
@@ -222,45 +246,88 @@ class MySQLRules(Rules[Server]):
 
     # -- indexes and explicit clauses, shared by CREATE INDEX and ALTER TABLE ---------------------------
 
-    def _index(self, kind: str, table: str | None) -> None:
-        """ADD INDEX / CREATE INDEX and their UNIQUE, FULLTEXT, SPATIAL and PRIMARY KEY forms."""
+    def _index(self, kind: str, table: str | None, index: Index | None = None) -> None:
+        """ADD INDEX / CREATE INDEX and their UNIQUE, FULLTEXT and SPATIAL forms (PRIMARY KEY: `_primary_key`)."""
         j = self.j
         if kind == "index":
             j.add("add-index", "safe",
                   f"the index is built in place ({WORDS[INPLACE]}): {KEEP_WRITING} while it builds",
                   algorithm=INPLACE)
         elif kind == "unique":
-            # Online (INPLACE, LOCK=NONE), but the build fails at its very end if the table holds a duplicate,
-            # or if a concurrent write creates one even for a moment (an upsert, a retried insert): the MySQL
-            # manual's online DDL notes say such a write aborts the whole ALTER, after all the work. And from
-            # then on the running release's writes that duplicate a value fail. Both want a quiet moment and a
-            # check first: needs-window, though the server would run it online.
-            j.add("add-unique-index", "needs-window",
-                  "a UNIQUE index is built in place with writes continuing, but the build aborts at its end if the "
-                  "table holds a duplicate or a concurrent write creates one, and from then on the running "
-                  "release's writes that duplicate a value fail",
-                  "check for duplicates (SELECT col, COUNT(*) ... GROUP BY col HAVING COUNT(*) > 1), then add it "
-                  "inside the migration window", INPLACE)
+            # Online (INPLACE, LOCK=NONE, confirmed on MariaDB 10.11). A duplicate in the table, or one a
+            # concurrent write makes, aborts the build at its end: the ALTER fails, and nothing changed.
+            j.add("add-unique-index", "safe",
+                  f"a UNIQUE index is built in place ({WORDS[INPLACE]}): {KEEP_WRITING} while it builds",
+                  UNIQUE_HINT, INPLACE)
         elif kind in ("fulltext", "spatial"):
             j.add("add-fulltext-index", "needs-window",
                   f"a {kind.upper()} index is built in place but blocks writes while it builds (LOCK=SHARED); the "
                   "first FULLTEXT index also rebuilds the table", "add it inside the migration window", LOCKED)
-            known = self.schema.table(table)
-            if known is not None and kind == "fulltext":
-                j.updates.append(lambda: setattr(known, "fulltext", True))
-        elif kind == "primary":
+        known = self.schema.table(table)
+        if known is not None:
+            added = index or Index(f"_{kind}_{len(known.indexes)}", (), kind)
+            j.updates.append(lambda: known.add_index(added))
+
+    def _primary_key(self, table_name: str, index: Index, *, replacing: bool) -> None:
+        """ADD PRIMARY KEY (with DROP PRIMARY KEY in the same statement when `replacing`)."""
+        j = self.j
+        table = self.schema.table(table_name)
+        columns = [table.column(c) for c in index.columns] if table is not None else []
+        if table is None or not index.columns or any(c is None for c in columns):
             j.add("add-primary-key", "needs-window",
                   "ADD PRIMARY KEY rebuilds the table (the primary key is how InnoDB stores rows), and fails on a "
-                  "duplicate or a NULL",
-                  "add the primary key when the table is created, or inside the migration window", INPLACE)
+                  "duplicate or a NULL; its columns are not known from the earlier migrations, so Conveyor cannot "
+                  "tell whether they hold NULL", UNKNOWN_COLUMN_HINT, INPLACE)
+        elif nullable := [c.name for c in columns if c is not None and not c.not_null]:
+            j.add("add-primary-key-nullable", "breaking",
+                  f"ADD PRIMARY KEY makes {', '.join(nullable)} NOT NULL: the running release's writes of NULL to "
+                  "them fail (and the ALTER fails if a row holds one)",
+                  "make the columns NOT NULL in a contract migration first, once every release writes them", INPLACE)
+        elif table.fulltext:
+            j.add("add-primary-key", "needs-window",
+                  "ADD PRIMARY KEY rebuilds a table with a FULLTEXT index, which the server does only while "
+                  "blocking writes (LOCK=SHARED)", "add it inside the migration window", LOCKED)
+        else:
+            old = table.primary_key
+            same = replacing and old is not None and old.columns == index.columns
+            unique = same or table.unique_within(index.columns)
+            algorithm = INSTANT if same else INPLACE
+            how = ("over the same columns: nothing is rebuilt" if same else
+                   f"rebuilds the table in place ({WORDS[INPLACE]}): {KEEP_WRITING}; replicas lag while it runs")
+            j.add("add-primary-key", "safe", f"ADD PRIMARY KEY on NOT NULL columns {how}",
+                  "" if unique else UNIQUE_HINT, algorithm)
+        if table is not None:
+            j.updates.append(lambda: table.add_index(index))
 
-    def _drop_primary_key(self, *, replaced: bool) -> None:
+    def _drop_index(self, table_name: str | None, name: str) -> None:
+        """DROP INDEX name [ON table], ALTER TABLE ... DROP INDEX|KEY name."""
+        table = self.schema.table(table_name)
+        index = table.indexes.get(name.lower()) if table is not None else None
+        if index is not None and index.kind == "fulltext":
+            self.j.add("drop-fulltext-index", "breaking",
+                       f"DROP INDEX {name}: it is a FULLTEXT index, and the running release's MATCH ... AGAINST "
+                       "queries on its columns fail without it",
+                       "drop it in a contract migration, once no release searches with it")
+        elif index is not None and table is not None and table.clustered_on() is index:
+            self.j.add("drop-clustered-index", "needs-window",
+                       f"{table.name} has no primary key: InnoDB stores its rows by {name} (UNIQUE, NOT NULL), so "
+                       "dropping it rebuilds the table around a hidden row id while writes wait",
+                       "add a PRIMARY KEY first (in place), or run it inside the migration window", COPY)
+        else:
+            self.j.add("drop-index", "safe", f"DROP INDEX runs in place ({WORDS[INPLACE]}): {KEEP_WRITING}",
+                       algorithm=INPLACE)
+        if table is not None:
+            self.j.updates.append(lambda: table.drop_index(name))
+
+    def _drop_primary_key(self, *, replaced: bool, table_name: str | None = None) -> None:
+        table = self.schema.table(table_name)
+        if table is not None:
+            self.j.updates.append(lambda: table.drop_index("PRIMARY"))
         if replaced:
-            return  # the ADD PRIMARY KEY of the same statement already says it rebuilds the table, in place
+            return  # the ADD PRIMARY KEY of the same statement says what the swap does
         self.j.add("drop-primary-key", "needs-window",
                    "DROP PRIMARY KEY without adding another copies the table (ALGORITHM=COPY): writes wait",
-                   "drop and add the new primary key in one ALTER TABLE (that rebuilds in place), inside the "
-                   "migration window", COPY)
+                   "drop and add the new primary key in one ALTER TABLE (that rebuilds in place)", COPY)
 
     def _check_explicit(self, algorithm: str | None, lock: str | None) -> None:
         """What an explicit ALGORITHM= or LOCK= clause means for the statement."""

@@ -81,6 +81,40 @@ class PgRules(Rules[Postgres]):
     def dialect(self) -> str:
         return "postgresql"
 
+    def run(self) -> None:
+        head = self.words.peek()
+        verb = head.value if head is not None and head.kind == "word" else ""
+        if verb in ("BEGIN", "START"):
+            self.j.updates.append(self._begin)
+        elif verb in ("COMMIT", "END", "ROLLBACK", "ABORT") and "TO" not in self.keywords:
+            self.j.updates.append(self._end)
+        elif self.schema.in_transaction and self._outside_transactions_only(verb):
+            self.j.add("concurrently-in-transaction", "needs-window",
+                       f"{' '.join(self.keywords[:4])} cannot run inside a transaction block, and this file runs in "
+                       "one (migrations.transaction: per-file, or an explicit BEGIN): the migration fails",
+                       "move it to a file of its own whose first lines say `-- conveyor: no-transaction`, and have "
+                       "the runner apply that file outside a transaction (Django: atomic = False; Rails: "
+                       "disable_ddl_transaction!); or set migrations.transaction: none if your runner never wraps a "
+                       "file")
+            return
+        super().run()
+
+    def _outside_transactions_only(self, verb: str) -> bool:
+        """Whether PostgreSQL refuses this statement inside a transaction block."""
+        if verb == "VACUUM":
+            return True
+        if "CONCURRENTLY" not in self.keywords or verb == "REFRESH":
+            return False
+        return verb in ("CREATE", "DROP", "REINDEX") or (verb == "ALTER" and "DETACH" in self.keywords)
+
+    def _begin(self) -> None:
+        self.schema.in_transaction = True
+        self.schema.not_valid_in_transaction.clear()
+
+    def _end(self) -> None:
+        self.schema.in_transaction = False
+        self.schema.not_valid_in_transaction.clear()
+
     def _online(self, verb: str) -> bool:
         if verb == "VACUUM":
             return "FULL" not in self.keywords

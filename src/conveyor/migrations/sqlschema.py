@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -63,6 +62,7 @@ class Column:
     charset: str | None = None
     auto_increment: bool = False
     generated: str | None = None      # stored | virtual
+    collation: str | None = None      # as declared (MySQL, MariaDB); None: its character set's default
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,15 @@ class ParsedColumn:
     position: str | None = None       # FIRST or AFTER x (MySQL)
 
 
+@dataclass(frozen=True)
+class Index:
+    """An index (MySQL, MariaDB) as the schema history defines it."""
+
+    name: str                         # PRIMARY for the primary key
+    columns: tuple[str, ...]          # lower-cased, in order
+    kind: str                         # primary | unique | index | fulltext | spatial
+
+
 @dataclass
 class Table:
     """A table as the schema history defines it."""
@@ -85,6 +94,8 @@ class Table:
     columns: dict[str, Column] = field(default_factory=dict)
     charset: str | None = None
     fulltext: bool = False
+    indexes: dict[str, Index] = field(default_factory=dict)   # by lower-cased name; empty when not known
+    keys_known: bool = False          # whether `indexes` lists them all (a CREATE TABLE, or the live schema)
 
     def column(self, name: str) -> Column | None:
         """A column by name, case-insensitively."""
@@ -93,6 +104,58 @@ class Table:
     def put(self, column: Column) -> None:
         """Add or replace a column."""
         self.columns[column.name.lower()] = column
+
+    def add_index(self, index: Index) -> None:
+        """Record an index (a FULLTEXT one marks the table)."""
+        self.indexes[index.name.lower()] = index
+        self.fulltext = self.fulltext or index.kind == "fulltext"
+
+    def drop_index(self, name: str) -> Index | None:
+        """Forget an index; the one it was, if known."""
+        index = self.indexes.pop(name.lower(), None)
+        self.fulltext = any(i.kind == "fulltext" for i in self.indexes.values()) if self.keys_known else \
+            self.fulltext and not (index is not None and index.kind == "fulltext")
+        return index
+
+    @property
+    def primary_key(self) -> Index | None:
+        """The primary key, if one is known."""
+        return self.indexes.get("primary")
+
+    def indexed(self, column: str) -> bool:
+        """Whether an index covers this column."""
+        return any(column.lower() in index.columns for index in self.indexes.values())
+
+    def unique_within(self, columns: tuple[str, ...]) -> bool:
+        """Whether a UNIQUE (or primary) index over some of these columns already makes them unique."""
+        wanted = {c.lower() for c in columns}
+        return any(index.kind in ("unique", "primary") and set(index.columns) <= wanted
+                   for index in self.indexes.values())
+
+    def clustered_on(self) -> Index | None:
+        """The index InnoDB stores the rows by: the primary key, else the first UNIQUE index whose columns are
+        all NOT NULL (None: a hidden row id, or the keys are not known)."""
+        if not self.keys_known:
+            return None
+        if self.primary_key is not None:
+            return self.primary_key
+        for index in self.indexes.values():
+            columns = [self.column(c) for c in index.columns]
+            if index.kind == "unique" and all(c is not None and c.not_null for c in columns):
+                return index
+        return None
+
+
+def canonical_charset(name: str | None) -> str | None:
+    """A character set by its canonical name (utf8 is utf8mb3), or the one a collation names first
+    (utf8mb4_unicode_ci: utf8mb4)."""
+    if not name:
+        return None
+    name = name.lower()
+    for known in sorted(CHARSET_BYTES, key=len, reverse=True):
+        if name == known or name.startswith(known + "_"):
+            return "utf8mb3" if known == "utf8" else known
+    return name.split("_", 1)[0]
 
 
 class Schema:
@@ -106,11 +169,18 @@ class Schema:
         # constraint has been validated for (SET NOT NULL then needs no scan, from PostgreSQL 12).
         self.not_null_checks: dict[str, tuple[str, str]] = {}
         self.validated_not_null: set[tuple[str, str]] = set()
+        # PostgreSQL: whether the statement being judged runs inside a transaction (the runner's around the
+        # file, or an explicit BEGIN), and the constraints added NOT VALID in that transaction.
+        self.in_transaction = False
+        self.not_valid_in_transaction: set[str] = set()
 
-    def begin_file(self) -> None:
-        """A new file: its session starts afresh, and no table is new to it yet."""
+    def begin_file(self, *, in_transaction: bool = False) -> None:
+        """A new file: its session starts afresh (inside a transaction when the runner wraps each file in one),
+        and no table is new to it yet."""
         self.new_tables.clear()
         self.foreign_key_checks = True
+        self.in_transaction = in_transaction
+        self.not_valid_in_transaction.clear()
 
     def table(self, name: str | None) -> Table | None:
         """A table by name, case-insensitively."""
@@ -244,55 +314,6 @@ def column_type(datatype: Any, dialect: str) -> ColumnType:
     return ColumnType(name, "other", length=first, sql=sql)
 
 
-def compare_types(old: ColumnType, new: ColumnType, bytes_per_char: int = 4) -> str:
-    """How `new` relates to `old`: same, widen (holds every old value), narrow (may not) or change (a
-    different kind of value, which the running release would read differently)."""
-    if old.sql.upper() == new.sql.upper() or (old.name, old.family, old.length, old.precision, old.scale,
-                                              old.unsigned, old.values) == (
-            new.name, new.family, new.length, new.precision, new.scale, new.unsigned, new.values):
-        return "same"
-    if old.family != new.family:
-        return "change"
-    if old.family == "integer":
-        if new.size == old.size and new.unsigned == old.unsigned:
-            return "same"
-        if new.size > old.size and (new.unsigned == old.unsigned or (old.unsigned and not new.unsigned)):
-            return "widen"
-        return "narrow"
-    if old.family in ("text", "binary"):
-        old_cap, new_cap = _capacity(old, bytes_per_char), _capacity(new, bytes_per_char)
-        if old.name == "VARCHAR" and new.name == "CHAR":
-            return "narrow"  # CHAR pads and strips trailing spaces
-        if new_cap is None or (old_cap is not None and new_cap >= old_cap):
-            return "widen" if new_cap != old_cap or new.name != old.name else "same"
-        return "narrow"
-    if old.family == "decimal":
-        if new.precision is None:
-            return "widen"
-        if old.precision is None:
-            return "narrow"
-        old_int, new_int = old.precision - (old.scale or 0), new.precision - (new.scale or 0)
-        if new_int >= old_int and (new.scale or 0) >= (old.scale or 0) and new.unsigned <= old.unsigned:
-            return "widen"
-        return "narrow"
-    if old.family == "float":
-        return "widen" if new.size > old.size else "narrow"
-    if old.family in ("enum", "set"):
-        return "widen" if set(old.values) <= set(new.values) else "narrow"
-    if old.family == "time":
-        if old.name != new.name:
-            return "change"
-        return "widen" if (new.precision or 0) >= (old.precision or 0) else "narrow"
-    return "change"
-
-
-def _capacity(ctype: ColumnType, bytes_per_char: int) -> int | None:
-    """Bytes a text or binary type can hold (None: unbounded)."""
-    if ctype.name in ("CHAR", "VARCHAR"):
-        return None if ctype.length is None else ctype.length * bytes_per_char
-    return ctype.length
-
-
 def parse_column(text: str, dialect: str) -> ParsedColumn | None:
     """A column definition (`name type [NOT NULL] [DEFAULT x] ...`); None when it cannot be parsed.
 
@@ -408,7 +429,10 @@ def _fill_from_words(column: Column, inline: set[str], text: str, dialect: str) 
         elif value in ("CHARSET", "CHARACTER") and column.charset is None:
             j = i + 2 if value == "CHARACTER" and following == "SET" else i + 1
             if j < len(depth_words) and depth_words[j].is_name:
-                column.charset = depth_words[j].name.lower()
+                column.charset = canonical_charset(depth_words[j].name)
+        elif value == "COLLATE" and i + 1 < len(depth_words) and depth_words[i + 1].is_name:
+            column.collation = depth_words[i + 1].name.lower()
+            column.charset = column.charset or canonical_charset(column.collation)
         elif value == "AUTO_INCREMENT":
             column.auto_increment = True
         elif value == "REFERENCES":
@@ -431,42 +455,6 @@ def _top_level(cursor: Words) -> list[Any]:
         elif depth == 0:
             kept.append(word)
     return kept
-
-
-def table_from_create(tree: Any, dialect: str, text: str) -> Table | None:
-    """The table a CREATE TABLE defines (its columns, default character set, FULLTEXT indexes)."""
-    from sqlglot import exp
-
-    if not isinstance(tree, exp.Create) or str(tree.args.get("kind", "")).upper() != "TABLE":
-        return None
-    target = tree.this
-    table_expr = target.this if isinstance(target, exp.Schema) else target
-    if not isinstance(table_expr, exp.Table):
-        return None
-    table = Table(name=table_expr.name)
-    if isinstance(target, exp.Schema):
-        for item in target.expressions:
-            if isinstance(item, exp.ColumnDef):
-                table.put(column_from_definition(item, dialect).column)
-    upper = [w.value for w in lex(text, dialect) if w.kind == "word"]
-    table.fulltext = "FULLTEXT" in upper
-    match = re.search(r"(?:CHARSET|CHARACTER\s+SET)\s*=?\s*[`'\"]?(\w+)", _after_columns(text, dialect), re.I)
-    if match:
-        table.charset = match.group(1).lower()
-    return table
-
-
-def _after_columns(text: str, dialect: str) -> str:
-    """The table options of a CREATE TABLE: its text after the column list."""
-    depth = 0
-    for word in lex(text, dialect):
-        if word.kind == "punct" and word.value == "(":
-            depth += 1
-        elif word.kind == "punct" and word.value == ")":
-            depth -= 1
-            if depth == 0:
-                return text[word.end:]
-    return ""
 
 
 def bytes_per_char(column: Column | None, table: Table | None) -> int | None:

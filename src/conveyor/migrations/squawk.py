@@ -36,12 +36,14 @@ RULES: dict[str, tuple[Cls, tuple[str, ...]]] = {
     "ban-drop-extension": ("breaking", ("pg.drop-object",)),
     "ban-set-schema": ("breaking", ("pg.rename-object",)),
     "renaming-object": ("breaking", ("pg.rename-object",)),
-    "adding-not-nullable-field": ("needs-window", ("pg.set-not-null", "pg.set-not-null-checked", "pg.new-table")),
+    "adding-not-nullable-field": ("needs-window", (
+        "pg.set-not-null", "pg.set-not-null-checked", "pg.set-not-null-already", "pg.new-table",
+    )),
     "adding-field-with-default": ("needs-window", (
         "pg.add-column-volatile-default", "pg.add-column-default-rewrite", "pg.add-column-generated", "pg.new-table",
     )),
     "adding-foreign-key-constraint": ("needs-window", (
-        "pg.add-foreign-key", "pg.add-constraint-not-valid", "pg.new-table",
+        "pg.add-foreign-key", "pg.add-constraint-not-valid", "pg.add-column-foreign-key", "pg.new-table",
     )),
     "adding-serial-primary-key-field": ("needs-window", (
         "pg.add-unique-constraint", "pg.add-primary-key", "pg.add-column-generated", "pg.new-table",
@@ -53,7 +55,8 @@ RULES: dict[str, tuple[Cls, tuple[str, ...]]] = {
         "pg.change-column-type", "pg.widen-column-type", "pg.narrow-column-type", "pg.new-table",
     )),
     "constraint-missing-not-valid": ("needs-window", (
-        "pg.add-check-constraint", "pg.add-foreign-key", "pg.add-unique-constraint", "pg.add-primary-key",
+        "pg.validate-in-transaction", "pg.add-constraint-not-valid", "pg.add-check-constraint", "pg.add-foreign-key",
+        "pg.add-unique-constraint", "pg.add-primary-key",
         "pg.add-exclusion-constraint", "pg.add-constraint-using-index", "pg.new-table",
     )),
     "disallowed-unique-constraint": ("needs-window", (
@@ -63,7 +66,7 @@ RULES: dict[str, tuple[Cls, tuple[str, ...]]] = {
     "require-concurrent-index-deletion": ("needs-window", ("pg.drop-index-blocking",)),
     "require-concurrent-reindex": ("needs-window", ("pg.reindex-blocking",)),
     "require-concurrent-partition-detach": ("needs-window", ("pg.detach-partition",)),
-    "ban-concurrent-index-creation-in-transaction": ("needs-window", ()),
+    "ban-concurrent-index-creation-in-transaction": ("needs-window", ("pg.concurrently-in-transaction",)),
     "ban-alter-domain-with-add-constraint": ("needs-window", ("pg.alter-domain-constraint",)),
     "ban-create-domain-with-constraint": ("needs-window", ()),
     "prefer-repack": ("needs-window", ("pg.vacuum-full", "pg.cluster")),
@@ -154,9 +157,12 @@ def find_squawk() -> str | None:
 
 
 def run_squawk(binary: str, sql: str, *, name: str = "migration.sql", pg_version: tuple[int, ...] | None = None,
-               cwd: str | None = None, timeout: float = 60.0) -> list[Violation]:
-    """squawk's findings on some SQL (given on its standard input), with lines counted from 1."""
+               cwd: str | None = None, timeout: float = 60.0, in_transaction: bool = False) -> list[Violation]:
+    """squawk's findings on some SQL (given on its standard input), with lines counted from 1; with
+    `in_transaction`, squawk judges it as the runner wraps it: inside one transaction."""
     argv = [binary, "--reporter", "json", "--stdin-filepath", name]
+    if in_transaction:
+        argv.append("--assume-in-transaction")
     if pg_version:
         major, minor = pg_version[0], pg_version[1] if len(pg_version) > 1 else 0
         argv += ["--pg-version", f"{major}.{minor}"]

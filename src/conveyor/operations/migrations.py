@@ -88,7 +88,8 @@ def judge_all(ws: Workspace, migrations: list[Migration], pending: set[str]) -> 
     out: dict[str, Judged] = {}
     for migration in migrations:
         verdict = judge_sql(migration.text, settings.dialect, settings.version, migration.phase,
-                            path=migration.name, schema=schema, squawk=migration.name in pending)
+                            path=migration.name, schema=schema, squawk=migration.name in pending,
+                            transaction=settings.transaction)
         findings = tuple({"line": finding.line, "rule": finding.rule, "class": finding.cls,
                           "message": finding.message, "hint": finding.hint} for finding in verdict.findings)
         out[migration.name] = Judged(migration, verdict.cls, findings)
