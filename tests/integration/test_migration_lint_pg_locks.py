@@ -358,6 +358,7 @@ def test_the_linter_agrees_with_the_server(observed: dict[str, Observed], case: 
     seen = observed[case.id]
     cls, findings = lint(case)
     said = f"linter: {cls} {[f.rule for f in findings]}; server: {seen}"
+    assert all(f.message.strip() and f.hint.strip() for f in findings if f.cls != "safe"), said
     if seen.cls == "fails":
         assert cls != "safe", said
         return

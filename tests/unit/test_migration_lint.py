@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -465,6 +466,8 @@ def test_postgres_statement_classes_with_squawk(sql: str, cls: str, rule: str | 
     assert statement.cls == cls, [(f.rule, f.cls, f.message) for f in statement.findings]
     if rule is not None:
         assert rule in statement.rules
+    # every finding that holds the migration, ours or squawk's, says what to do
+    assert all(f.hint.strip() for f in statement.findings if f.cls != "safe"), statement.findings
     # squawk may add advice, never a second finding for what our rule already says
     assert all(f.cls == "safe" for f in statement.findings if f.rule.startswith("squawk.")) or cls != "safe"
 
@@ -748,3 +751,67 @@ def test_identifiers_with_letters_beyond_ascii_are_read_not_crashed_on(dialect: 
     verdict = judge_sql("ALTER TABLE naïve ADD COLUMN größe int;\nSELECT é FROM naïve;\n", dialect, None, "expand",
                         squawk=False)
     assert [(s.line, s.cls) for s in verdict.statements] == [(1, "safe"), (2, "safe")]
+
+
+# -- every verdict that holds a migration says why and what to do -------------------------------------------
+
+def _source_rules(classes: tuple[str, ...]) -> set[str]:
+    """The rule ids the rule modules give one of these classes, read from their source."""
+    import conveyor.migrations as package
+
+    found: set[str] = set()
+    pattern = re.compile(r"""\(\s*"([a-z0-9-]+)",\s*"(needs-window|breaking)\"""")
+    for module in Path(package.__file__).parent.glob("*.py"):
+        for rule, cls in pattern.findall(module.read_text()):
+            if cls in classes and rule not in ("safe", "needs-window", "breaking"):
+                found.add(rule)
+    return found
+
+
+def _all_statements() -> list[tuple[str, object]]:
+    cases: list[tuple[str, object]] = []
+    for sql, _, _ in MYSQL_CASES:
+        cases.append(("mysql", last(sql, "mysql", "8.0.35", history=MYSQL_HISTORY)))
+    for version, sql, *_ in MARIADB_CASES:
+        cases.append(("mariadb", last(sql, "mariadb", version, history=MYSQL_HISTORY)))
+    for sql, _, _ in PG_CASES:
+        cases.append(("postgresql", last(sql, "postgresql", "16", history=PG_HISTORY, transaction="none")))
+    for sql, transaction, _, _ in PG_TRANSACTION_CASES:
+        cases.append(("postgresql", last(sql, "postgresql", "16", history=PG_HISTORY, transaction=transaction)))
+    for version, sql in [("10", "ALTER TABLE accounts ADD COLUMN active boolean DEFAULT false"),
+                         ("11", "ALTER TYPE mood ADD VALUE 'meh'"),
+                         ("13", "ALTER TABLE accounts DETACH PARTITION accounts_2020"),
+                         ("16", "ALTER TABLE accounts ATTACH PARTITION accounts_2020 FOR VALUES FROM (1) TO (9)"),
+                         ("16", "ALTER TABLE accounts ADD CONSTRAINT no_overlap EXCLUDE USING gist (id WITH =)"),
+                         ("16", "ALTER DOMAIN email_address ADD CONSTRAINT has_at CHECK (VALUE LIKE '%@%')")]:
+        cases.append(("postgresql", last(sql, "postgresql", version, history=PG_HISTORY, transaction="none")))
+    for sql in ("ALTER TABLE orders ADD PARTITION (PARTITION p9 VALUES LESS THAN (9))",
+                "REPAIR TABLE orders", "ALTER TABLE orders TRUNCATE PARTITION p1",
+                "ALTER TABLE orders DROP PARTITION p1", "CREATE TABLE t2 SELECT * FROM orders",
+                "ALTER TABLE orders MODIFY note VARCHAR(80) NULL, ALGORITHM=INSTANT",
+                "ALTER TABLE orders ADD COLUMN remark TEXT NULL, LOCK=SHARED",
+                "ALTER TABLE orders DROP PRIMARY KEY", "DROP DATABASE shop",
+                "ALTER TABLE orders ADD COLUMN n INT NOT NULL AUTO_INCREMENT UNIQUE",
+                "ALTER TABLE orders ADD COLUMN c CHAR(1) AS ('x') STORED"):
+        cases.append(("mysql", last(sql, "mysql", "8.0.35", history=MYSQL_HISTORY)))
+    cases.append(("mysql", last("ALTER TABLE orders ADD COLUMN remark TEXT NULL", "mysql", "5.5",
+                                history=MYSQL_HISTORY)))
+    return cases
+
+
+def test_every_verdict_that_holds_a_migration_says_why_in_one_line_and_how_to_make_it_safe() -> None:
+    seen: set[str] = set()
+    for dialect, statement in _all_statements():
+        for finding in statement.findings:  # type: ignore[attr-defined]
+            if finding.cls == "safe":
+                continue
+            seen.add(finding.rule.split(".", 1)[-1])
+            where = f"{dialect}: {finding.rule} on {statement.statement}"  # type: ignore[attr-defined]
+            assert finding.message.strip(), where
+            assert "\n" not in finding.message, where
+            assert finding.hint.strip(), f"no hint: {where}"
+            assert "\n" not in finding.hint, where
+            assert finding.hint != finding.message, where
+    # Every rule that can hold a migration is among those checked here.
+    missing = _source_rules(("needs-window", "breaking")) - seen
+    assert not missing, f"rules no case here exercises: {sorted(missing)}"

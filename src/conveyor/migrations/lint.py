@@ -242,7 +242,9 @@ def _judge_postgres(text: str, statements: list[Statement], schema: Schema, vers
         message = violation.message or violation.rule
         if cls == "safe":
             message = f"{message} [advice: does not block]"
-        found.append(Issue(f"squawk.{violation.rule}", cls, message, violation.help))
+        hint = violation.help or (f"see squawk's rule {violation.rule} (https://squawkhq.com/docs/{violation.rule}),"
+                                  " or run it inside the migration window" if cls != "safe" else "")
+        found.append(Issue(f"squawk.{violation.rule}", cls, message, hint))
     return issues, notes
 
 
