@@ -54,6 +54,8 @@ from measure import (  # noqa: E402
     reap_orphans,
     run_measured,
 )
+
+from sshfleet import Fleet, missing_requirements  # noqa: E402
 from tools import (  # noqa: E402
     CONVEYORS,
     DEPLOY_TO,
@@ -62,7 +64,7 @@ from tools import (  # noqa: E402
     TOOL_ORDER,
     Ansible,
     Conveyor,
-    ConveyorZstd,
+    ConveyorGzip,
     Floor,
     FloorDefault,
     Pyinfra,
@@ -75,8 +77,6 @@ from tools import (  # noqa: E402
     tools_venv,
     write_fast_ssh_config,
 )
-
-from sshfleet import Fleet, missing_requirements  # noqa: E402
 
 SCENARIOS = ("new", "small", "rollback")
 SEEDS = {"old1": "20200101T000000Z-0000a001", "old2": "20200101T000001Z-0000a002"}
@@ -102,6 +102,22 @@ def conveyor_executable(given: str | None) -> str:
     return found
 
 
+def byte_compile(conveyor: str) -> str:
+    """Compile the measured Conveyor's modules to bytecode, as installing a wheel does: a source tree run with
+    PYTHONDONTWRITEBYTECODE (or from a read-only snapshot) would otherwise compile every module on every
+    command, a cost no installed tool pays (pyinfra and ansible are installed from wheels). Returns the
+    package directory."""
+    first = Path(conveyor).read_text(errors="replace").splitlines()[0] if Path(conveyor).is_file() else ""
+    python = first[2:].strip() if first.startswith("#!") and "python" in first else sys.executable
+    where = subprocess.run([python, "-c", "import conveyor, os; print(os.path.dirname(conveyor.__file__))"],
+                           capture_output=True, text=True, check=False, timeout=60)
+    if where.returncode != 0:
+        sys.exit(f"cannot find the conveyor package:\n{where.stderr}")
+    package = where.stdout.strip()
+    subprocess.run([python, "-m", "compileall", "-q", package], capture_output=True, check=False, timeout=300)
+    return package
+
+
 def build_releases(cache: Path, conveyor: str) -> dict[str, Release]:
     """The four releases: old1 and old2 (only ever seeded on hosts), new and small (built by `conveyor build`
     into a store in the cache; their tarballs are what every tool ships)."""
@@ -125,7 +141,7 @@ def build_releases(cache: Path, conveyor: str) -> dict[str, Release]:
         if rid is None or not (store / f"{rid}.tar.gz").is_file():
             cfg = cache / f"build-{name}.yml"
             cfg.write_text(json.dumps({
-                "app": "bench", "artifact": {"path": str(dirs[name]), "store": str(store)},
+                "app": "bench", "artifact": {"path": str(dirs[name]), "store": str(store), "compression": "gzip"},
                 "roles": {"web": {}},
                 "environments": {"build": {"transport": "local", "regions": {"x": {"hosts": {"web": ["x"]}}}}},
             }))
@@ -390,9 +406,11 @@ def make_tools(names: list[str], site: Site, conveyor: str, cache: Path,
             venv_problem = str(exc)
     for name in names:
         tool: Tool
-        if name in ("conveyor", "conveyor-zstd"):
-            tool = (Conveyor(site, conveyor, cache / "conveyor-store") if name == "conveyor"
-                    else ConveyorZstd(site, conveyor, cache / "conveyor-store-zstd"))
+        if name in CONVEYORS:
+            # The default (auto) stores zstd: the same releases, transcoded (transcode_store); gzip ships the
+            # tarball every other tool ships.
+            tool = (Conveyor(site, conveyor, cache / "conveyor-store-zstd") if name == "conveyor"
+                    else ConveyorGzip(site, conveyor, cache / "conveyor-store"))
             tool.profile_dir = profile
             tool.pythonpath = pythonpath
         elif name == "floor":
@@ -753,6 +771,7 @@ def main(argv: list[str] | None = None) -> int:
         args.pythonpath, sha = snapshot_source(cache, args.conveyor_ref)
         os.environ["PYTHONPATH"] = str(args.pythonpath)  # conveyor build and every conveyor run use it
         log(f"measuring Conveyor as of {sha[:10]} ({args.pythonpath})")
+    log(f"byte-compiled {byte_compile(conveyor)}")
     log("preparing the releases")
     releases = build_releases(cache, conveyor)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="conveyor-bench-"))

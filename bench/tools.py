@@ -173,9 +173,10 @@ class Tool:
 
 class Conveyor(Tool):
     name = "conveyor"
-    description = "conveyor deploy/rollback (asyncssh, one connection per host)"
+    description = ("conveyor deploy/rollback as configured by default (asyncssh, one connection per host; "
+                   "`artifact.compression: auto`: stored zstd, the same tar stream, for hosts that have zstd)")
 
-    compression = "gzip"
+    compression = "auto"
 
     def __init__(self, site: Site, executable: str, store: Path) -> None:
         super().__init__(site)
@@ -237,7 +238,8 @@ class Conveyor(Tool):
         if self.profile_dir is not None:
             self.profile_dir.mkdir(parents=True, exist_ok=True)
             out = self.profile_dir / f"conveyor-{self.site.count}-{step.scenario}-run{run}.prof"
-            argv = [sys.executable, "-m", "cProfile", "-o", str(out), *argv]
+            script = argv[1:] if argv[0] == sys.executable else argv  # cProfile runs a script, not python
+            argv = [sys.executable, "-m", "cProfile", "-o", str(out), *script]
         return Command(argv, env=self.env(), cwd=self.dir)
 
     def timeline_path(self, step: Step, run: int) -> Path:
@@ -255,14 +257,10 @@ class Conveyor(Tool):
         return None
 
 
-class ConveyorZstd(Conveyor):
-    name = "conveyor-zstd"
-    description = "conveyor with `artifact.compression: zstd` (the same tar stream, zstd -9; hosts unpack with zstd)"
-    compression = "zstd"
-
-    def check(self) -> None:
-        if shutil.which("zstd") is None:
-            raise ToolUnavailable("the hosts have no zstd command (apt-get install zstd)")
+class ConveyorGzip(Conveyor):
+    name = "conveyor-gzip"
+    description = "conveyor with `artifact.compression: gzip` (the tarball the other tools ship)"
+    compression = "gzip"
 
 
 class Floor(Tool):
@@ -485,5 +483,5 @@ class Ansible(_VenvTool):
         shutil.rmtree(self.control_dir, ignore_errors=True)
 
 
-TOOL_ORDER = ("conveyor", "conveyor-zstd", "floor", "floor-default", "rsync", "pyinfra", "ansible")
-CONVEYORS = ("conveyor", "conveyor-zstd")  # Conveyor's measured configurations; ratios are made for each
+TOOL_ORDER = ("conveyor", "conveyor-gzip", "floor", "floor-default", "rsync", "pyinfra", "ansible")
+CONVEYORS = ("conveyor", "conveyor-gzip")  # Conveyor's measured configurations; ratios are made for each
