@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from conveyor.artifact.compression import open_tar
 from conveyor.engine.exits import HostExit
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
@@ -190,7 +191,7 @@ def test_user_files_in_every_shared_path_survive_deploys_deltas_rollbacks_and_pr
               if p.suffix != ".json"]
     assert deltas, "no delta was made"
     for delta in deltas:
-        with tarfile.open(delta, "r:gz") as archive:  # the config keeps the default compression, gzip
+        with open_tar(delta) as archive:  # zstd under the default compression (auto)
             carried = [m.name.removeprefix("./") for m in archive.getmembers()]
         assert not [n for n in carried for path in SHARED if n == path or n.startswith(path + "/")], carried
     third = site.deploy(shop(3, cache=True))
@@ -276,8 +277,9 @@ def test_a_tarball_that_matches_its_manifest_but_holds_a_setuid_file_is_refused_
     (store / f"{release}.tar.gz").write_bytes(data)
     manifest_path = store / f"{release}.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    manifest.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data), compression="gzip")
     manifest_path.write_text(json.dumps(manifest))
+    (store / f"{release}.tar.zst").unlink()  # what auto built, replaced by the tampered gzip tarball
 
     result = site.cli.json("deploy", "prod", "--release", release, "--yes", expect=1)
     canary_name = next(iter(site.hosts))

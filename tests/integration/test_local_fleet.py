@@ -589,6 +589,69 @@ def test_hosts_without_zstd_refuse_a_zstd_release_before_anything_is_sent(make_f
     assert fleet.releases_on("production", "a", "a-web-1") == set()
 
 
+def _without_zstd(fleet: Any, tmp_path: Path) -> dict[str, str]:
+    """The environment of a `conveyor` run whose local hosts find no zstd command (the controller needs none)."""
+    bin_dir = tmp_path / "bin-without-zstd"
+    if not bin_dir.is_dir():
+        bin_dir.mkdir()
+        for tool in ("sh", "tar", "gzip", "sha256sum", "mkdir", "ln", "mv", "rm", "tee", "cat", "mkfifo",
+                     "readlink", "tail", "cp", "dirname", "printf", "git", "touch", "echo", "find", "awk", "sed",
+                     "tr", "head", "sort", "date", "wc", "cut", "ls", "grep", "env", "sleep", "kill", "stat"):
+            found = shutil.which(tool)
+            if found:
+                (bin_dir / tool).symlink_to(found)
+    return fleet.env_vars() | {"PATH": str(bin_dir)}
+
+
+def test_auto_compression_stores_zstd_and_sends_hosts_without_zstd_a_gzip_copy_made_once(make_fleet,
+                                                                                         tmp_path) -> None:
+    if shutil.which("zstd") is None:
+        pytest.skip("the zstd command is not installed")
+    fleet = make_fleet(config({"production": environment(["a"], web=2, batch=0)}))  # compression: the default
+    store = fleet.root / ".conveyor" / "artifacts"
+    r1 = fleet.build("1")
+    assert (store / f"{r1}.tar.zst").is_file()
+    assert not (store / f"{r1}.tar.gz").exists()
+    assert fleet.json("releases")["releases"][0]["compression"] == "zstd"
+    plan = fleet.json("plan", "production", "--release", r1)
+    assert plan["compression"] == {"stored": "zstd", "setting": "auto", "without_zstd": [], "fallback": "gzip"}
+
+    def run(*args: str) -> Any:
+        done = subprocess.run(fleet.command(*args, "--json"), capture_output=True, text=True,
+                              env=_without_zstd(fleet, tmp_path), cwd=fleet.root, timeout=60, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+        return json.loads(done.stdout)
+
+    first = run("deploy", "production", "--release", r1, "--yes")
+    on_release(fleet, "production", r1)
+    hosts = fleet.json("history", "--id", str(first["id"]))["hosts"]
+    assert {h["transfer"] for h in hosts} == {"full, gzip (no zstd on the host)"}, hosts
+    copies = sorted(p.name for p in (store / "encodings").iterdir() if not p.name.startswith("."))
+    assert copies == [f"{r1}.gzip.json", f"{r1}.tar.gz"], copies  # one copy for both hosts
+    made = (store / "encodings" / f"{r1}.tar.gz").stat().st_mtime_ns
+    # Remembered per host: the plan names them before anything is sent.
+    plan = fleet.json("plan", "production", "--release", r1)
+    assert plan["compression"]["without_zstd"] == ["a-web-1", "a-web-2"], plan["compression"]
+    assert "hosts without zstd, sent a gzip copy: a-web-1, a-web-2" in fleet.run("plan", "production").stdout
+    # The next release travels as a delta, compressed so these hosts can read it.
+    r2 = fleet.build("2")
+    second = run("deploy", "production", "--release", r2, "--yes")
+    on_release(fleet, "production", r2)
+    transfers = [h["transfer"] for h in fleet.json("history", "--id", str(second["id"]))["hosts"]]
+    assert all(t.startswith(f"delta from {r1}") for t in transfers), transfers
+    assert list((store / "deltas").glob(f"{r2}.from-{r1}.tar.gz")), sorted((store / "deltas").iterdir())
+    # A rollback to r1 on hosts that no longer have it reuses the copy made the first time.
+    for _region, _role, host in fleet.hosts("production"):
+        shutil.rmtree(fleet.host_dir("production", "a", host) / "releases" / r1)
+    run("rollback", "production", "--to", r1, "--yes")
+    on_release(fleet, "production", r1)
+    assert (store / "encodings" / f"{r1}.tar.gz").stat().st_mtime_ns == made
+    # Once the hosts have zstd, they get the zstd tarball, and the plan stops naming them.
+    fleet.deploy("production", r2)
+    assert fleet.json("plan", "production", "--release", r2)["compression"]["without_zstd"] == []
+
+
 # -- one round trip per host for a rollback the state store can plan --------------------------------------
 def _rollback_steps(fleet: Any, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[Any, dict[str, list[str]]]:
     """Roll back in-process, recording every step each host went through."""

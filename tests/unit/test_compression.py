@@ -167,3 +167,37 @@ def test_an_unknown_compression_word_is_refused_by_the_host(tmp_path: Path) -> N
     done = run(commands.receive(str(tmp_path / "host"), "R1", hashlib.sha256(data).hexdigest(), [], "brotli"), data)
     assert done.returncode == HostExit.BAD_ARGUMENT, done.stdout
     assert "unknown compression brotli" in done.stdout.decode()
+
+
+# -- auto: a gzip copy for hosts without zstd -------------------------------------------------------------
+def test_auto_stores_zstd() -> None:
+    from conveyor.artifact.compression import stored_as
+
+    assert stored_as("auto") == "zstd"
+    assert [stored_as(c) for c in COMPRESSIONS] == list(COMPRESSIONS)
+
+
+def test_a_gzip_copy_is_the_same_tar_stream_made_once_and_remade_when_its_record_disagrees(tmp_path: Path) -> None:
+    import gzip
+
+    from conveyor.artifact.compression import zstd_reader
+    from conveyor.artifact.encodings import reencode
+
+    store = LocalStore(tmp_path / "store")
+    release, _ = build_release(tree(tmp_path / "src", FILES), store, user="u", now=NOW, git=None, compression="zstd")
+    copies = tmp_path / "copies"
+    copy = reencode(release, copies, "gzip")
+    assert copy.path == copies / f"{release.id}.tar.gz"
+    assert detect(copy.path) == "gzip"
+    assert copy.sha256 == hashlib.sha256(copy.path.read_bytes()).hexdigest()
+    assert copy.size == copy.path.stat().st_size
+    with zstd_reader(release.path) as original:
+        assert gzip.decompress(copy.path.read_bytes()) == original.read()  # byte for byte the same tar stream
+    made = copy.path.stat().st_mtime_ns
+    assert reencode(release, copies, "gzip") == copy
+    assert copy.path.stat().st_mtime_ns == made
+    copy.path.write_bytes(b"truncated")  # a copy that is not what its record says is made again
+    again = reencode(release, copies, "gzip")
+    assert again.sha256 == copy.sha256
+    assert detect(again.path) == "gzip"
+    assert reencode(release, copies, "zstd").path == release.path  # the stored encoding is the release itself

@@ -21,6 +21,10 @@ Compression = Literal["gzip", "zstd", "none"]
 COMPRESSIONS: tuple[Compression, ...] = ("gzip", "zstd", "none")
 DEFAULT: Compression = "gzip"
 
+# What `artifact.compression` may say: a compression, or auto (stored as zstd; a host that lacks zstd is sent
+# a gzip copy, see encodings.py).
+Choice = Literal["auto", "gzip", "zstd", "none"]
+
 SUFFIXES: dict[Compression, str] = {"gzip": ".tar.gz", "zstd": ".tar.zst", "none": ".tar"}
 
 # zstd level 9: about 8% smaller than level 3 for a release, decompressing just as fast; a tarball is
@@ -43,6 +47,11 @@ def _zstd() -> Any:
             raise ArtifactError("zstd compression needs the backports.zstd package "
                                 "(pip install backports.zstd), or set artifact.compression: gzip") from exc
     return zstd
+
+
+def stored_as(choice: Choice) -> Compression:
+    """How a release is compressed in the store under `artifact.compression: choice`."""
+    return "zstd" if choice == "auto" else choice
 
 
 def detect(path: Path) -> Compression:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.artifact.compression import SUFFIXES, compressed_writer, open_tar, read_errors
+from conveyor.artifact.compression import SUFFIXES, Compression, compressed_writer, open_tar, read_errors
 from conveyor.artifact.release import Release
 from conveyor.artifact.store import write_atomically
 from conveyor.errors import ArtifactError
@@ -84,13 +84,15 @@ def is_shared(name: str, shared: Sequence[str]) -> bool:
     return any(name == path or name.startswith(path + "/") for path in shared)
 
 
-def build_delta(base: Release, target: Release, directory: Path, *, shared: Sequence[str] = ()) -> Delta | None:
+def build_delta(base: Release, target: Release, directory: Path, *, shared: Sequence[str] = (),
+                compression: Compression | None = None) -> Delta | None:
     """The delta from `base` to `target` (made once, then reused), or None when a full transfer is better.
 
     `shared` is the config's `shared:` list, the one the hosts are given: entries at or under a shared path are
     left out of the delta, changed or gone alike (a delta made for another list is another delta)."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{target.id}.from-{base.id}{SUFFIXES[target.compression]}"
+    compression = compression or target.compression  # the target's, or another for a host that lacks it
+    path = directory / f"{target.id}.from-{base.id}{SUFFIXES[compression]}"
     meta = path.with_suffix(".json")
     shared = sorted(set(shared))
     try:
@@ -115,7 +117,7 @@ def build_delta(base: Release, target: Release, directory: Path, *, shared: Sequ
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as raw, \
-                compressed_writer(raw, target.compression) as compressed, \
+                compressed_writer(raw, compression) as compressed, \
                 tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as out, \
                 open_tar(target.path) as archive:
             for member in archive:

@@ -103,6 +103,12 @@ def render_plan(document: dict[str, Any]) -> None:
     for region, changes in (document.get("flags") or {}).items():
         for change in changes:
             say(f"flag {region} {change['flag']}: {change['from'] or '(new)'} → {change['to'] or '(removed)'}")
+    travel = document.get("compression") or {}
+    if travel.get("without_zstd"):
+        lacking = ", ".join(travel["without_zstd"])
+        say(f"hosts without zstd, sent a gzip copy: {lacking}" if travel.get("fallback") else
+            f"warning: hosts without zstd cannot unpack this zstd release: {lacking} "
+            "(install zstd there, or set artifact.compression: auto)")
     say("each host: " + " → ".join(document["steps"]))
     estimate = document["estimate"]
     if estimate["per_host_step"] is None:

@@ -19,7 +19,9 @@ class Artifact(Strict):
 
     build: str | None = None
     delta: bool = True                 # send hosts only what changed since the release they run
-    compression: Literal["gzip", "zstd", "none"] = "gzip"  # of the tarball in the store, as hosts receive it
+    # Of the tarball in the store, as hosts receive it. auto: zstd, and a gzip copy (made once, when first
+    # needed) for any host that lacks zstd.
+    compression: Literal["auto", "gzip", "zstd", "none"] = "auto"
     path: str = "dist"
     store: str = Field(default=".conveyor/artifacts",
                        description="a directory (relative to conveyor.yml) or s3://bucket/prefix")

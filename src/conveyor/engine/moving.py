@@ -136,7 +136,7 @@ class Mover:
         # Re-deploying the release a host already points at (its restart failed, or we were killed before
         # it finished): what it ran before is the journal's, not `current`.
         outcome.previous = probe.rollback_target() if probe.current == target else probe.current
-        outcome.release = probe.current
+        outcome.release, outcome.zstd = probe.current, probe.zstd
         if target is not None and probe.ready(target):
             outcome.status = HostStatus.UNCHANGED
             outcome.step = None
@@ -160,11 +160,18 @@ class Mover:
         if shipment is None:
             raise StepFailed("receive", f"release {target} is not on the host and its artifact is not "
                                         "in the store to send")
+        reencoded = False
         if shipment.compression == "zstd" and not probe.zstd:
-            raise StepFailed("receive", f"release {target} is compressed with zstd, which this host lacks: "
-                                        "install zstd there, or set artifact.compression: gzip and build again")
+            if shipment.fallback is None:
+                raise StepFailed("receive", f"release {target} is compressed with zstd, which this host lacks: "
+                                            "install zstd there, or set artifact.compression: auto or gzip")
+            try:
+                shipment, reencoded = await shipment.fallback(), True
+            except ConveyorError as exc:
+                raise StepFailed("receive", exc.message) from exc
         if not await self._receive_delta(outcome, probe, target, deploy_to, shipment.compression):
-            if self.spec.pull is not None:
+            # A gzip copy made here for a host without zstd is not in the region's store: it is sent.
+            if self.spec.pull is not None and not reencoded:
                 url = await self._pull_url(outcome, shipment)
                 done = await self.run(outcome, "receive", commands.receive_url(
                     url, deploy_to, target, shipment.sha256, self.config.shared, shipment.compression))
@@ -176,7 +183,8 @@ class Mover:
             if done.exit_code != 0:
                 step = last_step(done.output) or "receive"
                 raise StepFailed(step, why(step, done), done)
-            outcome.transfer = "pulled by the host" if self.spec.pull is not None else "full"
+            outcome.transfer = ("pulled by the host" if self.spec.pull is not None and not reencoded
+                                else "full, gzip (no zstd on the host)" if reencoded else "full")
         outcome.transferred = True
 
     async def stage(self, outcome: HostOutcome, target: str) -> str:
@@ -209,7 +217,7 @@ class Mover:
         base = probe.current
         if self.spec.deltas is None or base is None or base not in probe.releases:
             return False
-        delta = await self.spec.deltas(base, target)
+        delta = await self.spec.deltas(base, target, compression)
         if delta is None:
             return False
         done = await self.run(outcome, "receive", commands.receive_delta(

@@ -66,6 +66,7 @@ class HostOutcome:
     failed: bool = False              # a step failed here (it may have been switched back since)
     note: str | None = None           # what happened after: switched back, alone or with its region
     components: dict[str, Reading] = field(default_factory=dict)  # its stack, as its probe step said
+    zstd: bool | None = None          # whether it can decompress zstd, if it was probed
 
     def to_json(self) -> dict[str, Any]:
         """The host's outcome as stored and printed."""

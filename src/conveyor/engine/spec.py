@@ -46,6 +46,9 @@ class Shipment:
     sha256: str
     path: Path
     compression: str = "gzip"
+    # For a host that cannot decompress `compression` (no zstd): the same release in gzip, made when first
+    # asked for and shared by every host that needs it. None: such a host is refused with the reason.
+    fallback: Callable[[], Awaitable[Shipment]] | None = field(default=None, compare=False, repr=False)
 
 
 MigrationRun = Callable[[str, dict[str, str], float], Awaitable[Completed]]
@@ -75,7 +78,8 @@ class RolloutSpec:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     fetch: Fetch | None = None                                 # HTTP for Prometheus/Alertmanager
     before_wave: Callable[[int], str | None] | None = None     # a reason to stop before wave N (N > 1)
-    deltas: Callable[[str, str], Awaitable[Delta | None]] | None = None  # (base, target) → what changed
+    # (base, target, compression) → what changed, compressed that way (None: send the whole release)
+    deltas: Callable[[str, str, str], Awaitable[Delta | None]] | None = None
     # A rollback reads every host first (over the connections it then reuses) and decides the targets.
     resolve_targets: Callable[[dict[str, Probe]], dict[str, str | None]] | None = None
     # A region's hosts as its inventory lists them now (None if it cannot be read): hosts that joined while

@@ -21,12 +21,13 @@ from conveyor.config.models import check_host_name
 from conveyor.engine.events import EventBus, Subscriber
 from conveyor.engine.plan import make_plan
 from conveyor.engine.results import HostOutcome, HostStatus
-from conveyor.engine.rollout import Rollout, RolloutSpec, Shipment
+from conveyor.engine.rollout import Rollout, RolloutSpec
 from conveyor.engine.stack import Reading, stack_of
 from conveyor.errors import ArtifactError, UsageError
 from conveyor.gates.drift import against
 from conveyor.inventory import Host
 from conveyor.operations.stack import rows_of
+from conveyor.operations.shipping import shipment
 from conveyor.operations.workspace import Workspace
 from conveyor.transport.local import ThisMachine
 
@@ -122,7 +123,7 @@ def converge(ws: Workspace, environment: str, region: str, role: str, *, name: s
     spec = RolloutSpec(
         app=ws.config.app, environment=environment, kind="deploy", user=ws.user, deployment_id=None,
         targets={region: release.id},
-        shipments={release.id: Shipment(release.id, release.sha256, release.path, release.compression)},
+        shipments={release.id: shipment(ws, release)},
         limits={region: ws.limits(environment)[region]}, revert_on_failure=True, bake_canaries=False,
     )
     warnings: list[str] = []

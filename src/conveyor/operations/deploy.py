@@ -14,7 +14,6 @@ from conveyor.engine.events import (
     Subscriber,
 )
 from conveyor.engine.results import DeploymentResult
-from conveyor.engine.rollout import Shipment
 from conveyor.operations.deployment import LEASE_SECONDS, Deployment, Job
 from conveyor.operations.gating import approve, check_gates, gate_context, gates, window_before_wave
 from conveyor.operations.release import record_release
@@ -28,6 +27,7 @@ from conveyor.operations.request import (
     resume_request,
 )
 from conveyor.operations.rollback import rollback
+from conveyor.operations.shipping import shipment
 from conveyor.operations.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def deploy(ws: Workspace, request: Request, *, subscribers: Sequence[Subscriber]
     release = build() if request.release is None and build is not None else resolve_release(ws, request.release)
     record_release(ws, release)
     targets: dict[str, str | None] = {r.region: release.id for r in plan.regions}
-    shipments = {release.id: Shipment(release.id, release.sha256, release.path, release.compression)}
+    shipments = {release.id: shipment(ws, release)}
     schema = None
     if ws.config.migrations is not None:
         from conveyor.operations.migrations import plan_migrations

@@ -142,4 +142,15 @@ def plan_document(ws: Workspace, plan: Plan, release: Release | str | None, kind
         plans = migrations if migrations is not None else plan_migrations(
             ws, plan.environment, [r.region for r in plan.regions], release)
         document["migrations"] = {region: p.to_json() for region, p in plans.items()}
+    if isinstance(release, Release):
+        document["compression"] = compression_plan(ws, plan, release)
     return document
+
+
+def compression_plan(ws: Workspace, plan: Plan, release: Release) -> dict[str, Any]:
+    """How the release travels: its stored compression, and the hosts of the plan that lack zstd (as their
+    last probe said): under `auto` they are sent a gzip copy, otherwise a zstd release fails there."""
+    lacking = set(ws.store.hosts_without_zstd(plan.environment)) if release.compression == "zstd" else set()
+    hosts = sorted(h.name for h in plan.hosts if h.name in lacking)
+    return {"stored": release.compression, "setting": ws.config.artifact.compression,
+            "without_zstd": hosts, "fallback": "gzip" if ws.config.artifact.compression == "auto" else None}

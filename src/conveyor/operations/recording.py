@@ -60,16 +60,17 @@ class StoreRecorder:
         # region → role → component → how many of its hosts said each value, for the region's pointer file:
         # converge lets a new instance in only with the value most of them run
         self.stacks: dict[str, dict[str, dict[str, Counter[str]]]] = {}
+        self.zstd: dict[str, bool] = {}  # host → whether it can decompress zstd, for those probed
         self.flushed = time.monotonic()
         self.closed = False
 
     def flush(self) -> None:
         """Write what is buffered."""
-        results, releases, components = self.results, self.releases, self.components
-        self.results, self.releases, self.components = [], [], []
+        results, releases, components, zstd = self.results, self.releases, self.components, self.zstd
+        self.results, self.releases, self.components, self.zstd = [], [], [], {}
         self.flushed = time.monotonic()
         self.store.record_host_results(self.deployment_id, results)
-        self.store.set_host_releases(self.environment, releases)
+        self.store.set_host_releases(self.environment, releases, zstd)
         if components:
             self.store.record_components(self.environment, components, deployment_id=self.deployment_id)
 
@@ -102,6 +103,8 @@ class StoreRecorder:
                     self.store.forget_hosts(self.environment, [host.name])  # scaled in: it runs nothing now
                 elif outcome.status != "pending":
                     self.releases.append((host.name, host.region, host.role, outcome.release))
+                    if outcome.zstd is not None:
+                        self.zstd[host.name] = outcome.zstd
                 self.components += [ComponentRow(host.name, host.region, host.role, name, r.value, r.error)
                                     for name, r in outcome.components.items()]
                 for name, reading in outcome.components.items():

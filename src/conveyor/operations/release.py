@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from conveyor.artifact import Release, build_release, git_info, run_build
+from conveyor.artifact.compression import stored_as
 from conveyor.artifact.release import working_tree_changes
 from conveyor.errors import ArtifactError
 from conveyor.operations.stack import build_stack
@@ -27,7 +28,7 @@ def build(ws: Workspace, *, ref: str | None = None) -> tuple[Release, bool]:
         git = {**git, "ref": ref}
     diff = working_tree_changes(ws.directory, ignore=_own_directories(ws)) if git is not None else None
     release, created = build_release(source, ws.artifacts, user=ws.user, now=datetime.now(UTC), git=git,
-                                     compression=ws.config.artifact.compression, diff_sha256=diff)
+                                     compression=stored_as(ws.config.artifact.compression), diff_sha256=diff)
     record_release(ws, release, stack=build_stack(ws))
     return release, created
 

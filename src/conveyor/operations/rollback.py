@@ -23,6 +23,7 @@ from conveyor.errors import (
 from conveyor.operations.deployment import Deployment, Job, single_target
 from conveyor.operations.gating import check_gates, record_blocked
 from conveyor.operations.request import Confirm, Request, plan_for, resolve_release
+from conveyor.operations.shipping import shipment
 from conveyor.operations.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -46,14 +47,14 @@ def rollback(ws: Workspace, request: Request, *, subscribers: Sequence[Subscribe
     shipments: dict[str, Shipment] = {}
     if request.release:
         wanted = resolve_release(ws, request.release)
-        shipments[wanted.id] = Shipment(wanted.id, wanted.sha256, wanted.path, wanted.compression)
+        shipments[wanted.id] = shipment(ws, wanted)
         targets = {r.region: wanted.id for r in plan.regions}
         _check_schema_supports(ws, request, targets)
         return Deployment(ws, request, plan, Job("rollback", wanted.id, targets, shipments),
                           subscribers=subscribers, confirm=confirm).run()
     for stored in ws.artifacts.list()[:20]:
         if stored.path.is_file():  # at hand; a release a remote store lists is fetched once it is chosen
-            shipments[stored.id] = Shipment(stored.id, stored.sha256, stored.path, stored.compression)
+            shipments[stored.id] = shipment(ws, stored)
     predicted = _predict_rollback(ws, plan)
     if predicted is not None:
         # One round trip per host: each is switched on the condition that it is what the store says; a host
@@ -96,7 +97,7 @@ def _fetch_shipments(ws: Workspace, targets: dict[str, str | None], shipments: d
                 release = ws.artifacts.get(target)
             except ArtifactError:
                 continue  # a host that lacks it fails with "not in the store to send"
-            shipments[target] = Shipment(release.id, release.sha256, release.path, release.compression)
+            shipments[target] = shipment(ws, release)
 
 def _predict_rollback(ws: Workspace, plan: Plan) -> tuple[dict[str, str | None], dict[str, str]] | None:
     """Each region's rollback target and each host's current release, when the state store knows them all:

@@ -9,7 +9,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from conveyor.artifact import Release
+from conveyor.artifact.compression import COMPRESSIONS
 from conveyor.artifact.delta import Delta, build_delta
+from conveyor.artifact.encodings import reencode
 from conveyor.engine.rollout import RolloutSpec, Shipment
 from conveyor.errors import (
     ArtifactError,
@@ -80,24 +82,43 @@ def pull_source(ws: Workspace, env: str) -> Callable[[str, Shipment], Awaitable[
 
     return pull
 
-def delta_factory(ws: Workspace) -> Callable[[str, str], Awaitable[Delta | None]]:
-    """Deltas made once per (base, target) pair, in a thread, shared by every host that needs them."""
-    made: dict[tuple[str, str], asyncio.Task[Delta | None]] = {}
+def delta_factory(ws: Workspace) -> Callable[[str, str, str], Awaitable[Delta | None]]:
+    """Deltas made once per (base, target, compression), in a thread, shared by every host that needs them."""
+    made: dict[tuple[str, str, str], asyncio.Task[Delta | None]] = {}
 
-    def build(base: str, target: str) -> Delta | None:
-        if base not in ws.artifacts or target not in ws.artifacts:
+    def build(base: str, target: str, compression: str) -> Delta | None:
+        if base not in ws.artifacts or target not in ws.artifacts or compression not in COMPRESSIONS:
             return None  # the base was built elsewhere: hosts get the whole release
         try:
             # Nothing at or under a shared path travels in a delta: that data is the host's (security.md).
             return build_delta(ws.artifacts.get(base), ws.artifacts.get(target), ws.artifacts.root / "deltas",
-                               shared=ws.config.shared)
+                               shared=ws.config.shared, compression=compression)
         except ArtifactError:
             return None
 
-    async def delta(base: str, target: str) -> Delta | None:
-        key = (base, target)
+    async def delta(base: str, target: str, compression: str) -> Delta | None:
+        key = (base, target, compression)
         if key not in made:
-            made[key] = asyncio.create_task(asyncio.to_thread(build, base, target))
+            made[key] = asyncio.create_task(asyncio.to_thread(build, *key))
         return await asyncio.shield(made[key])
 
     return delta
+
+
+def shipment(ws: Workspace, release: Release) -> Shipment:
+    """How `release` is sent to hosts: its stored tarball; under `artifact.compression: auto`, a zstd release
+    also offers a gzip copy (made once, in a thread, when the first host without zstd asks)."""
+    if ws.config.artifact.compression != "auto" or release.compression != "zstd":
+        return Shipment(release.id, release.sha256, release.path, release.compression)
+    made: list[asyncio.Future[Shipment]] = []
+
+    def encode() -> Shipment:
+        encoded = reencode(release, ws.artifacts.root / "encodings", "gzip")
+        return Shipment(release.id, encoded.sha256, encoded.path, encoded.compression)
+
+    async def fallback() -> Shipment:
+        if not made:
+            made.append(asyncio.ensure_future(asyncio.to_thread(encode)))
+        return await asyncio.shield(made[0])
+
+    return Shipment(release.id, release.sha256, release.path, release.compression, fallback=fallback)

@@ -8,6 +8,7 @@ from `locks.Locking`, the connection from `engine.Database`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -183,20 +184,34 @@ class Store(StackRecords):
         """Record what a host runs now."""
         self.set_host_releases(environment, [(host, region, role, release)])
 
-    def set_host_releases(self, environment: str, hosts: list[tuple[str, str, str, str | None]]) -> None:
-        """Record what several hosts run now, in one transaction: (host, region, role, release) each."""
+    def set_host_releases(self, environment: str, hosts: list[tuple[str, str, str, str | None]],
+                          zstd: Mapping[str, bool] | None = None) -> None:
+        """Record what several hosts run now, in one transaction: (host, region, role, release) each; and, for
+        the hosts `zstd` names, whether they can decompress zstd (the others keep what was known)."""
         latest = {host: (region, role, release) for host, region, role, release in hosts}
         if not latest:
             return
         now = iso(clock.utcnow())
-        rows = [{"app": self.app, "environment": environment, "host": host, "region": region, "role": role,
-                 "release": release, "updated_at": now} for host, (region, role, release) in latest.items()]
+        hs = t.host_state
         with self._write() as conn:
+            known: dict[str, bool | None] = {}
             for chunk in _chunks(list(latest), 500):
-                conn.execute(t.host_state.delete().where(
-                    t.host_state.c.app == self.app, t.host_state.c.environment == environment,
-                    t.host_state.c.host.in_(chunk)))
-            conn.execute(t.host_state.insert(), rows)
+                where = (hs.c.app == self.app, hs.c.environment == environment, hs.c.host.in_(chunk))
+                found = conn.execute(sa.select(hs.c.host, hs.c.zstd).where(*where))
+                known.update({row.host: row.zstd for row in found})
+                conn.execute(hs.delete().where(*where))
+            rows = [{"app": self.app, "environment": environment, "host": host, "region": region, "role": role,
+                     "release": release, "updated_at": now, "zstd": (zstd or {}).get(host, known.get(host))}
+                    for host, (region, role, release) in latest.items()]
+            conn.execute(hs.insert(), rows)
+
+    def hosts_without_zstd(self, environment: str) -> list[str]:
+        """The hosts whose last probe said they cannot decompress zstd, by name."""
+        hs = t.host_state
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(hs.c.host).where(hs.c.app == self.app, hs.c.environment == environment,
+                                                           hs.c.zstd.is_(False)).order_by(hs.c.host)).all()
+        return [row.host for row in rows]
 
     # -- migrations -------------------------------------------------------------------------
     def record_migration(self, environment: str, region: str, *, name: str, phase: str, cls: str, sha256: str,

@@ -82,6 +82,7 @@ host_state = Table(
     Column("role", String(64), nullable=False),
     Column("release", String(64)),
     Column("updated_at", String(40), nullable=False),
+    Column("zstd", Boolean),  # whether it can decompress zstd, as its last probe said (None: not known yet)
 )
 
 # The release each (environment, region) should run: the source of truth for new hosts.
