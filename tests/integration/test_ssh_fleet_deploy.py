@@ -837,6 +837,28 @@ def test_a_regions_own_command_timeout_applies_to_its_hosts(make_site: Callable[
     assert "timed out" in uk["error"], uk
 
 
+def test_one_host_without_zstd_gets_a_gzip_copy_while_the_others_get_the_stored_zstd(
+        make_site: Callable[..., Site], fleet: Fleet, tmp_path: Path) -> None:
+    if shutil.which("zstd") is None:
+        pytest.skip("the zstd command is not installed")
+    site = make_site({"za": ["h03", "h04", "h05"]})  # artifact.compression: the default, auto
+    blank = tmp_path / "no-zstd"
+    blank.write_text("")  # not executable: `command -v zstd` finds nothing on h04
+    nsenter_mount(fleet.host("h04"), blank, shutil.which("zstd") or "/usr/bin/zstd")
+    try:
+        release = site.build("v1")
+        result = site.deploy(release)
+        rows = site.detail(result["id"])["by_host"]
+        assert rows["h04"]["transfer"] == "full, gzip (no zstd on the host)", rows["h04"]
+        assert rows["h03"]["transfer"] == rows["h05"]["transfer"] == "full", rows
+        for name in ("h03", "h04", "h05"):
+            site.assert_complete(name, release)
+        plan = site.json("plan", "prod", "--release", release)
+        assert plan["compression"]["without_zstd"] == ["h04"], plan["compression"]
+    finally:
+        nsenter_umount(fleet.host("h04"), shutil.which("zstd") or "/usr/bin/zstd")
+
+
 # ------------------------------------------------------------------- transfer: pull, from S3 (moto)
 
 
