@@ -26,8 +26,8 @@ from conveyor.engine.stack import Reading, stack_of
 from conveyor.errors import ArtifactError, UsageError
 from conveyor.gates.drift import against
 from conveyor.inventory import Host
-from conveyor.operations.stack import rows_of
 from conveyor.operations.shipping import shipment
+from conveyor.operations.stack import rows_of
 from conveyor.operations.workspace import Workspace
 from conveyor.transport.local import ThisMachine
 
