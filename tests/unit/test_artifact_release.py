@@ -152,6 +152,7 @@ def test_git_info_describes_head(outside_any_repo: Path) -> None:
         "author": "Ada Lovelace",
         "author_email": "ada@example.com",
         "subject": "Add the app",
+        "committed_at": git(repo, "log", "-1", "--format=%cI"),
     }
 
 

@@ -125,7 +125,7 @@ class Release:
             files=numbers["files"],
             created_at=created_at,
             user=user,
-            git={key: git[key] for key in GIT_KEYS} if git is not None else None,
+            git=_git_fields(git) if git is not None else None,
             path=path,
             compression=compression,
         )
@@ -148,19 +148,30 @@ def _git(directory: Path, *args: str) -> str | None:
     return completed.stdout.decode("utf-8", "replace").rstrip("\n")
 
 
+def _git_fields(git: Mapping[str, Any]) -> dict[str, str]:
+    """The manifest's git keys; `committed_at` too when it was recorded (manifests before it say nothing)."""
+    fields = {key: str(git[key]) for key in GIT_KEYS}
+    if isinstance(git.get("committed_at"), str):
+        fields["committed_at"] = str(git["committed_at"])
+    return fields
+
+
 def git_info(directory: Path) -> dict[str, str] | None:
     """What HEAD is, if `directory` is in a git work tree with commits; None otherwise. Never raises."""
     if _git(directory, "rev-parse", "--show-toplevel") is None:
         return None
-    log = _git(directory, "log", "-1", "--no-show-signature", "--format=%H%x1f%an%x1f%ae%x1f%s")
+    # The subject is last: it is the one field that might hold anything (the separator cannot be in it).
+    log = _git(directory, "log", "-1", "--no-show-signature", "--format=%H%x1f%an%x1f%ae%x1f%cI%x1f%s")
     branch = _git(directory, "rev-parse", "--abbrev-ref", "HEAD")
     if not log or branch is None:
         return None
-    fields = log.split(_SEPARATOR, 3)
-    if len(fields) != 4:
+    fields = log.split(_SEPARATOR, 4)
+    if len(fields) != 5:
         return None
-    sha, author, author_email, subject = fields
-    return {"sha": sha, "branch": branch, "author": author, "author_email": author_email, "subject": subject}
+    sha, author, author_email, committed_at, subject = fields
+    # committed_at (the commit time, ISO 8601) is what DORA's lead time counts from (operations/dora.py).
+    return {"sha": sha, "branch": branch, "author": author, "author_email": author_email, "subject": subject,
+            "committed_at": committed_at}
 
 
 def working_tree_changes(directory: Path, ignore: tuple[str, ...] = (".conveyor",)) -> str | None:

@@ -52,10 +52,11 @@ def _register() -> None:
 
     for module in (configuring, deploying, inspecting, consistency, locking, database, demo):
         module.register(app)
-    from conveyor.cli import flagging, pipelines
+    from conveyor.cli import flagging, pipelines, reporting
 
     pipelines.register(app)
     flagging.register(app)
+    reporting.register(app)
 
 
 _register()

@@ -51,6 +51,16 @@ class Store(StackRecords):
                 t.releases.c.app == self.app, t.releases.c.id == release_id)).first()
         return dict(row.manifest) if row is not None and isinstance(row.manifest, dict) else None
 
+    def release_manifests(self, release_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """release id → its recorded manifest, for those of `release_ids` this store saw built."""
+        r = t.releases
+        found: dict[str, dict[str, Any]] = {}
+        with self._tx() as conn:
+            for chunk in _chunks(sorted(set(release_ids)), 500):
+                rows = conn.execute(sa.select(r.c.id, r.c.manifest).where(r.c.app == self.app, r.c.id.in_(chunk)))
+                found.update({row.id: dict(row.manifest) for row in rows if isinstance(row.manifest, dict)})
+        return found
+
     # -- deployments ------------------------------------------------------------------------
     def start_deployment(self, *, environment: str, regions: list[str], release: str | None,
                          previous_by_region: dict[str, str | None], kind: str, user: str,
@@ -169,6 +179,15 @@ class Store(StackRecords):
         query = query.order_by(t.deployments.c.id.desc()).limit(limit)
         with self._tx() as conn:
             return [_deployment(row) for row in conn.execute(query).mappings().all()]
+
+    def deployments_since(self, since: str, environment: str | None = None) -> list[dict[str, Any]]:
+        """Deployments started at or after `since` (ISO 8601 in UTC, as the store writes), oldest first."""
+        d = t.deployments
+        query = sa.select(d).where(d.c.app == self.app, d.c.started_at >= since)
+        if environment:
+            query = query.where(d.c.environment == environment)
+        with self._tx() as conn:
+            return [_deployment(row) for row in conn.execute(query.order_by(d.c.id)).mappings().all()]
 
     def succeeded_in(self, environment: str, release: str) -> bool:
         """Whether `release` was deployed successfully to `environment` at least once."""

@@ -238,3 +238,26 @@ def push_tags(directory: Path, remote: str, tags: list[str], *, timeout: float =
         raise GitError(f"{remote!r} is not a remote name")
     refspecs = [f"refs/tags/{tag}:refs/tags/{tag}" for tag in tags]
     run_git(directory, "push", "--quiet", remote, *refspecs, timeout=timeout)
+
+
+def commit_times(directory: Path, shas: list[str]) -> dict[str, str]:
+    """sha → its commit time (ISO 8601, as git prints `%cI`) for the shas this repository has; the others (and
+    everything, when `directory` is no work tree or git is missing) are left out. Never raises."""
+    wanted = sorted({sha for sha in shas if is_sha(sha)})
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), 1000):  # one git per thousand, well inside any argv limit
+        chunk = wanted[start:start + 1000]
+        out = _try(directory, "log", "--no-walk=unsorted", "--ignore-missing", "--no-show-signature",
+                   "--format=%H%x1f%cI", *chunk, "--")
+        for line in (out or "").splitlines():
+            sha, _, when = line.partition(_SEPARATOR)
+            found[sha] = when
+    answers: dict[str, str] = {}
+    for sha in wanted:
+        if sha.lower() in found:
+            answers[sha] = found[sha.lower()]
+        else:  # an abbreviated sha is answered by the full sha git prints
+            prefixed = next((w for full, w in found.items() if full.startswith(sha.lower())), None)
+            if prefixed is not None:
+                answers[sha] = prefixed
+    return answers
