@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from conveyor.artifact.release import Release
+from conveyor.errors import ArtifactError
 
 Stack = Mapping[str, Mapping[str, Sequence[str]]]
 """A region's stack, as its pointer carries it: role → component → the values its hosts run."""
@@ -77,3 +78,12 @@ class ArtifactStore(Protocol):
     def region_store(self, region: str | None) -> ArtifactStore:
         """The store the hosts of `region` download from and read their pointer in: its own, else this one."""
         ...
+
+
+def open_tarball(store: ArtifactStore, release_id: str) -> BinaryIO:
+    """The tarball of `release_id` in `store`, open for reading (fetched first if the store is remote)."""
+    release = store.get(release_id)
+    try:
+        return release.path.open("rb")
+    except OSError as exc:
+        raise ArtifactError(f"cannot read release {release_id}: {exc}") from exc

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from conveyor.artifact.base import Stack
+from conveyor.artifact.base import Stack, open_tarball
 from conveyor.artifact.compression import SUFFIXES, Compression
 from conveyor.artifact.pointers import pointer_document, pointer_name
 from conveyor.artifact.release import Release, is_release_id
@@ -124,11 +124,7 @@ class LocalStore:
 
     def open(self, release_id: str) -> BinaryIO:
         """Open the tarball of `release_id` for reading."""
-        release = self.get(release_id)
-        try:
-            return release.path.open("rb")
-        except OSError as exc:
-            raise ArtifactError(f"cannot read release {release_id}: {exc}") from exc
+        return open_tarball(self, release_id)
 
     def pointer_path(self, environment: str, region: str) -> Path:
         """Where this store keeps the pointer of (environment, region)."""

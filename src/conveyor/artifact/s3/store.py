@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from conveyor.artifact.base import Stack
+from conveyor.artifact.base import Stack, open_tarball
 from conveyor.artifact.pointers import pointer_document, pointer_name
 from conveyor.artifact.release import Release, is_release_id
 from conveyor.artifact.s3.client import Bucket, S3Client
@@ -139,11 +139,7 @@ class S3Store:
 
     def open(self, release_id: str) -> BinaryIO:
         """Open the tarball of `release_id` for reading (from the cache, downloading it first if needed)."""
-        release = self.get(release_id)
-        try:
-            return release.path.open("rb")
-        except OSError as exc:
-            raise ArtifactError(f"cannot read release {release_id}: {exc}") from exc
+        return open_tarball(self, release_id)
 
     # -- regions ------------------------------------------------------------------------------------
     def region_store(self, region: str | None) -> S3Store:
