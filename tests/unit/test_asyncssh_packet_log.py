@@ -1,0 +1,57 @@
+"""asyncssh's packet log costs nothing while it is off, and logs every packet as before when it is on."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conveyor.transport._asyncssh import asyncssh
+
+
+class _Names(dict[int, str]):
+    """The packet names asyncssh looks up to describe a packet; counts the lookups."""
+
+    looked_up = 0
+
+    def __getitem__(self, key: int) -> str:
+        type(self).looked_up += 1
+        return super().__getitem__(key)
+
+
+class _Handler(asyncssh.packet.SSHPacketLogger):
+    _handler_names = _Names({94: "MSG_CHANNEL_DATA"})
+
+    @property
+    def logger(self) -> Any:
+        return asyncssh.logging.logger.get_child("conn")
+
+
+@pytest.fixture
+def debug_level() -> Iterator[Any]:
+    before = asyncssh.logging.SSHLogger._debug_level
+    yield asyncssh.set_debug_level
+    asyncssh.logging.SSHLogger._debug_level = before
+
+
+def test_a_packet_is_not_even_described_while_packet_logging_is_off(debug_level: Any,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    debug_level(1)
+    _Names.looked_up = 0
+    with caplog.at_level(logging.DEBUG, logger="asyncssh"):
+        for sequence in range(100):
+            _Handler().log_sent_packet(94, sequence, b"x" * 32768)
+    assert _Names.looked_up == 0
+    assert not [r for r in caplog.records if "MSG_CHANNEL_DATA" in r.getMessage()]
+
+
+def test_every_packet_is_logged_at_debug_level_3(debug_level: Any, caplog: pytest.LogCaptureFixture) -> None:
+    debug_level(3)
+    with caplog.at_level(logging.DEBUG, logger="asyncssh"):
+        _Handler().log_sent_packet(94, 7, b"abcd")
+        _Handler().log_received_packet(94, 8, b"ef")
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "[pktid=7] Sent MSG_CHANNEL_DATA (94), 4 bytes" in said, said
+    assert "[pktid=8] Received MSG_CHANNEL_DATA (94), 2 bytes" in said, said
