@@ -81,6 +81,8 @@ def facts(event: str, **changes: Any) -> Facts:
     ("started", "rollback", f"⏪ shop rolling back production (za, uk) to {R2} by alice"),
     ("succeeded", "rollback", f"⏪ shop production (za, uk) rolled back to {R2} by alice"),
     ("failed", "rollback", f"❌ shop rollback to {R2} failed in production (za, uk) by alice"),
+    ("started", "flags", f"🚀 shop flag change {R2} deploying to production (za, uk) by alice"),
+    ("rolled_back", "flags", f"↩️ shop flag change {R2} rolled back in production (za, uk) by alice"),
 ])
 def test_the_title_says_what_happened_to_which_release_where_and_by_whom(event: str, kind: str,
                                                                          expected: str) -> None:

@@ -104,6 +104,8 @@ def title(facts: Facts) -> str:
     """One line: what happened, to which release, where, by whom."""
     where = f"{facts.environment} ({', '.join(facts.regions)})" if facts.regions else facts.environment
     release = facts.release or "the previous release"
+    if facts.kind == "flags":
+        release = f"flag change {release}"  # a deployment of kind flags: its "release" is the document's digest
     app, by = facts.app, f"by {facts.user}"
     rollback = facts.kind == "rollback"
     event = facts.event
