@@ -28,7 +28,8 @@ class _FlagsGroup(TyperGroup):
 
 
 flags_app = typer.Typer(cls=_FlagsGroup, help="Feature flags per environment and region, rolled out like "
-                        "releases (docs/flags.md).", no_args_is_help=False)
+                        "releases (docs/flags.md). `conveyor flags [ENV] [--json]` shows every flag as each "
+                        "region sees it, and where that comes from.", no_args_is_help=False)
 
 RegionOption = typer.Option(None, "--region", help="One region (default: the whole environment).")
 ReasonOption = typer.Option(None, "--reason", help="Why: recorded in history (required).")
