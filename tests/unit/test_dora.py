@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from conveyor.cli.app import main
-from conveyor.cli.reporting import duration
-from conveyor.operations.dora import environment_figures, figures, release_commit_times, week_of, window_start
+from conveyor.operations.dora import duration, environment_figures, figures, release_commit_times, week_of, window_start
 from conveyor.state.store import Store
 from conveyor.vcs.git import commit_times
 

@@ -52,11 +52,12 @@ def _register() -> None:
 
     for module in (configuring, deploying, inspecting, consistency, locking, database, demo):
         module.register(app)
-    from conveyor.cli import flagging, pipelines, reporting
+    from conveyor.cli import flagging, pipelines, reporting, serving
 
     pipelines.register(app)
     flagging.register(app)
     reporting.register(app)
+    serving.register(app)
 
 
 _register()

@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from conveyor.cli.options import ConfigOption, JsonOption, print_json, results_table, stdout, workspace
+from conveyor.operations.dora import duration
 
 report_app = typer.Typer(name="report", no_args_is_help=True, help="Figures read from the deployment history.",
                          context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,21 +16,6 @@ report_app = typer.Typer(name="report", no_args_is_help=True, help="Figures read
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the app."""
     app.add_typer(report_app, name="report")
-
-
-def duration(seconds: float | None) -> str:
-    """A duration as a person reads it: `45s`, `12m`, `3h 12m`, `2d 4h`; `-` when there is none."""
-    if seconds is None:
-        return "-"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    minutes, hours, days = whole // 60, whole // 3600, whole // 86400
-    if hours == 0:
-        return f"{minutes}m"
-    if days == 0:
-        return f"{hours}h {minutes % 60}m" if minutes % 60 else f"{hours}h"
-    return f"{days}d {hours % 24}h" if hours % 24 else f"{days}d"
 
 
 def _rate(figures: dict[str, Any]) -> str:

@@ -198,6 +198,21 @@ def environment_figures(deployments: Sequence[Mapping[str, Any]], commit_times: 
     }
 
 
+def duration(seconds: float | None) -> str:
+    """A duration as a person reads it: `45s`, `12m`, `3h 12m`, `2d 4h`; `-` when there is none."""
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, hours, days = whole // 60, whole // 3600, whole // 86400
+    if hours == 0:
+        return f"{minutes}m"
+    if days == 0:
+        return f"{hours}h {minutes % 60}m" if minutes % 60 else f"{hours}h"
+    return f"{days}d {hours % 24}h" if hours % 24 else f"{days}d"
+
+
 def figures(deployments: Sequence[Mapping[str, Any]], commit_times: Mapping[str, datetime],
             environments: Sequence[str], *, weeks: int, now: datetime) -> dict[str, Any]:
     """The report: the window (the last `weeks` ISO weeks up to `now`) and each environment's figures."""

@@ -171,11 +171,16 @@ class Store(StackRecords):
                 t.deployments.c.app == self.app, t.deployments.c.id == deployment_id)).mappings().first()
         return _deployment(row) if row else None
 
-    def history(self, environment: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        """Deployments, newest first."""
+    def history(self, environment: str | None = None, limit: int = 20, *, status: str | None = None,
+                user: str | None = None) -> list[dict[str, Any]]:
+        """Deployments, newest first; only those with `status`, or by `user`, when given."""
         query = sa.select(t.deployments).where(t.deployments.c.app == self.app)
         if environment:
             query = query.where(t.deployments.c.environment == environment)
+        if status:
+            query = query.where(t.deployments.c.status == status)
+        if user:
+            query = query.where(t.deployments.c.user == user)
         query = query.order_by(t.deployments.c.id.desc()).limit(limit)
         with self._tx() as conn:
             return [_deployment(row) for row in conn.execute(query).mappings().all()]
@@ -271,6 +276,14 @@ class Store(StackRecords):
             rows = conn.execute(sa.select(t.host_state.c.host, t.host_state.c.release).where(
                 t.host_state.c.app == self.app, t.host_state.c.environment == environment)).all()
         return {row.host: row.release for row in rows}
+
+    def host_states(self, environment: str) -> list[dict[str, Any]]:
+        """Every host recorded in `environment`: {host, region, role, release, updated_at}, by region and host."""
+        hs = t.host_state
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(hs.c.host, hs.c.region, hs.c.role, hs.c.release, hs.c.updated_at).where(
+                hs.c.app == self.app, hs.c.environment == environment).order_by(hs.c.region, hs.c.host)).mappings()
+            return [dict(row) for row in rows]
 
     def set_pointer(self, environment: str, region: str, release: str, deployment_id: int | None) -> None:
         """Point (environment, region) at a release."""

@@ -1,0 +1,121 @@
+"""The Starlette application: the pages, the static files, and a running deployment's server-sent events.
+
+Every page reads the state store when it is asked for; the live view polls it, so a deployment run by a
+controller on another machine shows here as soon as that controller writes to the shared store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import jinja2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from conveyor.operations.dora import duration
+from conveyor.operations.workspace import Workspace
+from conveyor.web import pages
+
+HERE = Path(__file__).parent
+LIVE_LIMIT = 6 * 3600.0  # seconds a live view follows one deployment before it asks the browser to reload
+
+
+def templates() -> Jinja2Templates:
+    """Jinja with autoescaping on for every template: what the store holds is never trusted markup."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["duration"] = duration
+    return Jinja2Templates(env=env)
+
+
+def sse(event: str, html: str) -> str:
+    """One server-sent event whose data is `html` (each of its lines a `data:` line)."""
+    lines = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
+    return f"event: {event}\n{lines}\n"
+
+
+def create_app(ws: Workspace, *, poll: float = 1.0) -> Starlette:
+    """The dashboard over `ws`'s state store; `poll` is how often (seconds) a live view reads it."""
+    views = templates()
+
+    async def read(function: Any, *args: Any, **kwargs: Any) -> Any:
+        # SQLAlchemy is synchronous: a read runs in a worker thread, never on the event loop.
+        return await anyio.to_thread.run_sync(lambda: function(ws, *args, **kwargs))
+
+    def page(request: Request, name: str, **context: Any) -> Response:
+        return views.TemplateResponse(request, name, {"app_name": ws.config.app, **context})
+
+    async def fleet(request: Request) -> Response:
+        return page(request, "fleet.html", environments=await read(pages.fleet))
+
+    async def history(request: Request) -> Response:
+        chosen = {key: request.query_params.get(key) or "" for key in ("environment", "status", "user")}
+        rows = await read(pages.history, environment=chosen["environment"], status=chosen["status"],
+                          user=chosen["user"])
+        return page(request, "history.html", deployments=rows, chosen=chosen,
+                    environments=list(ws.config.environments), statuses=pages.STATUSES)
+
+    async def deployment(request: Request) -> Response:
+        detail = await read(pages.deployment, request.path_params["id"])
+        if detail is None:
+            raise HTTPException(404, f"no deployment #{request.path_params['id']}")
+        return page(request, "deployment.html", d=detail)
+
+    async def events(request: Request) -> Response:
+        deployment_id = request.path_params["id"]
+        if await read(pages.deployment, deployment_id) is None:
+            raise HTTPException(404, f"no deployment #{deployment_id}")
+        fragment = views.get_template("_live.html")
+
+        async def stream() -> AsyncIterator[str]:
+            sent = ""
+            deadline = time.monotonic() + LIVE_LIMIT
+            while time.monotonic() < deadline and not await request.is_disconnected():
+                detail = await read(pages.deployment, deployment_id)
+                html = fragment.render(d=detail)
+                digest = hashlib.sha256(html.encode()).hexdigest()
+                if digest != sent:
+                    sent = digest
+                    yield sse("live", html)
+                if detail["status"] != "running":
+                    yield sse("done", "")
+                    return
+                await anyio.sleep(poll)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    async def dora(request: Request) -> Response:
+        try:
+            weeks = min(max(int(request.query_params.get("weeks", "12")), 1), 104)
+        except ValueError:
+            weeks = 12
+        return page(request, "dora.html", weeks=weeks, **await read(pages.dora, weeks))
+
+    routes = [
+        Route("/", fleet),
+        Route("/history", history),
+        Route("/deployments/{id:int}", deployment),
+        Route("/deployments/{id:int}/events", events),
+        Route("/dora", dora),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _error(views)})
+
+
+def _error(views: Jinja2Templates) -> Any:
+    async def handler(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return views.TemplateResponse(request, "error.html", {"app_name": "conveyor", "status": exc.status_code,
+                                                              "detail": exc.detail}, status_code=exc.status_code)
+    return handler

@@ -1,0 +1,72 @@
+"""What each page shows, read from the state store (through the operations where the CLI has one)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from conveyor.operations.dora import duration, report
+from conveyor.operations.status import deployment_detail
+from conveyor.operations.workspace import Workspace
+from conveyor.web.charts import dora_charts
+
+STATUSES = ("running", "succeeded", "failed", "rolled_back", "interrupted", "blocked")
+
+
+def fleet(ws: Workspace) -> list[dict[str, Any]]:
+    """environment → region → role: the release its hosts run (or `mixed`), its commit, since when, by whom.
+
+    Read from what deployments recorded (as `status` without `--verify`): the dashboard never opens a host."""
+    out = []
+    users: dict[int, str | None] = {}
+    for env in ws.config.environments:
+        hosts = ws.store.host_states(env)
+        pointers = ws.store.pointers(env)
+        manifests = ws.store.release_manifests([h["release"] for h in hosts if h["release"]])
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for host in hosts:
+            groups.setdefault((host["region"], host["role"]), []).append(host)
+        rows = []
+        for (region, role), members in sorted(groups.items()):
+            releases = Counter(h["release"] for h in members)
+            release = next(iter(releases)) if len(releases) == 1 else None
+            pointer = pointers.get(region) or {}
+            deployed_by = None
+            if release is not None and pointer.get("release") == release and pointer.get("deployment_id"):
+                key = int(pointer["deployment_id"])
+                if key not in users:
+                    record = ws.store.deployment(key)
+                    users[key] = record["user"] if record else None
+                deployed_by = users[key]
+            git = (manifests.get(release or "") or {}).get("git") or {}
+            rows.append({
+                "region": region, "role": role, "hosts": len(members), "release": release,
+                "releases": sorted((r or "(none)", n) for r, n in releases.items()),
+                "commit": str(git.get("sha") or "")[:10] or None,
+                "since": pointer.get("updated_at") if deployed_by else max(h["updated_at"] for h in members),
+                "by": deployed_by,
+            })
+        out.append({"name": env, "rows": rows})
+    return out
+
+
+def history(ws: Workspace, *, environment: str | None, status: str | None, user: str | None,
+            limit: int = 200) -> list[dict[str, Any]]:
+    """Deployments, newest first, filtered as the page asks (an unknown environment or status finds none)."""
+    if environment and environment not in ws.config.environments:
+        return []
+    if status and status not in STATUSES:
+        return []
+    return ws.store.history(environment or None, limit, status=status or None, user=user or None)
+
+
+def deployment(ws: Workspace, deployment_id: int) -> dict[str, Any] | None:
+    """One deployment with every host's outcome and every measurement, as `history --id` shows it."""
+    return deployment_detail(ws, deployment_id)
+
+
+def dora(ws: Workspace, weeks: int) -> dict[str, Any]:
+    """The DORA report and, per environment, its four charts."""
+    document = report(ws, weeks=weeks)
+    charts = {env: dora_charts(entry["weeks"], duration) for env, entry in document["environments"].items()}
+    return {"report": document, "charts": charts}
