@@ -80,7 +80,8 @@ def flags_file(fleet: Any, region: str, host: str) -> dict[str, Any] | None:
 
 def served(fleet: Any, region: str, host: str, flag: str) -> str | None:
     doc = flags_file(fleet, region, host)
-    return None if doc is None else doc["flags"][flag]["defaultVariant"]
+    body = None if doc is None else doc["flags"].get(flag)
+    return None if body is None else str(body["defaultVariant"])
 
 
 def test_a_flag_change_goes_out_wave_by_wave_and_every_host_gets_its_regions_document(shop: Any) -> None:
@@ -269,3 +270,27 @@ def test_plan_shows_the_flag_changes_a_deploy_carries_and_the_deploy_writes_them
     shop.ship(ENV, "2")
     assert served(shop, "uk", "uk-web-1", "dark-mode") == "off"
     assert shop.json("plan", ENV)["flags"] == {}
+
+
+def test_an_inconclusive_bake_holds_a_flag_change_and_the_same_change_again_accepts_it(shop: Any) -> None:
+    # Nothing listens on 127.0.0.1:9: the environment's check cannot be measured, so the bake cannot decide.
+    shop.settings["environments"][ENV]["bake"] = "1s"
+    shop.settings["environments"][ENV]["checks"] = [{"prometheus": "http://127.0.0.1:9", "query": "up",
+                                                     "condition": "result > 0", "interval": "0.2s",
+                                                     "timeout": "1s"}]
+    shop.write_config()
+    (shop.root / "flags" / "flags.yaml").write_text(FLAGS + """\
+  dark-mode:
+    state: ENABLED
+    variants: {"on": true, "off": false}
+    defaultVariant: "off"
+""", encoding="utf-8")
+    held = shop.json("flags", "set", ENV, "dark-mode", "on", "--reason", "evening", "--yes", expect=3)
+    assert held["status"] == "held", held
+    assert "the same flag change again accepts it" in held["regions"]["uk"]["message"]
+    assert served(shop, "uk", "uk-web-1", "dark-mode") == "on"   # the wave that moved keeps it
+    assert served(shop, "za", "za-web-1", "dark-mode") is None   # the next wave waits: its file lacks the flag
+    again = shop.json("flags", "set", ENV, "dark-mode", "on", "--reason", "accepted", "--yes")
+    assert again["status"] == "succeeded", again
+    assert {h["status"] for h in again["regions"]["uk"]["hosts"]} == {"unchanged"}
+    assert served(shop, "za", "za-web-1", "dark-mode") == "on"

@@ -40,6 +40,11 @@ class Bakes:
         self.switch_back = switch_back
         self.stopping = stopping
 
+    @property
+    def resume(self) -> str:
+        """How a person accepts what a held bake could not decide."""
+        return "deploy --resume" if self.spec.kind == "deploy" else "the same flag change again accepts it"
+
     async def bake(self, wave: int, regions: list[RegionOutcome]) -> None:
         """Watch a finished wave for the bake period; a failure rolls the wave back (or halts it).
         Only a deploy bakes (see `canary_bake`)."""
@@ -62,7 +67,7 @@ class Bakes:
                 continue
             if result.verdict == Verdict.INCONCLUSIVE:
                 region.status = RegionStatus.HELD
-                region.message = f"bake inconclusive: {result.reason}; a person must decide (deploy --resume)"
+                region.message = f"bake inconclusive: {result.reason}; a person must decide ({self.resume})"
                 continue
             region.message = f"bake failed: {result.reason}"
             await self.switch_back.halt(region)
@@ -95,7 +100,7 @@ class Bakes:
             return None
         if result.verdict == Verdict.INCONCLUSIVE:
             region.status = RegionStatus.HELD
-            return f"{role} canary bake inconclusive: {result.reason}; a person must decide (deploy --resume)"
+            return f"{role} canary bake inconclusive: {result.reason}; a person must decide ({self.resume})"
         for canary in moved:
             canary.failed = True
             canary.status = HostStatus.FAILED
