@@ -65,6 +65,7 @@ from tools import (  # noqa: E402
     Ansible,
     Conveyor,
     ConveyorGzip,
+    ConveyorStack,
     Floor,
     FloorDefault,
     Pyinfra,
@@ -410,6 +411,7 @@ def make_tools(names: list[str], site: Site, conveyor: str, cache: Path,
             # The default (auto) stores zstd: the same releases, transcoded (transcode_store); gzip ships the
             # tarball every other tool ships.
             tool = (Conveyor(site, conveyor, cache / "conveyor-store-zstd") if name == "conveyor"
+                    else ConveyorStack(site, conveyor, cache / "conveyor-store-zstd") if name == "conveyor-stack"
                     else ConveyorGzip(site, conveyor, cache / "conveyor-store"))
             tool.profile_dir = profile
             tool.pythonpath = pythonpath

@@ -263,6 +263,26 @@ class ConveyorGzip(Conveyor):
     compression = "gzip"
 
 
+# What `conveyor-stack` asks every host in its probe step: four components as a team would name them.
+STACK = {
+    "os": {"probe": ". /etc/os-release && echo \"$ID-$VERSION_ID\""},
+    "kernel": {"probe": "uname -r"},
+    "tar": {"probe": "tar --version | head -n 1"},
+    "passwd": {"probe": "sha256sum /etc/passwd | cut -c1-12"},
+}
+
+
+class ConveyorStack(Conveyor):
+    name = "conveyor-stack"
+    description = "conveyor with `consistency:` (four component probes in each host's probe step)"
+
+    def write_config(self) -> None:
+        super().write_config()
+        settings = json.loads(self.config.read_text())
+        settings["consistency"] = {"components": STACK}
+        self.config.write_text(json.dumps(settings, indent=2))
+
+
 class Floor(Tool):
     name = "floor"
     description = "plain OpenSSH, one `ssh host 'tar -x …'` per host in parallel (fast kex/cipher)"
@@ -483,5 +503,6 @@ class Ansible(_VenvTool):
         shutil.rmtree(self.control_dir, ignore_errors=True)
 
 
-TOOL_ORDER = ("conveyor", "conveyor-gzip", "floor", "floor-default", "rsync", "pyinfra", "ansible")
-CONVEYORS = ("conveyor", "conveyor-gzip")  # Conveyor's measured configurations; ratios are made for each
+TOOL_ORDER = ("conveyor", "conveyor-gzip", "conveyor-stack", "floor", "floor-default", "rsync", "pyinfra", "ansible")
+# Conveyor's measured configurations; ratios are made for each
+CONVEYORS = ("conveyor", "conveyor-gzip", "conveyor-stack")

@@ -136,6 +136,14 @@ def test_a_probe_answers_its_trimmed_output_with_the_hosts_variables_in_deploy_t
     assert found == {"perl": Reading("v5.36.0"), "where": Reading(f"web-1 web {tmp_path / 'srv'}")}
 
 
+def test_values_of_several_lines_or_other_characters_come_whole(tmp_path: Path) -> None:
+    found, _ = probe_on(tmp_path, ComponentProbe("lines", "printf 'This is perl 5\\nversion 36\\n'", 5),
+                        ComponentProbe("utf8", "printf 'caf\\303\\251 1.0'", 5),
+                        ComponentProbe("cr", "printf 'v1\\r'", 5), ComponentProbe("none", "true", 5))
+    assert found == {"lines": Reading("This is perl 5\nversion 36"), "utf8": Reading("café 1.0"),
+                     "cr": Reading("v1?"), "none": Reading("")}
+
+
 def test_a_failing_probe_says_its_exit_and_last_error_line_and_the_others_still_answer(tmp_path: Path) -> None:
     found, done = probe_on(tmp_path, ComponentProbe("gone", "echo first >&2; echo 'perl: not found' >&2; exit 127", 5),
                            ComponentProbe("os", "echo debian-12", 5))
@@ -189,26 +197,30 @@ PERL = [ComponentProbe("perl", "perl -v", 10.0)]
 
 
 @pytest.mark.parametrize(("lines", "expected"), [
-    ([f"perl 0 7 {hexed('v5.36.0')} -"], Reading("v5.36.0")),
+    (["perl 0 7 - =v5.36.0"], Reading("v5.36.0")),
+    (["perl 0 9 - =v 5.36.0 "], Reading("v 5.36.0")),
+    (["perl 0 5 - =a\x1bb"], Reading("a?b")),
+    ([f"perl 0 7 - {hexed('v5.36.0')}"], Reading("v5.36.0")),
     (["perl 0 0 - -"], Reading("")),
     ([], Reading(None, "the host did not answer this probe")),
-    (["perl 0 7 zz -"], Reading(None, "the host's answer could not be read")),
-    (["perl 0 7 abc -"], Reading(None, "the host's answer could not be read")),
+    (["perl 0 7 - zz"], Reading(None, "the host's answer could not be read")),
+    (["perl 0 7 - abc"], Reading(None, "the host's answer could not be read")),
     (["perl x 7 - -"], Reading(None, "the host's answer could not be read")),
-    ([f"perl 0 3 {'61' * 4097} -"], Reading(None, "the host's answer could not be read")),
+    ([f"perl 0 3 - {'61' * 4097}"], Reading(None, "the host's answer could not be read")),
+    ([f"perl 0 3 - ={'a' * 4097}"], Reading(None, "the host's answer could not be read")),
     (["perl 0 9999 - -"], Reading(None, "the probe printed more than 4096 bytes (4 KiB): print only the version")),
     (["perl 124 0 - -"], Reading(None, "the probe timed out after 10s")),
-    ([f"perl 2 0 - {hexed('bad thing')}"], Reading(None, "the probe failed with exit 2: bad thing")),
-    ([f"perl 0 2 {hexed('v1')} -", f"perl 0 2 {hexed('v2')} -"], Reading("v1")),
+    ([f"perl 2 0 {hexed('bad thing')} -"], Reading(None, "the probe failed with exit 2: bad thing")),
+    (["perl 0 2 - =v1", "perl 0 2 - =v2"], Reading("v1")),
     (["perl 0 2 6162"], Reading(None, "the host did not answer this probe")),
-], ids=["value", "empty", "missing", "not-hex", "odd-hex", "bad-exit", "too-long-hex", "too-big", "timeout",
-        "failed", "first-wins", "short-line"])
+], ids=["text", "text-with-spaces", "text-with-control", "hex", "empty", "missing", "not-hex", "odd-hex",
+        "bad-exit", "too-long-hex", "too-long-text", "too-big", "timeout", "failed", "first-wins", "short-line"])
 def test_answers_are_read_strictly(lines: list[str], expected: Reading) -> None:
     assert read_components(lines, PERL) == {"perl": expected}
 
 
 def test_answers_for_components_nobody_asked_about_are_ignored() -> None:
-    assert read_components([f"ruby 0 1 {hexed('3')} -"], PERL) == {
+    assert read_components(["ruby 0 1 - =3"], PERL) == {
         "perl": Reading(None, "the host did not answer this probe")}
 
 

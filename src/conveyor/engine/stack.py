@@ -2,11 +2,13 @@
 answered.
 
 The probe script runs each `ComponentProbe` after it has read the layout and says one marker per component,
-`component=NAME EXIT SIZE HEXOUT HEXERR`: the exit status, how many bytes the probe printed (at most 4097 are
-kept), its standard output and the start of its error output as hex (`-` when empty). Hex is one word of
-[0-9a-f]: nothing a probe prints can end the line, pass for a marker, or reach a terminal as a control
-sequence. A host answers only for itself (each host's output is read on its own), so the worst a hostile host
-can do is lie about its own values, which is what it could do with any probe.
+`component=NAME EXIT SIZE HEXERR OUT`: the exit status, how many bytes the probe printed (at most 4097 are
+kept), the start of its error output as hex (`-` when empty), and its standard output: `=` and the text when
+it is one line of printable characters (the common case, which costs the host no encoding process), else hex
+(`-` when empty). Neither can hold a newline: nothing a probe prints can end the line or pass for a marker,
+and what reaches a terminal is cleaned here (control characters shown as `?`). A host answers only for itself
+(each host's output is read on its own), so the worst a hostile host can do is lie about its own values,
+which is what it could do with any probe.
 """
 
 from __future__ import annotations
@@ -68,10 +70,10 @@ def read_components(lines: Iterable[str], asked: Sequence[ComponentProbe]) -> di
     timeouts = {probe.name: probe.timeout for probe in asked}
     found: dict[str, Reading] = {}
     for line in lines:
-        parts = line.split(" ")
+        parts = line.split(" ", 4)
         if len(parts) != 5 or parts[0] not in timeouts or parts[0] in found:
             continue
-        name, exit_code, size, out, err = parts
+        name, exit_code, size, err, out = parts
         found[name] = _reading(exit_code, size, out, err, timeouts[name])
     return {probe.name: found.get(probe.name, Reading(None, "the host did not answer this probe"))
             for probe in asked}
@@ -81,7 +83,8 @@ def _reading(exit_code: str, size: str, out: str, err: str, timeout: float) -> R
     if not (exit_code.isdigit() and size.isdigit()):
         return Reading(None, "the host's answer could not be read")
     code, printed = int(exit_code), int(size)
-    stdout, stderr = _text(out, MAX_OUTPUT), _text(err, _MAX_ERROR)
+    stdout = _clean(out[1:]) if out.startswith("=") and len(out) <= MAX_OUTPUT + 1 else _text(out, MAX_OUTPUT)
+    stderr = _text(err, _MAX_ERROR)
     if stdout is None or stderr is None:
         return Reading(None, "the host's answer could not be read")
     if printed > MAX_OUTPUT:
@@ -105,7 +108,12 @@ def _text(word: str, limit: int) -> str | None:
         raw = binascii.unhexlify(word)
     except binascii.Error:
         return None
-    return _UNPRINTABLE.sub("?", raw.decode("utf-8", errors="replace"))
+    return _clean(raw.decode("utf-8", errors="replace"))
+
+
+def _clean(text: str) -> str:
+    """Control characters other than newline and tab shown as `?`."""
+    return _UNPRINTABLE.sub("?", text)
 
 
 def host_env(app: str, host: Host, release: str | None, previous: str | None, kind: str,
