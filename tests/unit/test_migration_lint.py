@@ -746,6 +746,31 @@ def test_db_lint_reads_the_migrations_section_of_the_config(tmp_path: Path) -> N
     assert "pg.create-index-blocking" in doc["statements"][1]["rules"]
 
 
+def test_db_lint_judges_files_as_the_config_says_the_runner_wraps_them(tmp_path: Path) -> None:
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "0001.sql").write_text("CREATE TABLE teams (id bigint PRIMARY KEY);\n"
+                                               "CREATE TABLE accounts (id bigint PRIMARY KEY, team_id bigint);\n")
+    (tmp_path / "db" / "0002.sql").write_text(
+        "ALTER TABLE accounts ADD CONSTRAINT fk FOREIGN KEY (team_id) REFERENCES teams (id) NOT VALID;\n"
+        "ALTER TABLE accounts VALIDATE CONSTRAINT fk;\n")
+    config = ("app: www\nroles: {web: {restart: 'true'}}\n"
+              "environments: {staging: {transport: local, regions: {uk: {hosts: {web: [w1]}}}}}\n"
+              "migrations: {dir: db, dialect: postgresql, version: '16', apply: 'true', status: 'true'%s}\n")
+    (tmp_path / "conveyor.yml").write_text(config % "")
+    done = conveyor("db", "lint", "--json", cwd=tmp_path)          # per-file, PostgreSQL's default
+    assert done.returncode == 1, done
+    assert "pg.validate-in-transaction" in json.loads(done.stdout)["statements"][-1]["rules"]
+    assert conveyor("db", "lint", "--transaction", "none", cwd=tmp_path).returncode == 0
+    (tmp_path / "conveyor.yml").write_text(config % ", transaction: none")
+    assert conveyor("db", "lint", cwd=tmp_path).returncode == 0
+    assert conveyor("db", "lint", "--transaction", "per-file", cwd=tmp_path).returncode == 1
+    wrong = conveyor("db", "lint", "--transaction", "nested", cwd=tmp_path)
+    assert wrong.returncode == 2
+    assert "per-file, none" in wrong.stderr
+    (tmp_path / "conveyor.yml").write_text(config % ", transaction: sometimes")
+    assert conveyor("db", "lint", cwd=tmp_path).returncode == 2
+
+
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql", "mariadb"])
 def test_identifiers_with_letters_beyond_ascii_are_read_not_crashed_on(dialect: str) -> None:
     verdict = judge_sql("ALTER TABLE naïve ADD COLUMN größe int;\nSELECT é FROM naïve;\n", dialect, None, "expand",
