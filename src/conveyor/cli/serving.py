@@ -1,50 +1,71 @@
-"""serve: the web dashboard over the same state store as every command."""
+"""serve and user: the web dashboard over the same state store as every command, and its users."""
 
 from __future__ import annotations
 
-import ipaddress
-import socket
+import sys
 
 import typer
 
 from conveyor.cli.options import ConfigOption, workspace
 from conveyor.errors import UsageError
 
+user_app = typer.Typer(name="user", no_args_is_help=True, help="The dashboard's users (argon2 hashes in the "
+                       "state store).", context_settings={"help_option_names": ["-h", "--help"]})
 
-def _loopback(host: str) -> bool:
-    """Whether every address `host` names is a loopback address (127.0.0.0/8, ::1)."""
+
+def _needs_web(exc: ImportError) -> UsageError:
+    return UsageError(f"the dashboard needs the web extra: pip install 'conveyor-deploy[web]' ({exc})")
+
+
+def _password() -> str:
+    """The new password: asked twice on a terminal; else the first line of stdin (never an argument)."""
+    if sys.stdin.isatty():
+        return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    line = sys.stdin.readline()
+    return line[:-1] if line.endswith("\n") else line
+
+
+@user_app.command("add")
+def add(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The user's name (letters, digits, . _ @ + -)."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Add a dashboard user, or set a new password for one. The password is read from the terminal (asked
+    twice), or from the first line of stdin: never from the command line."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
+        from conveyor.operations.users import add_user
+    except ImportError as exc:  # pragma: no cover - the module imports argon2 only when it hashes
+        raise _needs_web(exc) from exc
+    ws = workspace(ctx, config)
     try:
-        found = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(found) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in found)
+        new = add_user(ws.store, name, _password())
+    except ImportError as exc:
+        raise _needs_web(exc) from exc
+    typer.echo(f"{'added' if new else 'new password for'} user {name}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the app."""
+    app.add_typer(user_app, name="user")
 
     @app.command("serve")
     def serve(
         ctx: typer.Context,
-        host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (behind a TLS proxy for "
+                                 "anything but this machine: the session cookie is Secure)."),
         port: int = typer.Option(8077, "--port", min=1, max=65535, help="Port to listen on."),
         config: str | None = ConfigOption,
     ) -> None:
-        """The web dashboard: the fleet, history, one deployment live, DORA charts."""
-        if not _loopback(host):
-            # The dashboard has no sign-in yet: it answers only on this machine until it has.
-            raise UsageError(f"--host {host}: the dashboard listens on a loopback address only (127.0.0.1, ::1) "
-                             "until it has users and sign-in")
+        """The web dashboard: the fleet, history, one deployment live, DORA charts, approvals."""
         try:
             import uvicorn
 
             from conveyor.web.app import create_app
         except ImportError as exc:
-            raise UsageError(f"the dashboard needs the web extra: pip install 'conveyor-deploy[web]' ({exc})") from exc
+            raise _needs_web(exc) from exc
         ws = workspace(ctx, config)
-        typer.echo(f"Conveyor dashboard for {ws.config.app}: http://{host}:{port}/ (Ctrl-C stops it)")
-        uvicorn.run(create_app(ws), host=host, port=port, log_level="warning")
+        app_ = create_app(ws)
+        shown = f"[{host}]" if ":" in host else host
+        typer.echo(f"Conveyor dashboard for {ws.config.app}: http://{shown}:{port}/ (Ctrl-C stops it)")
+        uvicorn.run(app_, host=host, port=port, log_level="warning", proxy_headers=False)

@@ -53,6 +53,7 @@ from conveyor.config.integrations import (
     check_notify_url,
 )
 from conveyor.config.release import Artifact, Migrations, SharedPath
+from conveyor.config.web import WebSettings
 from conveyor.config.windows import Window, WindowRule
 from conveyor.values import Int, check_name
 
@@ -94,6 +95,7 @@ __all__ = [
     "SSHSettings",
     "SharedPath",
     "Strict",
+    "WebSettings",
     "Window",
     "WindowRule",
     "check_host_name",
@@ -135,6 +137,8 @@ class Config(Strict):
                                        "(docs/flags.md)")
     consistency: Consistency | None = None
     state: str | None = None
+    web: WebSettings = Field(default_factory=WebSettings, description="the dashboard (conveyor serve, "
+                             "docs/dashboard.md)")
 
     @field_validator("deploy_to")
     @classmethod

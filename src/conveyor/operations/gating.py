@@ -27,6 +27,7 @@ from conveyor.operations.workspace import Workspace
 if TYPE_CHECKING:
     from conveyor.flags import FlagFacts
     from conveyor.operations.migrations import RegionMigrations
+    from conveyor.state.store import Store
 
 
 def gate_context(ws: Workspace, request: Request, kind: str, release: str | None, *, explicit: bool = True,
@@ -81,19 +82,24 @@ def _request_approval(ws: Workspace, env: str, release: str, regions: list[str],
 
 def approve(ws: Workspace, approval_id: int) -> dict[str, Any]:
     """Approve a request; the requester cannot approve their own."""
-    record = ws.store.approval(approval_id)
+    return approve_as(ws.store, ws.user, approval_id)
+
+
+def approve_as(store: Store, user: str, approval_id: int) -> dict[str, Any]:
+    """Approve a request as `user` (the CLI's user, or the dashboard's signed-in one); never their own."""
+    record = store.approval(approval_id)
     if record is None:
         raise UsageError(f"no approval request #{approval_id}")
-    if record["requested_by"] == ws.user:
-        raise HeldError(f"{ws.user} requested #{approval_id} and cannot approve it: another person must")
+    if record["requested_by"] == user:
+        raise HeldError(f"{user} requested #{approval_id} and cannot approve it: another person must")
     if record["approved_by"] is not None:
         raise UsageError(f"#{approval_id} was already approved by {record['approved_by']}")
     if datetime.fromisoformat(record["expires_at"]) < datetime.now(UTC):
         raise HeldError(f"#{approval_id} expired at {record['expires_at']}; request a new one")
-    ws.store.approve(approval_id, ws.user)
-    ws.store.add_event("approved", ws.user, environment=record["environment"], approval_id=approval_id,
+    store.approve(approval_id, user)
+    store.add_event("approved", user, environment=record["environment"], approval_id=approval_id,
                        release=record["release"], requested_by=record["requested_by"])
-    updated = ws.store.approval(approval_id)
+    updated = store.approval(approval_id)
     assert updated is not None
     return updated
 

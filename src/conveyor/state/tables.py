@@ -223,3 +223,21 @@ deployment_components = Table(
     Column("error", Text),
     Index("ix_deployment_components_deployment", "deployment_id"),
 )
+
+# The dashboard's users (`conveyor user add`): argon2 hashes, never passwords.
+users = Table(
+    "users", metadata,
+    Column("app", String(64), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+
+# The key the dashboard signs its session cookies with, made once per app and shared by every dashboard on the
+# store (a session outlives a restart, and two dashboards behind one proxy accept each other's cookies).
+web_keys = Table(
+    "web_keys", metadata,
+    Column("app", String(64), primary_key=True),
+    Column("session_key", String(128), nullable=False),
+    Column("created_at", String(40), nullable=False),
+)

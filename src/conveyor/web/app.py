@@ -16,15 +16,21 @@ import anyio
 import jinja2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from conveyor.errors import ConveyorError, HeldError
 from conveyor.operations.dora import duration
+from conveyor.operations.gating import approve_as
+from conveyor.operations.users import authenticate
 from conveyor.operations.workspace import Workspace
 from conveyor.web import pages
+from conveyor.web.auth import SESSION_COOKIE, SESSION_SECONDS, Auth, csrf_token, posted, safe_next
 
 HERE = Path(__file__).parent
 LIVE_LIMIT = 6 * 3600.0  # seconds a live view follows one deployment before it asks the browser to reload
@@ -47,13 +53,55 @@ def sse(event: str, html: str) -> str:
 def create_app(ws: Workspace, *, poll: float = 1.0) -> Starlette:
     """The dashboard over `ws`'s state store; `poll` is how often (seconds) a live view reads it."""
     views = templates()
+    auth = Auth(ws.store, ws.config.web)
 
     async def read(function: Any, *args: Any, **kwargs: Any) -> Any:
         # SQLAlchemy is synchronous: a read runs in a worker thread, never on the event loop.
         return await anyio.to_thread.run_sync(lambda: function(ws, *args, **kwargs))
 
-    def page(request: Request, name: str, **context: Any) -> Response:
-        return views.TemplateResponse(request, name, {"app_name": ws.config.app, **context})
+    def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
+        return views.TemplateResponse(request, name, {"app_name": ws.config.app, "user": auth.user(request),
+                                                      "csrf": csrf_token(request), **context},
+                                      status_code=status_code)
+
+    async def login_form(request: Request) -> Response:
+        return page(request, "login.html", next=safe_next(request.query_params.get("next")), problem=None)
+
+    async def login(request: Request) -> Response:
+        form = await posted(request)
+        name, password = form.get("username", ""), form.get("password", "")
+        if not await anyio.to_thread.run_sync(lambda: authenticate(ws.store, name, password)):
+            return page(request, "login.html", status_code=401, next=safe_next(form.get("next")),
+                        problem="Unknown user or wrong password.")
+        request.session.clear()  # a new session for the new user: a planted cookie's token does not carry over
+        request.session["user"] = name
+        csrf_token(request)
+        return RedirectResponse(safe_next(form.get("next")), status_code=303)
+
+    async def logout(request: Request) -> Response:
+        await posted(request)
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    async def approvals(request: Request) -> Response:
+        rows = await anyio.to_thread.run_sync(lambda: ws.store.approvals(None, 100))
+        return page(request, "approvals.html", approvals=rows, message=None)
+
+    async def approve(request: Request) -> Response:
+        await posted(request)
+        user = auth.user(request)
+        approval_id = request.path_params["id"]
+        if user is None:
+            raise HTTPException(401, "sign in to approve")
+        try:
+            record = await anyio.to_thread.run_sync(lambda: approve_as(ws.store, user, approval_id))
+            message, status = (f"Approved #{approval_id}: {record['release']} to {record['environment']}.", 200)
+        except HeldError as exc:
+            message, status = str(exc), 403
+        except ConveyorError as exc:
+            message, status = str(exc), 409
+        rows = await anyio.to_thread.run_sync(lambda: ws.store.approvals(None, 100))
+        return page(request, "approvals.html", status_code=status, approvals=rows, message=message)
 
     async def fleet(request: Request) -> Response:
         return page(request, "fleet.html", environments=await read(pages.fleet))
@@ -102,20 +150,31 @@ def create_app(ws: Workspace, *, poll: float = 1.0) -> Starlette:
             weeks = 12
         return page(request, "dora.html", weeks=weeks, **await read(pages.dora, weeks))
 
+    read_only = auth.reader
     routes = [
-        Route("/", fleet),
-        Route("/history", history),
-        Route("/deployments/{id:int}", deployment),
-        Route("/deployments/{id:int}/events", events),
-        Route("/dora", dora),
+        Route("/", read_only(fleet)),
+        Route("/history", read_only(history)),
+        Route("/deployments/{id:int}", read_only(deployment)),
+        Route("/deployments/{id:int}/events", read_only(events)),
+        Route("/dora", read_only(dora)),
+        Route("/approvals", read_only(approvals)),
+        Route("/approvals/{id:int}/approve", approve, methods=["POST"]),
+        Route("/login", login_form),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _error(views)})
+    # Secure, HttpOnly (Starlette always sets it), SameSite=Lax: a link from chat arrives signed in; a POST
+    # from elsewhere carries no valid CSRF token.
+    session = Middleware(SessionMiddleware, secret_key=ws.store.session_key(), session_cookie=SESSION_COOKIE,
+                         max_age=SESSION_SECONDS, same_site="lax", https_only=True)
+    return Starlette(routes=routes, middleware=[session], exception_handlers={HTTPException: _error(views)})
 
 
 def _error(views: Jinja2Templates) -> Any:
     async def handler(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         return views.TemplateResponse(request, "error.html", {"app_name": "conveyor", "status": exc.status_code,
-                                                              "detail": exc.detail}, status_code=exc.status_code)
+                                                              "detail": exc.detail, "user": None, "csrf": ""},
+                                      status_code=exc.status_code)
     return handler
