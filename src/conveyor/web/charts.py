@@ -25,18 +25,15 @@ class Bar:
 
 @dataclass(frozen=True)
 class Chart:
-    """A titled bar chart; `empty` when no week has a value."""
+    """A titled bar chart; `empty` when no week has a value (a week of zeros is no empty chart)."""
 
     title: str
     bars: tuple[Bar, ...]
     peak: str  # the largest value, shown at the top of the scale
+    empty: bool
     width: int = WIDTH
     height: int = HEIGHT
     baseline: int = BASELINE
-
-    @property
-    def empty(self) -> bool:
-        return not any(bar.height for bar in self.bars)
 
 
 def bar_chart(title: str, weeks: Sequence[dict[str, Any]], key: str,
@@ -53,7 +50,7 @@ def bar_chart(title: str, weeks: Sequence[dict[str, Any]], key: str,
         bars.append(Bar(x=round(index * slot + slot * 0.15, 1), y=round(BASELINE - height, 1),
                         width=round(slot * 0.7, 1), height=round(height, 1), label=str(week["week"]).split("-")[-1],
                         title=f"{week['week']}: {shown(number)}"))
-    return Chart(title=title, bars=tuple(bars), peak=shown(top) if numbers else "-")
+    return Chart(title=title, bars=tuple(bars), peak=shown(top) if numbers else "-", empty=not numbers)
 
 
 def dora_charts(weeks: Sequence[dict[str, Any]], duration: Callable[[float | None], str]) -> list[Chart]:

@@ -1,0 +1,175 @@
+"""The dashboard as a person uses it, in Debian's chromium: signing in, the fleet, a deployment run by
+another controller updating on its page without a reload, approving as a second person, a forged form
+refused, and an anonymous visitor sent to sign in. One real `conveyor serve` (uvicorn) for the module."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+pytest.importorskip("playwright")
+from argon2 import PasswordHasher
+from playwright.sync_api import Browser, Page, expect
+
+from conveyor.state.store import Store
+
+CONFIG = """\
+app: www
+roles:
+  web: {}
+environments:
+  staging:
+    transport: local
+    regions:
+      uk: {hosts: {web: [stg-web-1]}}
+  production:
+    transport: local
+    regions:
+      uk: {hosts: {web: [web-1, web-2]}}
+"""
+RELEASE = "20261201T100000Z-abcdef12"
+NEXT = "20261202T100000Z-12345678"
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    url: str
+    store: Store
+    running: int  # a deployment another controller is running (it holds the lock)
+    request: int  # ada's deploy request, for someone else to approve
+
+
+def _port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    root = tmp_path_factory.mktemp("dashboard")
+    (root / "conveyor.yml").write_text(CONFIG)
+    (root / ".conveyor").mkdir()
+    store = Store(f"sqlite:///{root / '.conveyor' / 'state.db'}", "www")
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # argon2id; parameters in the hash
+    for name in ("ada", "bob"):
+        store.set_user(name, cheap.hash(f"{name}-password"))
+    done = store.start_deployment(environment="production", regions=["uk"], release=RELEASE,
+                                  previous_by_region={"uk": None}, kind="deploy", user="ada")
+    store.record_host_results(done, [{"host": h, "region": "uk", "role": "web", "status": "ok", "release": RELEASE,
+                                      "step": "switch", "exit_code": 0} for h in ("web-1", "web-2")])
+    store.set_host_releases("production", [(h, "uk", "web", RELEASE) for h in ("web-1", "web-2")])
+    store.set_pointer("production", "uk", RELEASE, done)
+    store.finish_deployment(done, "succeeded", [])
+    running = store.start_deployment(environment="production", regions=["uk"], release=NEXT,
+                                     previous_by_region={"uk": RELEASE}, kind="deploy", user="bob")
+    store.lock("production", owner="bob", reason=None, deployment_id=running, lease=3600, pid=os.getpid())
+    request = store.request_approval("production", NEXT, ["uk"], "ada", 3600, "the payments fix")
+    port = _port()
+    env = {**os.environ, "CONVEYOR_STATE_URL": ""}
+    log = root / "serve.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen([sys.executable, "-c", "from conveyor.cli.app import main; main()", "-c",
+                                   str(root / "conveyor.yml"), "serve", "--port", str(port)], env=env,
+                                  stdout=output, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not _listening(port):
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "conveyor serve did not listen within 60 s"
+            time.sleep(0.05)  # polling the port: the condition is the server listening
+        yield Dashboard(f"http://127.0.0.1:{port}", store, running, request)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        store.close()
+
+
+def sign_in(page: Page, dashboard: Dashboard, name: str, path: str = "/") -> None:
+    page.goto(dashboard.url + path)
+    expect(page).to_have_url(f"{dashboard.url}/login?next={path}")
+    page.get_by_label("User").fill(name)
+    page.get_by_label("Password").fill(f"{name}-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#signed-in")).to_have_text(name)
+
+
+def test_signing_in_lands_on_the_fleet_page(page: Page, dashboard: Dashboard) -> None:
+    sign_in(page, dashboard, "ada")
+    expect(page.get_by_role("heading", name="What runs where")).to_be_visible()
+    row = page.locator('table[data-environment="production"] tr', has_text="web")
+    expect(row).to_contain_text(RELEASE)
+    expect(row).to_contain_text("ada")
+    expect(page.get_by_text("Nothing deployed to staging yet.")).to_be_visible()
+
+
+def test_a_wrong_password_stays_on_the_sign_in_page(page: Page, dashboard: Dashboard) -> None:
+    page.goto(dashboard.url + "/login")
+    page.get_by_label("User").fill("ada")
+    page.get_by_label("Password").fill("guess")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("Unknown user or wrong password.")
+    page.goto(dashboard.url + "/history")
+    expect(page).to_have_url(f"{dashboard.url}/login?next=/history")
+
+
+def test_a_running_deployment_updates_on_its_page_without_a_reload(page: Page, dashboard: Dashboard) -> None:
+    sign_in(page, dashboard, "ada", f"/deployments/{dashboard.running}")
+    expect(page.locator("#deployment-status")).to_have_text("running")
+    page.evaluate("window.sameDocument = true")
+    # The controller running it (here: this test, writing to the shared store) reports a host, then ends.
+    dashboard.store.record_host_results(dashboard.running, [
+        {"host": "web-1", "region": "uk", "role": "web", "status": "ok", "release": NEXT, "step": "switch",
+         "exit_code": 0, "output_tail": "reloaded www"}])
+    expect(page.locator('tr[data-host="web-1"]')).to_contain_text("reloaded www")
+    dashboard.store.finish_deployment(dashboard.running, "succeeded", [])
+    expect(page.locator("#deployment-status")).to_have_text("succeeded")
+    assert page.evaluate("window.sameDocument") is True  # the page was never reloaded
+
+
+def test_approving_takes_a_second_person(browser: Browser, dashboard: Dashboard) -> None:
+    requester = browser.new_page()
+    sign_in(requester, dashboard, "ada", "/approvals")
+    row = requester.locator(f'tr[data-approval="{dashboard.request}"]')
+    expect(row).to_contain_text("another person must approve")
+    expect(row.get_by_role("button", name="Approve")).to_have_count(0)
+    requester.close()
+
+    approver = browser.new_page()
+    sign_in(approver, dashboard, "bob", "/approvals")
+    approver.locator(f'tr[data-approval="{dashboard.request}"]').get_by_role("button", name="Approve").click()
+    expect(approver.get_by_role("status")).to_contain_text(f"Approved #{dashboard.request}")
+    expect(approver.locator(f'tr[data-approval="{dashboard.request}"]')).to_contain_text("by bob")
+    assert dashboard.store.approval(dashboard.request)["approved_by"] == "bob"  # type: ignore[index]
+    approver.close()
+
+
+def test_a_forged_form_is_refused(page: Page, dashboard: Dashboard) -> None:
+    other = dashboard.store.request_approval("staging", NEXT, ["uk"], "ada", 3600, None)
+    sign_in(page, dashboard, "bob", "/approvals")
+    form = page.locator(f'tr[data-approval="{other}"] form')
+    form.locator('input[name="csrf_token"]').evaluate("input => input.value = 'forged'")
+    form.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("heading", name="403")).to_be_visible()
+    expect(page.get_by_text("CSRF token is missing or wrong")).to_be_visible()
+    assert dashboard.store.approval(other)["approved_by"] is None  # type: ignore[index]
+
+
+def test_an_anonymous_visitor_is_sent_to_sign_in(page: Page, dashboard: Dashboard) -> None:
+    for path in ("/", "/dora", f"/deployments/{dashboard.running}"):
+        page.goto(dashboard.url + path)
+        expect(page).to_have_url(f"{dashboard.url}/login?next={path}")
+    response = page.request.get(dashboard.url + "/history", max_redirects=0)
+    assert response.status == 303
