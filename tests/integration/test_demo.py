@@ -45,6 +45,20 @@ def test_the_demo_deploys_two_releases_and_rolls_one_region_back(tmp_path: Path)
     assert ("production", "deploy", "blocked") in kinds
     assert all(d["user"] == "demo-tester" for d in history["deployments"])
 
+    # It ends with the command that serves this history in a browser, and that dashboard shows it unsigned.
+    command = f"conveyor -c {demo / 'conveyor.yml'} serve"
+    assert f"See this history in a browser: `{command}`" in done.stdout + done.stderr
+    from starlette.testclient import TestClient
+
+    from conveyor.operations.workspace import Workspace
+    from conveyor.web.app import create_app
+
+    ws = Workspace.load(demo / "conveyor.yml")
+    page = TestClient(create_app(ws), base_url="https://testserver").get("/history", follow_redirects=False)
+    ws.close()
+    assert page.status_code == 200
+    assert page.text.count('href="/deployments/') == len(history["deployments"])
+
     again = run("demo", "--dir", str(demo), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
 

@@ -41,6 +41,9 @@ environments:
       za: {hosts: {web: [za-web-1, za-web-2, za-web-3], batch: [za-batch-1], daemon: [za-d-1, za-d-2]}}
       uk: {hosts: {web: [uk-web-1, uk-web-2, uk-web-3], batch: [uk-batch-1], daemon: [uk-d-1, uk-d-2]}}
       us: {hosts: {web: [us-web-1, us-web-2, us-web-3], batch: [us-batch-1], daemon: [us-d-1, us-d-2]}}
+# `conveyor serve` shows this history in a browser. A sample on this machine: anyone may read it (approving
+# still needs a user: `conveyor user add NAME`).
+web: {public: true}
 """
 
 BUILD = """\

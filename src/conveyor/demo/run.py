@@ -5,6 +5,7 @@ The command line (cli/demo.py) gives it a console and the subscribers that show 
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,5 +83,12 @@ def run_demo(directory: Path, console: Console, show: Sequence[Subscriber]) -> N
                           f"{d['release'] or '-':<28} {d['status']}")
         console.print(f"\nThe fleet is in {directory}/.conveyor/hosts; try "
                       f"`conveyor -c {directory}/conveyor.yml status --verify`.")
+        console.print(f"See this history in a browser: `{serve_command(directory)}`, then open "
+                      "http://127.0.0.1:8077/", markup=False)
     finally:
         ws.close()
+
+
+def serve_command(directory: Path) -> str:
+    """The command that serves the demo's dashboard (its config says `web.public`, so no sign-in is needed)."""
+    return f"conveyor -c {shlex.quote(str(directory / 'conveyor.yml'))} serve"
