@@ -187,13 +187,19 @@ class Store(StackRecords, UserRecords):
             return [_deployment(row) for row in conn.execute(query).mappings().all()]
 
     def deployments_since(self, since: str, environment: str | None = None) -> list[dict[str, Any]]:
-        """Deployments started at or after `since` (ISO 8601 in UTC, as the store writes), oldest first."""
+        """Deployments started at or after `since` (ISO 8601 in UTC, as the store writes), oldest first: what
+        each was and how it ended (id, environment, regions, release, kind, status, started_at, finished_at,
+        user, previous_by_region), not its audit detail, so that a year of them reads quickly."""
         d = t.deployments
-        query = sa.select(d).where(d.c.app == self.app, d.c.started_at >= since)
+        query = sa.select(d.c.id, d.c.environment, d.c.regions, d.c.release, d.c.kind, d.c.status, d.c.started_at,
+                          d.c.finished_at, d.c.user, d.c.previous_by_region).where(
+            d.c.app == self.app, d.c.started_at >= since)
         if environment:
             query = query.where(d.c.environment == environment)
         with self._tx() as conn:
-            return [_deployment(row) for row in conn.execute(query.order_by(d.c.id)).mappings().all()]
+            rows = conn.execute(query.order_by(d.c.id)).mappings().all()
+        return [{**row, "regions": list(row["regions"] or []),
+                 "previous_by_region": dict(row["previous_by_region"] or {})} for row in rows]
 
     def succeeded_in(self, environment: str, release: str) -> bool:
         """Whether `release` was deployed successfully to `environment` at least once."""

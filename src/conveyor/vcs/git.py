@@ -245,6 +245,8 @@ def commit_times(directory: Path, shas: list[str]) -> dict[str, str]:
     everything, when `directory` is no work tree or git is missing) are left out. Never raises."""
     wanted = sorted({sha for sha in shas if is_sha(sha)})
     found: dict[str, str] = {}
+    if not wanted or _try(directory, "rev-parse", "--git-dir") is None:
+        return found  # no work tree here: asked once, not once per thousand commits
     for start in range(0, len(wanted), 1000):  # one git per thousand, well inside any argv limit
         chunk = wanted[start:start + 1000]
         out = _try(directory, "log", "--no-walk=unsorted", "--ignore-missing", "--no-show-signature",
