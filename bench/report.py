@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+from scale_report import engine_section, history_section
 
 SCENARIO_TITLES = {
     "new": "new release (every file differs from what the hosts have)",
@@ -11,6 +14,7 @@ SCENARIO_TITLES = {
     "rollback": "rollback (back to the previous release, still on the hosts)",
 }
 NOTES = Path(__file__).resolve().parent / "NOTES.md"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _num(value: Any, digits: int = 2) -> str:
@@ -68,6 +72,17 @@ def _targets(results: dict[str, Any]) -> list[str]:
             "as medians of the per-run ratios Conveyor/other:", "",
             "| target | measured | verdict |", "|---|---|---|"]
     return head + rows
+
+
+def _scale_sections() -> list[str]:
+    """The engine and history benchmarks' sections (bench/engine.py, bench/history.py), from their results
+    files when they exist."""
+    out: list[str] = []
+    for name, section in (("engine.json", engine_section), ("history.json", history_section)):
+        path = RESULTS / name
+        if path.is_file():
+            out += section(json.loads(path.read_text()))
+    return out
 
 
 def render(results: dict[str, Any]) -> str:
@@ -203,6 +218,8 @@ def render(results: dict[str, Any]) -> str:
     targets = _targets(results)
     if targets:
         out += ["## Against the targets of issue 4", "", *targets, ""]
+
+    out += _scale_sections()
 
     out += ["## Machine", ""]
     out += [f"- {machine.get('nproc')} CPUs ({machine.get('cpu_model')}), {machine.get('mem_gib')} GiB, "

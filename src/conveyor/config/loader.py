@@ -43,6 +43,22 @@ class _LineLoader(yaml.SafeLoader):
     """A YAML loader that refuses duplicate keys (a common copy-paste mistake)."""
 
 
+# libyaml (when PyYAML was built with it) composes a large inventory about 8 times faster than PyYAML's own
+# parser, with the same nodes and lines; a document it refuses is composed again by PyYAML's parser, whose
+# messages are the ones users see.
+_FAST_LOADER: type[yaml.CSafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+
+
+def compose(text: str) -> yaml.Node | None:
+    """The YAML document's node tree (None for an empty one); raises yaml.YAMLError as PyYAML's parser does."""
+    if _FAST_LOADER is not None:
+        try:
+            return yaml.compose(text, Loader=_FAST_LOADER)
+        except yaml.YAMLError:
+            pass
+    return yaml.compose(text, Loader=_LineLoader)
+
+
 # A real conveyor.yml has hundreds of values, a large one tens of thousands. Aliases (`*name`) re-use a
 # node without copying it, so a few lines can nest into billions of values ("billion laughs"): we stop
 # expanding long before that and report it instead of hanging.
@@ -255,7 +271,7 @@ def parse_config(text: str, filename: str, env: dict[str, str] | None = None) ->
     """Validate config text; raise ConfigError listing every problem with its line."""
     env = dict(os.environ) if env is None else env
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
+        node = compose(text)
     except yaml.MarkedYAMLError as exc:
         line, message = _yaml_problem(exc)
         raise ConfigError([ConfigProblem(filename, line, "", message)]) from None

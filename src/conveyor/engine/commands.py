@@ -9,12 +9,12 @@ one it signed (see probe.py). Nothing a host prints can forge a step, a `current
 
 from __future__ import annotations
 
-import hashlib
 import hmac
+import re
 import secrets
 import shlex
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from conveyor.engine.stack import ComponentProbe
@@ -28,8 +28,11 @@ _KEY = secrets.token_bytes(32)  # this controller process's own; marks signed wi
 _NONCE = 16  # hex digits of a mark's random half; its signature is as long
 
 
+_HEX = re.compile(f"[0-9a-f]{{{2 * _NONCE}}}")
+
+
 def _sign(nonce: str) -> str:
-    return hmac.new(_KEY, nonce.encode("ascii"), hashlib.sha256).hexdigest()[:_NONCE]
+    return hmac.digest(_KEY, nonce.encode("ascii"), "sha256").hex()[:_NONCE]
 
 
 def new_mark() -> str:
@@ -38,11 +41,17 @@ def new_mark() -> str:
     return nonce + _sign(nonce)
 
 
+@lru_cache(maxsize=4096)  # a script's markers all carry its mark: checked once per output, not once per line
 def genuine(mark: str) -> bool:
     """Whether `mark` is one this process made (so the line carrying it was printed by our script)."""
-    if len(mark) != 2 * _NONCE or not all(c in "0123456789abcdef" for c in mark):
+    if _HEX.fullmatch(mark) is None:
         return False
     return hmac.compare_digest(_sign(mark[:_NONCE]), mark[_NONCE:])
+
+
+@cache
+def _quoted_script(phase: str) -> str:
+    return shlex.quote(script(phase))
 
 
 @cache
@@ -67,7 +76,7 @@ def command(phase: str, args: list[str], env: dict[str, str] | None = None, *, m
     if env:
         words.append("env")
         words += [shlex.quote(f"{name}={value}") for name, value in sorted(env.items())]
-    words += ["sh", "-c", shlex.quote(script(phase)), shlex.quote(f"conveyor-{phase.replace('_', '-')}")]
+    words += ["sh", "-c", _quoted_script(phase), shlex.quote(f"conveyor-{phase.replace('_', '-')}")]
     words += [shlex.quote(mark or new_mark()), *(shlex.quote(arg) for arg in args)]
     return " ".join(words)
 

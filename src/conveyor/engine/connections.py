@@ -24,6 +24,9 @@ class Connections:
 
     async def get(self, host: Host) -> Connection:
         """The host's connection, opening it within the connect timeout."""
+        connection = self._open.get(host.key)
+        if connection is not None:
+            return connection  # every phase after the first: no lock to take
         lock = self._locks.setdefault(host.key, asyncio.Lock())
         async with lock:
             if host.key not in self._open:

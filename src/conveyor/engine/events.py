@@ -310,7 +310,11 @@ class EventBus:
     def emit(self, event: Event, /) -> None:
         """Hand an event to every subscriber (a required one that failed is skipped)."""
         for subscriber in list(self.subscribers):
-            required = any(subscriber is r for r in self._required)
+            required = False
+            for candidate in self._required:  # by identity: two equal subscribers are still two
+                if candidate is subscriber:
+                    required = True
+                    break
             if required and self.failure is not None:
                 continue
             try:

@@ -39,6 +39,8 @@ FLUSH_HOSTS = 200
 FLUSH_SECONDS = 1.0
 _FLUSH_ON = (BatchStarted, RegionRollingBack, RegionFinished, WaveFinished, WaveHeld, BakeStarted,
              CanaryBakeStarted)
+# Every event `record` acts on; the others (a host's steps, most of them) pass by without a look.
+_RECORDED = (HostFinished, Measured, *_FLUSH_ON)
 
 
 class StoreRecorder:
@@ -76,7 +78,7 @@ class StoreRecorder:
 
     def __call__(self, event: Event) -> None:
         """Record the events that change what runs where; raise (StateError, LockLost) when it cannot."""
-        if self.closed:
+        if self.closed or not isinstance(event, _RECORDED):
             return
         with _plainly():
             self.record(event)
