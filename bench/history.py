@@ -19,6 +19,7 @@ import json
 import random
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -28,16 +29,18 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sqlalchemy as sa
-from dora import DORA_QUERIES
 from measure import background_cpu, loadavg
 from scale_report import history_section
 from stores import KINDS, machine_facts, publish, source_commit, state_store
 
 from conveyor.config.loader import LoadedConfig, parse_config
+from conveyor.metrics.deployments import deployment_counts
+from conveyor.operations.dora import report
 from conveyor.operations.status import deployment_detail, history, status
 from conveyor.operations.workspace import Workspace
 from conveyor.state import tables as t
 from conveyor.state.store import Store
+from conveyor.web import pages
 
 APP = "shop"
 ENVIRONMENTS = ("staging", "production")
@@ -96,8 +99,9 @@ class Year:
         rid = f"{built.strftime('%Y%m%dT%H%M%SZ')}-{sha[:8]}"
         manifest = {"id": rid, "sha256": f"{self.random.getrandbits(256):064x}", "size": 7_400_000 +
                     self.random.randrange(100_000), "files": 2005, "created_at": _iso(built),
-                    "user": self.random.choice(USERS), "git": {"sha": sha, "author": "dev", "email": "dev@example.com",
-                                                             "subject": "Change the checkout flow"},
+                    "user": self.random.choice(USERS),
+                    "git": {"sha": sha, "author": "dev", "email": "dev@example.com", "subject": "Change checkout",
+                            "committed_at": _iso(built - timedelta(minutes=self.random.uniform(10, 600)))},
                     "compression": "gzip", "dirty": self.random.random() < 0.02, "diff_sha256": None}
         rows["releases"].append({"app": APP, "id": rid, "sha256": manifest["sha256"], "size": manifest["size"],
                                  "created_at": manifest["created_at"], "user": manifest["user"], "manifest": manifest})
@@ -201,10 +205,17 @@ def _timed(read: Callable[[], Any], repeats: int) -> dict[str, Any]:
 def reads(url: str, year: Year, repeats: int) -> dict[str, dict[str, Any]]:
     """Each read a command or a dashboard makes, timed."""
     config, lines = parse_config(config_text(), "conveyor.yml")
-    ws = Workspace(LoadedConfig(config, Path("/nonexistent/conveyor.yml"), lines), user="bench", state_url=url)
+    with tempfile.TemporaryDirectory() as tmp:  # the config's directory: not a git work tree
+        ws = Workspace(LoadedConfig(config, Path(tmp) / "conveyor.yml", lines), user="bench", state_url=url)
+        try:
+            return _reads(ws, year, repeats)
+        finally:
+            ws.store.close()
+
+
+def _reads(ws: Workspace, year: Year, repeats: int) -> dict[str, dict[str, Any]]:
     middle = year.next_id // 2
-    since = _iso(datetime.now(UTC) - timedelta(days=30))
-    out = {
+    return {
         "history (20, every environment)": _timed(lambda: history(ws, None, 20), repeats),
         "history production (20)": _timed(lambda: history(ws, "production", 20), repeats),
         "history production --json (100)": _timed(lambda: json.dumps(history(ws, "production", 100)), repeats),
@@ -212,11 +223,18 @@ def reads(url: str, year: Year, repeats: int) -> dict[str, dict[str, Any]]:
                                                      repeats),
         "status production": _timed(lambda: status(ws, "production"), repeats),
         "status (every environment)": _timed(lambda: status(ws, None), repeats),
+        "report dora (12 weeks)": _timed(lambda: report(ws, None, weeks=12), repeats),
+        "report dora (52 weeks)": _timed(lambda: report(ws, None, weeks=52), repeats),
+        "dashboard: fleet": _timed(lambda: pages.fleet(ws), repeats),
+        "dashboard: history, failed only (200)": _timed(
+            lambda: pages.history(ws, environment=None, status="failed", user=None), repeats),
+        "dashboard: history, interrupted only (200)": _timed(
+            lambda: pages.history(ws, environment=None, status="interrupted", user=None), repeats),
+        "dashboard: history of production by one user (200)": _timed(
+            lambda: pages.history(ws, environment="production", status=None, user="dara"), repeats),
+        "metrics: deployments by status (all time)": _timed(
+            lambda: deployment_counts(ws.store, APP, list(ENVIRONMENTS)), repeats),
     }
-    for name, query in DORA_QUERIES.items():
-        out[name] = _timed(lambda query=query: query(ws.store, since), repeats)  # type: ignore[misc]
-    ws.store.close()
-    return out
 
 
 def _size_mib(url: str) -> float:

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateIndex
 
 from conveyor.errors import StateError
 from conveyor.secrets import mask
@@ -35,6 +36,7 @@ class Database:
         try:
             t.metadata.create_all(self.engine)
             _add_missing_columns(self.engine)
+            _add_missing_indexes(self.engine)
         except SQLAlchemyError as exc:
             raise StateError(f"cannot open the state store {mask(_safe_url(url))}: {_reason(exc)}") from exc
 
@@ -61,6 +63,18 @@ def _add_missing_columns(engine: Engine) -> None:
                 kind = column.type.compile(dialect=engine.dialect)
                 with engine.begin() as conn:
                     conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+
+
+def _add_missing_indexes(engine: Engine) -> None:
+    """Bring a store made by an older Conveyor up to date: new indexes are made (create_all makes a table's
+    indexes only with the table). IF NOT EXISTS, so that two commands opening an old store at once both go on."""
+    present = {(table[1], index["name"]) for table, indexes in sa.inspect(engine).get_multi_indexes().items()
+               for index in indexes}
+    for table in t.metadata.sorted_tables:
+        for index in table.indexes:
+            if (table.name, index.name) not in present:
+                with engine.begin() as conn:
+                    conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def _engine(url: str) -> Engine:

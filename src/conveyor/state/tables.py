@@ -49,6 +49,12 @@ deployments = Table(
     Column("overrides", JSON, default=list),   # break_glass, skip_promotion: audited
     Column("approval_id", Integer),
     Index("ix_deployments_app_env", "app", "environment"),
+    # Every command's reap looks for running deployments; the dashboard filters history by status.
+    Index("ix_deployments_app_status", "app", "status"),
+    # `report dora` and the dashboard read the deployments of a window of time.
+    Index("ix_deployments_app_started", "app", "started_at"),
+    # History of every environment, newest first: read in order, not sorted.
+    Index("ix_deployments_app_id", "app", "id"),
 )
 
 host_results = Table(
