@@ -357,3 +357,41 @@ def test_a_store_made_by_an_older_version_gains_the_new_columns(tmp_path: Path) 
     columns = {c["name"] for c in sa.inspect(store.engine).get_columns("host_results")}
     assert {"error", "note", "transferred", "output_tail"} <= columns
     store.close()
+
+
+def test_a_batch_of_writes_is_one_transaction_with_one_lease_check(store: Store) -> None:
+    lease = store.lock("production", owner="ann", reason="deploy", lease=90, pid=os.getpid())
+    fenced = store.under(lease)
+    deployment = fenced.start_deployment(environment="production", regions=["za"], release="R2",
+                                         previous_by_region={}, kind="deploy", user="ann")
+    lease_checks: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "generation" in statement and "FROM locks" in statement:
+            lease_checks.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        with fenced.batch():
+            fenced.record_host_results(deployment, [{"host": "za-1", "region": "za", "role": "web",
+                                                     "status": "succeeded", "release": "R2"}])
+            fenced.set_host_releases("production", [("za-1", "za", "web", "R2")], {"za-1": True})
+        assert len(lease_checks) == 1, lease_checks
+        # All or nothing: a batch that fails part-way writes none of it.
+        def stopped_part_way() -> None:
+            with fenced.batch():
+                fenced.set_host_releases("production", [("za-2", "za", "web", "R2")])
+                raise RuntimeError("the recorder stopped")
+
+        with pytest.raises(RuntimeError):
+            stopped_part_way()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", count)
+    assert store.host_releases("production") == {"za-1": "R2"}
+    assert [r["host"] for r in store.host_results(deployment)] == ["za-1"]
+    assert store.hosts_without_zstd("production") == []
+    # The lease is still checked: a batch under a lost lease writes nothing.
+    store.unlock("production")
+    with pytest.raises(LockLost), fenced.batch():
+        fenced.set_host_releases("production", [("za-3", "za", "web", "R2")])
+    assert store.host_releases("production") == {"za-1": "R2"}

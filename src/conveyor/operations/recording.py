@@ -71,10 +71,11 @@ class StoreRecorder:
         results, releases, components, zstd = self.results, self.releases, self.components, self.zstd
         self.results, self.releases, self.components, self.zstd = [], [], [], {}
         self.flushed = time.monotonic()
-        self.store.record_host_results(self.deployment_id, results)
-        self.store.set_host_releases(self.environment, releases, zstd)
-        if components:
-            self.store.record_components(self.environment, components, deployment_id=self.deployment_id)
+        with self.store.batch():  # one transaction, one lease check, for the whole group
+            self.store.record_host_results(self.deployment_id, results)
+            self.store.set_host_releases(self.environment, releases, zstd)
+            if components:
+                self.store.record_components(self.environment, components, deployment_id=self.deployment_id)
 
     def __call__(self, event: Event) -> None:
         """Record the events that change what runs where; raise (StateError, LockLost) when it cannot."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ class Locking(Database):
     def __init__(self, url: str, app: str) -> None:
         super().__init__(url, app)
         self.lease: Lease | None = None  # set on the copy `under` makes
+        self._batch: tuple[int, Connection] | None = None  # (thread, transaction) while `batch` runs
 
     def under(self, lease: Lease) -> Self:
         """This store as the deployment holding `lease` writes to it: every write first checks, in its own
@@ -77,9 +79,27 @@ class Locking(Database):
         return fenced
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The writes this thread makes inside share one transaction and one lease check: all or nothing.
+        (A remote database pays a round trip per transaction; a deployment's recorder writes several
+        tables for each group of hosts.) Other threads, the lease's heartbeat among them, are not affected."""
+        if self._batch is not None and self._batch[0] == threading.get_ident():
+            yield  # already inside one
+            return
+        with self._write() as conn:
+            self._batch = (threading.get_ident(), conn)
+            try:
+                yield
+            finally:
+                self._batch = None
+
+    @contextmanager
     def _write(self) -> Iterator[Connection]:
         """A transaction that writes; under a lease, only while the lock is still ours (it stays locked,
-        FOR UPDATE, until the write commits, so a takeover waits for it)."""
+        FOR UPDATE, until the write commits, so a takeover waits for it). Inside `batch`, its transaction."""
+        if self._batch is not None and self._batch[0] == threading.get_ident():
+            yield self._batch[1]
+            return
         with self._tx() as conn:
             if self.lease is not None:
                 row = conn.execute(sa.select(t.locks.c.generation).where(
