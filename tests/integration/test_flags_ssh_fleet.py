@@ -134,7 +134,10 @@ def test_an_openfeature_app_on_a_host_sees_each_change_without_restarting(site: 
 
     site.json("flags", "set", "prod", "banner", "plain", "--region", "uk", "--reason", "first file", "--yes")
     remote = f"{site.deploy_to}/shared/flags.json"
-    app = FlagReader([*site.fleet.host("h02").ssh_argv(), f"{host_python()} {APP} {remote}"])
+    host = site.fleet.host("h02")
+    command, needed = host_python()
+    forget = visible_on_host(host, [str(Path(APP).parent), *needed])
+    app = FlagReader([*host.ssh_argv(), f"{command} {APP} {remote}"])
     try:
         app.ask("new-checkout=False banner=plain", 30, "the first flags")
         site.json("flags", "set", "prod", "banner", "festive", "--reason", "winter", "--yes")
@@ -146,11 +149,39 @@ def test_an_openfeature_app_on_a_host_sees_each_change_without_restarting(site: 
         assert app.process.poll() is None  # the same process all along
     finally:
         app.stop()
+        forget()
 
 
-def host_python() -> str:
-    """A command line that runs this interpreter's packages on a host: a host has its own /root (where pyenv
-    interpreters live), so it runs a system interpreter of the same version with our site-packages first."""
+def visible_on_host(host: Any, paths: list[str]) -> Any:
+    """Make the controller's `paths` that lie under /root readable at the same paths inside `host`, whose
+    /root is its own directory: a checkout under /root (CI's clone, its venv) is otherwise invisible there.
+    They are hard-linked (copied if they must be) into the host's /root, and removed by the function
+    returned."""
+    made: list[Path] = []
+    for path in dict.fromkeys(paths):
+        if not path.startswith("/root/"):
+            continue
+        copy = host.home / path.removeprefix("/root/")
+        if copy.exists():
+            continue
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        linked = subprocess.run(["cp", "-al", path, str(copy)], capture_output=True, timeout=120, check=False)
+        if linked.returncode != 0:
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(path, copy, symlinks=True)
+        made.append(copy)
+
+    def remove() -> None:
+        for copy in made:
+            shutil.rmtree(copy, ignore_errors=True)
+
+    return remove
+
+
+def host_python() -> tuple[str, list[str]]:
+    """A command line that runs this interpreter's packages on a host, and the directories it needs there: a
+    host has its own /root (where pyenv interpreters live), so it runs a system interpreter of the same
+    version with our site-packages first."""
     import shlex
     import sysconfig
 
@@ -160,7 +191,7 @@ def host_python() -> str:
     if interpreter is None:
         pytest.skip(f"no {version} outside /root for the hosts to run the app with")
     paths = os.pathsep.join(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]))
-    return f"PYTHONPATH={shlex.quote(paths)} exec {shlex.quote(interpreter)}"
+    return f"PYTHONPATH={shlex.quote(paths)} exec {shlex.quote(interpreter)}", paths.split(os.pathsep)
 
 
 def test_switching_on_a_flag_whose_migration_is_not_applied_is_refused_over_ssh(site: Site) -> None:
