@@ -168,7 +168,7 @@ def _copy_member(label: str, archive: tarfile.TarFile, member: tarfile.TarInfo, 
                 raise ArtifactError(f"{label}: cannot copy {member.name!r} to {content}: {exc}") from exc
 
 
-class _HashingSink:
+class HashingSink:
     """A write-only file that hashes and counts what passes through it."""
 
     def __init__(self, raw: BinaryIO) -> None:
@@ -221,7 +221,7 @@ def _write_tarball(tree: Tree, files: dict[str, _File], dest: Path, compression:
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as raw:
-            sink = _HashingSink(raw)
+            sink = HashingSink(raw)
             with (
                 compressed_writer(sink, compression) as compressed,  # type: ignore[arg-type]
                 tarfile.open(

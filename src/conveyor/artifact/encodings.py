@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from conveyor.artifact.build import HashingSink
 from conveyor.artifact.compression import SUFFIXES, Compression, compressed_writer, read_errors, zstd_reader
 from conveyor.artifact.release import Release
 from conveyor.errors import ArtifactError
@@ -36,23 +36,6 @@ class Encoded:
     path: Path
     sha256: str
     size: int
-
-
-class _Hashing:
-    """A write-only file that passes bytes on and hashes them."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        self.size += len(data)
-        return self.raw.write(data)
-
-    def flush(self) -> None:
-        self.raw.flush()
 
 
 def reencode(release: Release, directory: Path, compression: Compression = "gzip") -> Encoded:
@@ -72,7 +55,7 @@ def reencode(release: Release, directory: Path, compression: Compression = "gzip
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as raw:
-            hashing = _Hashing(raw)
+            hashing = HashingSink(raw)
             with _decompressed(release) as source, compressed_writer(cast(BinaryIO, hashing), compression) as out:
                 shutil.copyfileobj(source, out, _BLOCK)
         encoded = Encoded(release.id, compression, path, hashing.digest.hexdigest(), hashing.size)
