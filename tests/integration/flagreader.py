@@ -17,7 +17,11 @@ class FlagReader:
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True, bufsize=1)
         self.lines: list[str] = []
-        first = self.wait(lambda line: line.startswith("pid="), 30, "the app to start")
+        try:
+            first = self.wait(lambda line: line.startswith("pid="), 30, "the app to start")
+        except BaseException:
+            self.stop()  # nothing left running, no pipe left open, when it never started
+            raise
         self.pid = int(first.removeprefix("pid="))
 
     def wait(self, match: object, timeout: float, what: str) -> str:
