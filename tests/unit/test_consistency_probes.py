@@ -8,7 +8,6 @@ import binascii
 import subprocess
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -225,23 +224,6 @@ def test_answers_for_components_nobody_asked_about_are_ignored() -> None:
 
 
 # ------------------------------------------------------------------------------------- the store
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        import sqlalchemy as sa
-
-        from conveyor.state import tables as t
-        url = request.getfixturevalue("postgres_url")
-        engine = sa.create_engine(url)
-        t.metadata.drop_all(engine)
-        engine.dispose()
-    made = Store(url, "www")
-    yield made
-    made.close()
 
 
 def test_the_store_keeps_each_hosts_latest_values_and_each_deployments(store: Store) -> None:

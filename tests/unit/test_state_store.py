@@ -6,7 +6,6 @@ import dataclasses
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,21 +17,6 @@ from conveyor.state import clock
 from conveyor.state import tables as t
 from conveyor.state.liveness import pid_start_time, process_alive
 from conveyor.state.store import DatabaseTime, Store, iso, utcnow
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """The same behaviour on SQLite (the default) and a real PostgreSQL server (for teams)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        engine = sa.create_engine(url)
-        t.metadata.drop_all(engine)  # each test starts from an empty store
-        engine.dispose()
-    s = Store(url, "www")
-    yield s
-    s.close()
 
 
 def _dead_pid() -> int:
