@@ -247,12 +247,10 @@ def test_history_shows_every_override_and_its_reason(make_fleet: Callable[[dict[
     assert "override: skip-promotion — reason: hotfix for [INC-42] 100% outage" in text
 
 
-def test_version() -> None:
+def test_version(conveyor_bin: str) -> None:
     from importlib.metadata import version
 
-    from conftest import _find_conveyor  # type: ignore[import-not-found]
-
-    done = subprocess.run([_find_conveyor(), "--version"], capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run([conveyor_bin, "--version"], capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"conveyor {version('conveyor-deploy')}"
 
