@@ -59,6 +59,7 @@ def config_text() -> str:
         "app": APP,
         "roles": {role: {"restart": "true"} for role in ROLES},
         "environments": {env: {"transport": "ssh", "regions": regions} for env in ENVIRONMENTS},
+        "web": {"public": True},  # the dashboard's pages are timed without signing in
     })
 
 
@@ -213,8 +214,33 @@ def reads(url: str, year: Year, repeats: int) -> dict[str, dict[str, Any]]:
             ws.store.close()
 
 
+def _pages(ws: Workspace, middle: int, repeats: int) -> dict[str, dict[str, Any]]:
+    """Each dashboard page as a browser gets it: the request through the Starlette app (routing, the store's
+    reads in a worker thread, the template), over Starlette's TestClient, without the network."""
+    from starlette.testclient import TestClient
+
+    from conveyor.web.app import create_app
+
+    client = TestClient(create_app(ws), base_url="https://bench")
+
+    def get(path: str) -> Callable[[], Any]:
+        def fetch() -> None:
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.status_code)
+        return fetch
+
+    with client:
+        return {f"page {path}": _timed(get(path), repeats) for path in (
+            "/", "/history", "/history?status=failed", "/history?environment=production&user=dara",
+            f"/deployments/{middle}", "/dora", "/dora?weeks=52")}
+
+
 def _reads(ws: Workspace, year: Year, repeats: int) -> dict[str, dict[str, Any]]:
     middle = year.next_id // 2
+    return {**_calls(ws, middle, repeats), **_pages(ws, middle, repeats)}
+
+
+def _calls(ws: Workspace, middle: int, repeats: int) -> dict[str, dict[str, Any]]:
     return {
         "history (20, every environment)": _timed(lambda: history(ws, None, 20), repeats),
         "history production (20)": _timed(lambda: history(ws, "production", 20), repeats),

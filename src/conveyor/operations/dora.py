@@ -17,13 +17,16 @@ it is given the deployments and each release's commit time; `report` reads them 
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from conveyor.operations.workspace import Workspace
+    from conveyor.state.outcomes import Outcome
+    from conveyor.state.store import Store
 
 CHANGED = frozenset({"succeeded", "failed", "rolled_back"})  # a deploy with these statuses changed hosts
 FAILED = frozenset({"failed", "rolled_back"})
@@ -135,14 +138,50 @@ def _restored_at(runs: list[_Run], position: int) -> datetime | None:
     return None
 
 
-def environment_figures(deployments: Sequence[Mapping[str, Any]], commit_times: Mapping[str, datetime], *,
-                        since: datetime, until: datetime) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class Outline:
+    """One environment's deployments in a window, as much of them as the figures need.
+
+    `succeeded` and `changed` count deploys per ISO week (that succeeded; that changed hosts); `deliveries`
+    are each release's first successful deploy, as (release, finished, its ISO week); `runs` are the deployments
+    failures are judged on: every failed or rolled-back deploy, every rollback that succeeded with the deploys
+    it may have undone, and what restored each failure (more is harmless: a plain history gives them all)."""
+
+    succeeded: Mapping[str, int]
+    changed: Mapping[str, int]
+    deliveries: Sequence[tuple[str, datetime | None, str]]
+    runs: Sequence[Mapping[str, Any]]
+
+
+def outline(deployments: Sequence[Mapping[str, Any]], *, since: datetime, until: datetime) -> Outline:
+    """The outline of a plain list of one environment's deployments (`report` has the store make it)."""
+    succeeded: Counter[str] = Counter()
+    changed: Counter[str] = Counter()
+    deliveries: list[tuple[str, datetime | None, str]] = []
+    delivered: set[str] = set()
+    for run in _runs(deployments):
+        row = run.row
+        if row.get("kind") != "deploy" or not since <= run.at < until:
+            continue
+        status, release = row.get("status"), row.get("release")
+        if status == "succeeded":
+            succeeded[week_of(run.at)] += 1
+            if release and release not in delivered:
+                delivered.add(release)
+                deliveries.append((release, run.finished, week_of(run.at)))
+        if status in CHANGED:
+            changed[week_of(run.at)] += 1
+    return Outline(succeeded, changed, deliveries, deployments)
+
+
+def environment_figures(deployments: Sequence[Mapping[str, Any]] | Outline, commit_times: Mapping[str, datetime],
+                        *, since: datetime, until: datetime) -> dict[str, Any]:
     """One environment's figures: `total` over [since, until) and `weeks`, every ISO week in it, oldest first.
 
-    `deployments` are that environment's, as history gives them; `commit_times` maps a release id to the
-    time of the commit it was built from (a release it does not name has no lead time)."""
-    runs = _runs(deployments)
-    undone = _undone_by_rollback(runs)
+    `deployments` are that environment's, as history gives them (or their `Outline`); `commit_times` maps a
+    release id to the time of the commit it was built from (a release it does not name has no lead time)."""
+    shape = deployments if isinstance(deployments, Outline) else outline(deployments, since=since, until=until)
     labels = []
     monday = since
     while monday < until:
@@ -150,29 +189,29 @@ def environment_figures(deployments: Sequence[Mapping[str, Any]], commit_times: 
         monday += timedelta(weeks=1)
     weeks = {label: _Tally() for label, _ in labels}
     total = _Tally()
-    delivered: set[str] = set()
+
+    def tallies(week: str) -> list[_Tally]:
+        return [total, weeks[week]] if week in weeks else [total]
+
+    for week, number in shape.succeeded.items():
+        for tally in tallies(week):
+            tally.deployments += number
+    for week, number in shape.changed.items():
+        for tally in tallies(week):
+            tally.changes += number
+    for release, finished, week in shape.deliveries:
+        committed = commit_times.get(release)
+        if committed is not None and finished is not None:
+            for tally in tallies(week):
+                tally.lead_times.append(max(0.0, (finished - committed).total_seconds()))
+    runs = _runs(shape.runs)
+    undone = _undone_by_rollback(runs)
     for position, run in enumerate(runs):
         row = run.row
-        if row.get("kind") != "deploy" or not since <= run.at < until:
-            continue
-        tallies = [total, weeks[week_of(run.at)]] if week_of(run.at) in weeks else [total]
         status = row.get("status")
-        release = row.get("release")
-        if status == "succeeded":
-            lead: float | None = None
-            if release and release not in delivered:
-                delivered.add(release)
-                committed = commit_times.get(release)
-                if committed is not None and run.finished is not None:
-                    lead = max(0.0, (run.finished - committed).total_seconds())
-            for tally in tallies:
-                tally.deployments += 1
-                if lead is not None:
-                    tally.lead_times.append(lead)
-        if status not in CHANGED:
+        if row.get("kind") != "deploy" or status not in CHANGED or not since <= run.at < until:
             continue
         restore: float | None = None
-        failed = True
         if status == "rolled_back":
             restore = (run.at - run.started).total_seconds()
         elif status == "failed":
@@ -182,15 +221,13 @@ def environment_figures(deployments: Sequence[Mapping[str, Any]], commit_times: 
             rollback = undone[position]
             restore = ((rollback.finished - run.at).total_seconds() if rollback.finished else None)
         else:
-            failed = False
-        for tally in tallies:
-            tally.changes += 1
-            if failed:
-                tally.failures += 1
-                if restore is None:
-                    tally.unrestored += 1
-                else:
-                    tally.restores.append(max(0.0, restore))
+            continue
+        for tally in tallies(week_of(run.at)):
+            tally.failures += 1
+            if restore is None:
+                tally.unrestored += 1
+            else:
+                tally.restores.append(max(0.0, restore))
     days = max((until - since).total_seconds() / 86400, 1 / 24)
     return {
         "total": {**total.figures(), "deployments_per_day": round(total.deployments / days, 3)},
@@ -213,55 +250,139 @@ def duration(seconds: float | None) -> str:
     return f"{days}d {hours % 24}h" if hours % 24 else f"{days}d"
 
 
+
 def figures(deployments: Sequence[Mapping[str, Any]], commit_times: Mapping[str, datetime],
             environments: Sequence[str], *, weeks: int, now: datetime) -> dict[str, Any]:
-    """The report: the window (the last `weeks` ISO weeks up to `now`) and each environment's figures."""
+    """The report from a plain list of deployments: the window (the last `weeks` ISO weeks up to `now`) and
+    each environment's figures."""
     since = window_start(now, weeks)
     by_environment: dict[str, list[Mapping[str, Any]]] = {env: [] for env in environments}
     for row in deployments:
         if row.get("environment") in by_environment:
             by_environment[row["environment"]].append(row)
+    return _document(since, now, weeks, {env: environment_figures(rows, commit_times, since=since, until=now)
+                                         for env, rows in by_environment.items()})
+
+
+def _document(since: datetime, now: datetime, weeks: int, environments: dict[str, Any]) -> dict[str, Any]:
     return {
         "since": since.isoformat(timespec="seconds"),
         "until": now.astimezone(UTC).isoformat(timespec="seconds"),
         "weeks": weeks,
-        "environments": {env: environment_figures(rows, commit_times, since=since, until=now)
-                         for env, rows in by_environment.items()},
+        "environments": environments,
     }
+
+
+def commit_time(sha: object, committed_at: object, from_git: Mapping[str, str]) -> datetime | None:
+    """A release's commit time: git's word where the work tree has the commit (`from_git`, sha → time), else
+    the commit time its manifest recorded (`committed_at`); None with neither."""
+    found = _moment(from_git.get(sha)) if isinstance(sha, str) else None
+    return found or (_moment(committed_at) if isinstance(committed_at, str) else None)
 
 
 def release_commit_times(manifests: Mapping[str, Mapping[str, Any]],
                          from_git: Mapping[str, str]) -> dict[str, datetime]:
-    """release id → the time of its commit: git's word where the work tree has the commit (`from_git`, sha →
-    time), else the commit time its manifest recorded; a release with neither is left out."""
+    """release id → the time of its commit (`commit_time`) from its manifest; a release with none is left out."""
     found: dict[str, datetime] = {}
     for release, manifest in manifests.items():
         git = manifest.get("git")
         if not isinstance(git, Mapping):
             continue
-        sha = git.get("sha")
-        moment = _moment(from_git.get(sha) if isinstance(sha, str) else None) or _moment(git.get("committed_at"))
+        moment = commit_time(git.get("sha"), git.get("committed_at"), from_git)
         if moment is not None:
             found[release] = moment
     return found
 
 
+def _restorers(store: Store, rows: Sequence[Outcome], known: dict[int, dict[str, Any]]) -> set[int]:
+    """What restored each failed deploy among one environment's `rows` (in start order): the first deployment
+    after it that succeeded in one of its regions. Regions are read (into `known`) only for the deployments
+    looked at, a step at a time for every failure at once."""
+    walking = {position: position for position, row in enumerate(rows)
+               if row.kind == "deploy" and row.status == "failed"}
+    found: set[int] = set()
+    while walking:  # every step moves each failure's search to a later deployment: it ends with the rows
+        step = {}
+        for failure, position in walking.items():
+            later = next((i for i in range(position + 1, len(rows))
+                          if rows[i].status == "succeeded" and rows[i].finished_at), None)
+            if later is not None:
+                step[failure] = later
+        known.update(store.outlines([rows[i].id for i in step.values() if rows[i].id not in known]))
+        walking = {}
+        for failure, later in step.items():
+            if set(known[rows[failure].id]["regions"]) & set(known[rows[later].id]["regions"]):
+                found.add(rows[later].id)
+            else:
+                walking[failure] = later
+    return found
+
+
+def _outline_of(store: Store, rows: Sequence[Outcome], since: str, until: str) -> Outline:
+    """One environment's `Outline` from its deployments' scalar columns in start order (`Store.outcomes_since`),
+    with the full rows of the few that failures are judged on. Times are compared as the text the store
+    writes (ISO 8601 in UTC, one form: it sorts in time order, and its first ten characters are the day)."""
+    succeeded: Counter[str] = Counter()
+    changed: Counter[str] = Counter()
+    deliveries: list[tuple[str, datetime | None, str]] = []
+    delivered: set[str] = set()
+    labels: dict[str, str] = {}
+    judged: list[int] = []
+    for row in rows:
+        if row.kind == "rollback" and row.status == "succeeded":
+            judged.append(row.id)
+        if row.kind != "deploy":
+            continue
+        if row.status in FAILED:
+            judged.append(row.id)
+        moment = row.finished_at or row.started_at
+        if not since <= moment < until:
+            continue
+        day = moment[:10]
+        if day not in labels:
+            year, week, _ = date.fromisoformat(day).isocalendar()
+            labels[day] = f"{year}-W{week:02d}"
+        if row.status == "succeeded":
+            succeeded[labels[day]] += 1
+            if row.release and row.release not in delivered:
+                delivered.add(row.release)
+                deliveries.append((row.release, _moment(row.finished_at), labels[day]))
+        if row.status in CHANGED:
+            changed[labels[day]] += 1
+    known = store.outlines(judged)
+    left = {bad for key in judged for bad in known[key]["previous_by_region"].values()
+            if known[key]["kind"] == "rollback" and bad}
+    undoable = [row.id for row in rows if row.kind == "deploy" and row.status == "succeeded" and row.release in left]
+    known.update(store.outlines(undoable))
+    wanted = {*judged, *undoable, *_restorers(store, rows, known)}
+    return Outline(succeeded, changed, deliveries, [known[key] for key in sorted(wanted)])
+
+
 def report(ws: Workspace, environment: str | None = None, *, weeks: int = 12,
            now: datetime | None = None) -> dict[str, Any]:
-    """`conveyor report dora`: the figures of the last `weeks` ISO weeks, read from the state store and git."""
+    """`conveyor report dora`: the figures of the last `weeks` ISO weeks, read from the state store and git.
+
+    The store gives every deployment's scalar columns and the full rows only of those failures are judged on
+    (`_outline_of`); the rules are `environment_figures`', the same `figures` applies to a plain list."""
     from conveyor.state.store import iso, utcnow
     from conveyor.vcs.git import commit_times
 
     if environment is not None:
         ws.environment(environment)
     moment = now or utcnow()
-    rows = ws.store.deployments_since(iso(window_start(moment, weeks)), environment)
-    manifests = ws.store.release_manifests([row["release"] for row in rows
-                                            if row["kind"] == "deploy" and row["release"]])
-    shas = [str(m["git"]["sha"]) for m in manifests.values() if isinstance(m.get("git"), dict)
-            and isinstance(m["git"].get("sha"), str)]
-    times = release_commit_times(manifests, commit_times(ws.directory, shas))
-    envs = [environment] if environment else [*ws.config.environments,
-                                              *sorted({r["environment"] for r in rows} - set(ws.config.environments))]
-    return figures(rows, times, envs, weeks=weeks, now=moment)
-
+    since = window_start(moment, weeks)
+    by_environment: dict[str, list[Outcome]] = {}
+    for row in ws.store.outcomes_since(iso(since), environment):
+        by_environment.setdefault(row.environment, []).append(row)
+    outlines = {env: _outline_of(ws.store, rows, iso(since), moment.astimezone(UTC).isoformat())
+                for env, rows in by_environment.items()}
+    delivered = {release for shape in outlines.values() for release, _, _ in shape.deliveries}
+    commits = ws.store.release_commits(delivered)
+    from_git = commit_times(ws.directory, [sha for sha, _ in commits.values() if isinstance(sha, str)])
+    times = {release: found for release, (sha, committed) in commits.items()
+             if (found := commit_time(sha, committed, from_git)) is not None}
+    envs = [environment] if environment else [
+        *ws.config.environments, *sorted(set(by_environment) - set(ws.config.environments))]
+    empty = Outline({}, {}, [], [])
+    return _document(since, moment, weeks, {env: environment_figures(outlines.get(env, empty), times, since=since,
+                                                                      until=moment) for env in envs})

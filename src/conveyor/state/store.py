@@ -23,12 +23,13 @@ from conveyor.state.clock import DatabaseTime, iso, utcnow
 from conveyor.state.components import ComponentRow, StackRecords
 from conveyor.state.engine import default_url
 from conveyor.state.locks import Lease, LockInfo, lock_json
+from conveyor.state.outcomes import OutcomeRecords
 from conveyor.state.users import UserRecords
 
 __all__ = ["ComponentRow", "DatabaseTime", "Lease", "LockInfo", "Store", "default_url", "iso", "lock_json", "utcnow"]
 
 
-class Store(StackRecords, UserRecords):
+class Store(StackRecords, UserRecords, OutcomeRecords):
     """All reads and writes of deployment state for one app."""
 
     # -- releases ---------------------------------------------------------------------------
