@@ -156,10 +156,22 @@ def test_approving_takes_a_second_person(browser: Browser, dashboard: Dashboard)
     approver.close()
 
 
+def test_denying_takes_a_reason(page: Page, dashboard: Dashboard) -> None:
+    other = dashboard.store.request_approval("production", NEXT, ["uk"], "ada", 3600, "before the weekend")
+    sign_in(page, dashboard, "bob", "/approvals")
+    row = page.locator(f'tr[data-approval="{other}"]')
+    row.get_by_label(f"Reason to deny #{other}").fill("not on a <b>Friday</b>")
+    row.get_by_role("button", name="Deny").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Denied #{other}")
+    expect(page.locator(f'tr[data-approval="{other}"] q.denial')).to_have_text("not on a <b>Friday</b>")
+    expect(page.locator(f'tr[data-approval="{other}"]').get_by_role("button")).to_have_count(0)
+    assert dashboard.store.approval(other)["denied_by"] == "bob"  # type: ignore[index]
+
+
 def test_a_forged_form_is_refused(page: Page, dashboard: Dashboard) -> None:
     other = dashboard.store.request_approval("staging", NEXT, ["uk"], "ada", 3600, None)
     sign_in(page, dashboard, "bob", "/approvals")
-    form = page.locator(f'tr[data-approval="{other}"] form')
+    form = page.locator(f'tr[data-approval="{other}"] form', has_text="Approve")
     form.locator('input[name="csrf_token"]').evaluate("input => input.value = 'forged'")
     form.get_by_role("button", name="Approve").click()
     expect(page.get_by_role("heading", name="403")).to_be_visible()

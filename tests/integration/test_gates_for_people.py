@@ -361,6 +361,28 @@ def test_an_approval_by_another_person_lets_the_requester_deploy_once(make_fleet
     assert [e["user"] for e in events(fleet, "approved")] == ["bob"]
 
 
+def test_a_denied_request_holds_the_deploy_that_names_it_with_the_reason(make_fleet: MakeFleet) -> None:
+    fleet = make_fleet(settings(production={"approval": "required"}))
+    r1 = build(fleet, "1")
+    number = request_id(refused(fleet, "deploy", "production", "--release", r1, "--yes"), "production", r1)
+    assert refused(fleet, "deny", str(number), "--reason", "mine") == (
+        f"alice requested #{number} and cannot deny it: another person must")
+    assert refused(fleet, "deny", str(number), "--reason", " ", user="bob", code=2) == (
+        "say why the request is denied (a reason)")
+    denied = document(cli(fleet, "deny", str(number), "--reason", "not during the <b>freeze</b>", "--json",
+                          user="bob"))
+    assert (denied["denied_by"], denied["denial"], denied["approved_by"]) == ("bob", "not during the <b>freeze</b>",
+                                                                             None)
+    assert refused(fleet, "deploy", "production", "--request", str(number), "--yes") == (
+        f"approval #{number} was denied by bob: not during the <b>freeze</b>; request a new one")
+    assert refused(fleet, "approve", str(number), user="carol", code=2) == f"#{number} was already denied by bob"
+    assert hosts_tree(fleet) == {}
+    assert stored_approval(fleet, number)["used_by"] is None
+    assert [(e["user"], e["data"]["approval_id"], e["data"]["reason"]) for e in events(fleet, "denied")] == [
+        ("bob", number, "not during the <b>freeze</b>")]
+    assert approvals(fleet)[number]["denied_by"] == "bob"
+
+
 def test_an_expired_request_can_be_neither_approved_nor_used(make_fleet: MakeFleet) -> None:
     fleet = make_fleet(settings(production={"approval": "required", "approval_expires": "0s"}))
     r1 = build(fleet, "1")

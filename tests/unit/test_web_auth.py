@@ -15,8 +15,10 @@ from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
 from conveyor.cli.app import main
+from conveyor.operations.gating import REASON_LIMIT
 from conveyor.operations.users import authenticate
 from conveyor.operations.workspace import Workspace
+from conveyor.secrets import register_secret
 from conveyor.state.store import Store
 from conveyor.web.app import create_app
 from conveyor.web.auth import safe_next
@@ -192,6 +194,61 @@ def test_approving_needs_a_second_person_and_the_csrf_token(ws: Workspace) -> No
     again = approver.post(f"/approvals/{request}/approve", data={"csrf_token": token(approver, "/approvals")})
     assert again.status_code == 409
     assert "already approved by bob" in again.text
+
+
+def test_denying_takes_a_second_person_a_reason_and_the_csrf_token(ws: Workspace) -> None:
+    request = ws.store.request_approval("production", "20261201T100000Z-abcdef12", ["uk"], "ada", 3600, "hotfix")
+    requester = browser(ws)
+    sign_in(requester, "ada")
+    assert "Deny</button>" not in requester.get("/approvals").text
+    own = requester.post(f"/approvals/{request}/deny", data={"csrf_token": token(requester, "/approvals"),
+                                                              "reason": "changed my mind"})
+    assert own.status_code == 403
+    assert "cannot deny it" in own.text
+    denier = browser(ws)
+    sign_in(denier, "bob")
+    assert "Deny</button>" in denier.get("/approvals").text
+    forged = denier.post(f"/approvals/{request}/deny", data={"csrf_token": "forged", "reason": "no"})
+    assert forged.status_code == 403
+    for reason, shown in (("   ", "say why"), ("x" * (REASON_LIMIT + 1), f"at most {REASON_LIMIT}")):
+        bad = denier.post(f"/approvals/{request}/deny", data={"csrf_token": token(denier, "/approvals"),
+                                                             "reason": reason})
+        assert bad.status_code == 400
+        assert shown in bad.text
+    huge = denier.post(f"/approvals/{request}/deny", data={"csrf_token": token(denier, "/approvals"),
+                                                          "reason": "x" * 100_000})
+    assert huge.status_code == 413
+    assert ws.store.approval(request)["denied_by"] is None  # type: ignore[index]
+
+    hostile = '<script>alert("no")</script>'
+    done = denier.post(f"/approvals/{request}/deny", data={"csrf_token": token(denier, "/approvals"),
+                                                          "reason": f"not now {hostile}"})
+    assert done.status_code == 200
+    assert f"Denied #{request}" in done.text
+    assert hostile not in done.text
+    assert "&lt;script&gt;" in done.text
+    record = ws.store.approval(request)
+    assert record is not None
+    assert (record["denied_by"], record["denial"], record["approved_by"]) == ("bob", f"not now {hostile}", None)
+    event = ws.store.events(1)[0]
+    assert (event["kind"], event["user"], event["data"]["reason"]) == ("denied", "bob", f"not now {hostile}")
+    assert "Approve</button>" not in done.text  # decided: no buttons
+    again = denier.post(f"/approvals/{request}/approve", data={"csrf_token": token(denier, "/approvals")})
+    assert again.status_code == 409
+    assert "already denied by bob" in again.text
+
+
+def test_a_secret_in_a_denial_is_masked(ws: Workspace) -> None:
+    register_secret("hunter2-token")
+    request = ws.store.request_approval("production", "20261201T100000Z-abcdef12", ["uk"], "ada", 3600, None)
+    denier = browser(ws)
+    sign_in(denier, "bob")
+    done = denier.post(f"/approvals/{request}/deny", data={"csrf_token": token(denier, "/approvals"),
+                                                          "reason": "leaked hunter2-token in the log"})
+    assert done.status_code == 200
+    assert "hunter2-token" not in done.text
+    assert "hunter2-token" not in str(ws.store.approval(request))
+    assert "hunter2-token" not in str(ws.store.events(1))
 
 
 @pytest.mark.parametrize(("proxy", "trusted"), [("127.0.0.1", True), ("10.0.0.9", True), ("10.0.1.9", False)])

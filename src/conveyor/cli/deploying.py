@@ -409,6 +409,26 @@ def register_approvals(app: typer.Typer) -> None:
                            f"{record['environment']} --request {approval_id}`")
 
     @app.command()
+    def deny(
+        ctx: typer.Context,
+        approval_id: int = typer.Argument(..., help="The request to deny.", metavar="ID"),
+        reason: str = typer.Option(..., "--reason", help="Why (shown to the requester and kept in the audit "
+                                   "trail; at most 500 characters)."),
+        config: str | None = ConfigOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """Deny a deploy request made by someone else: a deploy that names it is held, with your reason."""
+        from conveyor.operations.gating import deny_as
+
+        ws = workspace(ctx, config)
+        record = deny_as(ws.store, ws.user, approval_id, reason)
+        if as_json:
+            print_json(record)
+        else:
+            stdout().print(styled("denied #{}: {} to {} (requested by {}): {}", str(approval_id), record["release"],
+                                  record["environment"], record["requested_by"], record["denial"]))
+
+    @app.command()
     def approvals(
         ctx: typer.Context,
         environment: str | None = typer.Argument(None, help="Only this environment."),
@@ -423,8 +443,10 @@ def register_approvals(app: typer.Typer) -> None:
         if as_json:
             print_json({"approvals": items})
             return
-        table = results_table("id", "environment", "release", "requested by", "approved by", "expires", "used by")
+        table = results_table("id", "environment", "release", "requested by", "approved by", "expires", "used by",
+                              "denied")
         for a in items:
+            denied = f"by {a['denied_by']}: {a['denial']}" if a.get("denied_by") else "-"
             table.add_row(str(a["id"]), a["environment"], a["release"], a["requested_by"], a["approved_by"] or "-",
-                          a["expires_at"], f"#{a['used_by']}" if a["used_by"] else "-")
+                          a["expires_at"], f"#{a['used_by']}" if a["used_by"] else "-", denied)
         stdout().print(table)

@@ -41,6 +41,9 @@ def check(context: GateContext) -> GateVerdict | None:
                                  f"{', '.join(outside)}; request a new one for those regions"))
     if record["used_by"] is not None:
         return _closed(HeldError(f"approval #{number} was already used by deployment #{record['used_by']}"))
+    if record.get("denied_by"):
+        return _closed(HeldError(f"approval #{number} was denied by {record['denied_by']}: {record.get('denial')}; "
+                                 "request a new one"))
     # Expired before "not approved yet": approving an expired request would be refused anyway. Expiry is
     # real time, whatever moment the windows are judged at.
     if datetime.fromisoformat(record["expires_at"]) < datetime.now(UTC):

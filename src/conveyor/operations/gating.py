@@ -80,6 +80,9 @@ def _request_approval(ws: Workspace, env: str, release: str, regions: list[str],
                      f"runs `conveyor approve {approval_id}`, then `conveyor deploy {env} --request "
                      f"{approval_id}`")
 
+REASON_LIMIT = 500  # characters of a denial's reason: a sentence or two, never a document
+
+
 def approve(ws: Workspace, approval_id: int) -> dict[str, Any]:
     """Approve a request; the requester cannot approve their own."""
     return approve_as(ws.store, ws.user, approval_id)
@@ -87,21 +90,60 @@ def approve(ws: Workspace, approval_id: int) -> dict[str, Any]:
 
 def approve_as(store: Store, user: str, approval_id: int) -> dict[str, Any]:
     """Approve a request as `user` (the CLI's user, or the dashboard's signed-in one); never their own."""
+    record = _pending(store, user, approval_id, "approve")
+    if not store.approve(approval_id, user):
+        raise UsageError(f"#{approval_id} was approved or denied by someone else meanwhile")
+    store.add_event("approved", user, environment=record["environment"], approval_id=approval_id,
+                    release=record["release"], requested_by=record["requested_by"])
+    updated = store.approval(approval_id)
+    assert updated is not None
+    return updated
+
+
+def deny_as(store: Store, user: str, approval_id: int, reason: str) -> dict[str, Any]:
+    """Deny a request as `user`, saying why (a deploy that names it is then held with the reason); the
+    requester withdraws theirs by letting it expire, never by denying it."""
+    reason = denial_reason(reason)
+    record = _pending(store, user, approval_id, "deny")
+    if not store.deny(approval_id, user, reason):
+        raise UsageError(f"#{approval_id} was approved or denied by someone else meanwhile")
+    store.add_event("denied", user, environment=record["environment"], approval_id=approval_id,
+                    release=record["release"], requested_by=record["requested_by"], reason=reason)
+    updated = store.approval(approval_id)
+    assert updated is not None
+    return updated
+
+
+class BadReason(UsageError):
+    """A denial without a reason, or with one too long to read."""
+
+
+def denial_reason(text: str) -> str:
+    """A denial's reason on one line, refused when empty or longer than REASON_LIMIT characters."""
+    reason = " ".join(text.split())
+    if not reason:
+        raise BadReason("say why the request is denied (a reason)")
+    if len(reason) > REASON_LIMIT:
+        raise BadReason(f"the reason is {len(reason)} characters; at most {REASON_LIMIT}")
+    return reason
+
+
+def _pending(store: Store, user: str, approval_id: int, verb: str) -> dict[str, Any]:
+    """The request `user` may approve or deny: it exists, someone else made it, nobody has decided it, and it
+    has not expired."""
     record = store.approval(approval_id)
     if record is None:
         raise UsageError(f"no approval request #{approval_id}")
     if record["requested_by"] == user:
-        raise HeldError(f"{user} requested #{approval_id} and cannot approve it: another person must")
+        raise HeldError(f"{user} requested #{approval_id} and cannot {verb} it: another person must")
     if record["approved_by"] is not None:
         raise UsageError(f"#{approval_id} was already approved by {record['approved_by']}")
+    if record.get("denied_by"):
+        raise UsageError(f"#{approval_id} was already denied by {record['denied_by']}")
     if datetime.fromisoformat(record["expires_at"]) < datetime.now(UTC):
         raise HeldError(f"#{approval_id} expired at {record['expires_at']}; request a new one")
-    store.approve(approval_id, user)
-    store.add_event("approved", user, environment=record["environment"], approval_id=approval_id,
-                       release=record["release"], requested_by=record["requested_by"])
-    updated = store.approval(approval_id)
-    assert updated is not None
-    return updated
+    return record
+
 
 def window_before_wave(ws: Workspace, env: str, request: Request) -> Callable[[int], str | None]:
     """A check run before each wave after the first: a closed window stops the deployment between waves."""

@@ -334,11 +334,21 @@ class Store(StackRecords, UserRecords, OutcomeRecords):
                 t.approvals.c.app == self.app, t.approvals.c.id == approval_id)).mappings().first()
         return dict(row) if row else None
 
-    def approve(self, approval_id: int, user: str) -> None:
-        """Mark a request approved by `user`."""
+    def approve(self, approval_id: int, user: str) -> bool:
+        """Mark a request approved by `user`; False when it was approved or denied meanwhile."""
+        a = t.approvals
         with self._tx() as conn:
-            conn.execute(t.approvals.update().where(t.approvals.c.id == approval_id).values(
-                approved_by=user, approved_at=iso(clock.utcnow())))
+            return conn.execute(a.update().where(a.c.app == self.app, a.c.id == approval_id, a.c.approved_by.is_(None),
+                                                 a.c.denied_by.is_(None)).values(
+                approved_by=user, approved_at=iso(clock.utcnow()))).rowcount == 1
+
+    def deny(self, approval_id: int, user: str, reason: str) -> bool:
+        """Mark a request denied by `user` for `reason` (masked); False when it was approved or denied meanwhile."""
+        a = t.approvals
+        with self._tx() as conn:
+            return conn.execute(a.update().where(a.c.app == self.app, a.c.id == approval_id, a.c.approved_by.is_(None),
+                                                 a.c.denied_by.is_(None)).values(
+                denied_by=user, denied_at=iso(clock.utcnow()), denial=mask(reason))).rowcount == 1
 
     def use_approval(self, approval_id: int, deployment_id: int) -> bool:
         """Spend an approval on a deployment; False if it was already spent."""

@@ -167,7 +167,7 @@ measurements = Table(
     Index("ix_measurements_deployment", "deployment_id"),
 )
 
-# Requests to deploy to an environment that needs approval, and who approved them.
+# Requests to deploy to an environment that needs approval, and who approved (or denied) them.
 approvals = Table(
     "approvals", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -182,6 +182,9 @@ approvals = Table(
     Column("approved_by", String(200)),
     Column("approved_at", String(40)),
     Column("used_by", Integer),                       # the deployment that used it
+    Column("denied_by", String(200)),                 # or who refused it, when, and why
+    Column("denied_at", String(40)),
+    Column("denial", Text),
 )
 
 # Schema migrations Conveyor applied, per region (each region has its own database): what a rollback must

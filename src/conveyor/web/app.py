@@ -26,7 +26,7 @@ from starlette.templating import Jinja2Templates
 
 from conveyor.errors import ConveyorError, HeldError
 from conveyor.operations.dora import duration
-from conveyor.operations.gating import approve_as
+from conveyor.operations.gating import REASON_LIMIT, BadReason, approve_as, denial_reason, deny_as
 from conveyor.operations.users import authenticate
 from conveyor.operations.workspace import Workspace
 from conveyor.web import pages
@@ -85,23 +85,38 @@ def create_app(ws: Workspace, *, poll: float = 1.0) -> Starlette:
 
     async def approvals(request: Request) -> Response:
         rows = await anyio.to_thread.run_sync(lambda: ws.store.approvals(None, 100))
-        return page(request, "approvals.html", approvals=rows, message=None)
+        return page(request, "approvals.html", approvals=rows, message=None, reason_limit=REASON_LIMIT)
 
-    async def approve(request: Request) -> Response:
-        await posted(request)
+    async def decide(request: Request, decision: str) -> Response:
+        """Approve or deny a request as the signed-in user: the same rules and audit as the CLI's."""
+        form = await posted(request)
         user = auth.user(request)
         approval_id = request.path_params["id"]
         if user is None:
-            raise HTTPException(401, "sign in to approve")
+            raise HTTPException(401, f"sign in to {decision}")
         try:
-            record = await anyio.to_thread.run_sync(lambda: approve_as(ws.store, user, approval_id))
-            message, status = (f"Approved #{approval_id}: {record['release']} to {record['environment']}.", 200)
+            if decision == "approve":
+                record = await anyio.to_thread.run_sync(lambda: approve_as(ws.store, user, approval_id))
+            else:
+                reason = denial_reason(form.get("reason", ""))
+                record = await anyio.to_thread.run_sync(lambda: deny_as(ws.store, user, approval_id, reason))
+            done = "Approved" if decision == "approve" else "Denied"
+            message, status = f"{done} #{approval_id}: {record['release']} to {record['environment']}.", 200
         except HeldError as exc:
             message, status = str(exc), 403
+        except BadReason as exc:
+            message, status = str(exc), 400
         except ConveyorError as exc:
             message, status = str(exc), 409
         rows = await anyio.to_thread.run_sync(lambda: ws.store.approvals(None, 100))
-        return page(request, "approvals.html", status_code=status, approvals=rows, message=message)
+        return page(request, "approvals.html", status_code=status, approvals=rows, message=message,
+                    reason_limit=REASON_LIMIT)
+
+    async def approve(request: Request) -> Response:
+        return await decide(request, "approve")
+
+    async def deny(request: Request) -> Response:
+        return await decide(request, "deny")
 
     async def fleet(request: Request) -> Response:
         return page(request, "fleet.html", environments=await read(pages.fleet))
@@ -159,6 +174,7 @@ def create_app(ws: Workspace, *, poll: float = 1.0) -> Starlette:
         Route("/dora", read_only(dora)),
         Route("/approvals", read_only(approvals)),
         Route("/approvals/{id:int}/approve", approve, methods=["POST"]),
+        Route("/approvals/{id:int}/deny", deny, methods=["POST"]),
         Route("/login", login_form),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
