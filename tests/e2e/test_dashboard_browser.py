@@ -31,8 +31,14 @@ environments:
       uk: {hosts: {web: [stg-web-1]}}
   production:
     transport: local
+    window: office-hours
     regions:
       uk: {hosts: {web: [web-1, web-2]}}
+windows:
+  office-hours:
+    timezone: Europe/London
+    allow: [{days: mon-fri, hours: "09:00-17:00"}]
+    deny: [{dates: "2026-12-24..2026-12-26", reason: "Christmas"}]
 """
 RELEASE = "20261201T100000Z-abcdef12"
 NEXT = "20261202T100000Z-12345678"
@@ -166,6 +172,25 @@ def test_denying_takes_a_reason(page: Page, dashboard: Dashboard) -> None:
     expect(page.locator(f'tr[data-approval="{other}"] q.denial')).to_have_text("not on a <b>Friday</b>")
     expect(page.locator(f'tr[data-approval="{other}"]').get_by_role("button")).to_have_count(0)
     assert dashboard.store.approval(other)["denied_by"] == "bob"  # type: ignore[index]
+
+
+def test_the_windows_page_shows_the_week_ahead(page: Page, dashboard: Dashboard) -> None:
+    sign_in(page, dashboard, "ada", "/windows")
+    page.goto(dashboard.url + "/windows?at=2026-12-21T10:00:00Z")  # a Monday morning in London
+    production = page.locator('section[data-environment="production"]')
+    expect(production.locator("[data-state]")).to_have_text("open")
+    expect(production.locator("[data-next]")).to_have_text("closes at 2026-12-21T17:00:00+00:00 (in 7h)")
+    expect(production.locator("tr[data-day]")).to_have_count(7)
+    christmas = production.locator('tr[data-day="2026-12-25"] .stretch')
+    expect(christmas).to_have_count(1)
+    expect(christmas).to_have_attribute("title",
+                                        "closed Fri 00:00–Sat 00:00: deny dates 2026-12-24..2026-12-26 (Christmas)")
+    monday = production.locator('tr[data-day="2026-12-21"] .stretch.open').bounding_box()
+    day = production.locator(".timeline").first.bounding_box()
+    assert monday is not None
+    assert day is not None
+    assert 0.3 < monday["width"] / day["width"] < 0.4  # 09:00-17:00: a third of the day
+    expect(page.locator('section[data-environment="staging"]')).to_contain_text("no window configured")
 
 
 def test_a_forged_form_is_refused(page: Page, dashboard: Dashboard) -> None:

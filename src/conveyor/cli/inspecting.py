@@ -244,7 +244,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOption,
     ) -> None:
         """Whether each deploy window is open, the rule that decides, and when it next opens or closes."""
-        from conveyor.gates.windows import evaluate, now, parse_at
+        from conveyor.gates.windows import now, parse_at
+        from conveyor.operations.windows import window_states
 
         ws = workspace(ctx, config)
         envs = [environment] if environment else list(ws.config.environments)
@@ -254,16 +255,7 @@ def register(app: typer.Typer) -> None:
             moment = parse_at(at, datetime.now().astimezone().tzinfo or UTC) if at else now()
         except ValueError as exc:
             raise UsageError(f"--at: {exc}") from None
-        docs = []
-        for env in envs:
-            name = ws.config.environments[env].window
-            if name is None:
-                docs.append({"environment": env, "window": None, "open": True, "rule": "no window configured",
-                             "reason": None, "at": moment.isoformat(), "next_open": None, "next_close": None,
-                             "timezone": None})
-                continue
-            verdict = evaluate(name, ws.config.windows[name], moment)
-            docs.append({"environment": env, **verdict.to_json()})
+        docs = window_states(ws, envs, moment)
         if as_json:
             print_json(docs[0] if environment else {"windows": docs})
             return

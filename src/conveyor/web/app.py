@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from conveyor.errors import ConveyorError, HeldError
+from conveyor.gates.windows import now, parse_at
 from conveyor.operations.dora import duration
 from conveyor.operations.gating import REASON_LIMIT, BadReason, approve_as, denial_reason, deny_as
 from conveyor.operations.users import authenticate
@@ -158,6 +160,16 @@ def create_app(ws: Workspace, *, poll: float = 1.0) -> Starlette:
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
+    async def windows(request: Request) -> Response:
+        at = request.query_params.get("at")
+        try:
+            if at is not None and len(at) > 64:
+                raise ValueError("a time is at most 64 characters")
+            moment = parse_at(at, UTC) if at else now()
+        except ValueError as exc:
+            raise HTTPException(400, f"at: {exc}") from None
+        return page(request, "windows.html", at=moment, environments=await read(pages.windows, moment))
+
     async def dora(request: Request) -> Response:
         try:
             weeks = min(max(int(request.query_params.get("weeks", "12")), 1), 104)
@@ -172,6 +184,7 @@ def create_app(ws: Workspace, *, poll: float = 1.0) -> Starlette:
         Route("/deployments/{id:int}", read_only(deployment)),
         Route("/deployments/{id:int}/events", read_only(events)),
         Route("/dora", read_only(dora)),
+        Route("/windows", read_only(windows)),
         Route("/approvals", read_only(approvals)),
         Route("/approvals/{id:int}/approve", approve, methods=["POST"]),
         Route("/approvals/{id:int}/deny", deny, methods=["POST"]),

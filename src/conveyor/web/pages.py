@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from conveyor.operations.dora import duration, report
 from conveyor.operations.status import deployment_detail
+from conveyor.operations.windows import week_ahead, window_states
 from conveyor.operations.workspace import Workspace
 from conveyor.web.charts import dora_charts
 
@@ -63,6 +65,19 @@ def history(ws: Workspace, *, environment: str | None, status: str | None, user:
 def deployment(ws: Workspace, deployment_id: int) -> dict[str, Any] | None:
     """One deployment with every host's outcome and every measurement, as `history --id` shows it."""
     return deployment_detail(ws, deployment_id)
+
+
+def windows(ws: Workspace, moment: datetime) -> list[dict[str, Any]]:
+    """Each environment's deploy window at `moment` (as `conveyor windows`), when it next changes and how long
+    until then, and its week ahead as a calendar (none for an environment without a window: always open)."""
+    out = []
+    for state in window_states(ws, list(ws.config.environments), moment):
+        change = state["next_close"] if state["open"] else state["next_open"]
+        name = state["window"]
+        until = (datetime.fromisoformat(change) - moment).total_seconds() if change else None
+        out.append({**state, "change": change, "change_in": duration(until),
+                    "calendar": week_ahead(name, ws.config.windows[name], moment) if name else None})
+    return out
 
 
 def dora(ws: Workspace, weeks: int) -> dict[str, Any]:
