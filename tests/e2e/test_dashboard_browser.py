@@ -193,6 +193,14 @@ def test_the_windows_page_shows_the_week_ahead(page: Page, dashboard: Dashboard)
     expect(page.locator('section[data-environment="staging"]')).to_contain_text("no window configured")
 
 
+def test_a_release_is_one_click_from_the_fleet(page: Page, dashboard: Dashboard) -> None:
+    sign_in(page, dashboard, "ada")
+    page.locator('table[data-environment="production"]').get_by_role("link", name=RELEASE).click()
+    expect(page).to_have_url(f"{dashboard.url}/releases/{RELEASE}")
+    expect(page.locator("#release-id")).to_have_text(RELEASE)
+    expect(page.locator('table.where tr[data-environment="production"]')).to_contain_text("uk web (2)")
+
+
 def test_a_forged_form_is_refused(page: Page, dashboard: Dashboard) -> None:
     other = dashboard.store.request_approval("staging", NEXT, ["uk"], "ada", 3600, None)
     sign_in(page, dashboard, "bob", "/approvals")

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from conveyor.state import tables as t
 from conveyor.state.store import Store
 
-NEW = ("ix_deployments_app_status", "ix_deployments_app_started", "ix_deployments_app_id")
+NEW = ("ix_deployments_app_status", "ix_deployments_app_started", "ix_deployments_app_id", "ix_deployments_app_release")
 
 
 def _indexes(url: str) -> set[str]:

@@ -98,7 +98,7 @@ def test_the_fleet_shows_each_region_and_role_with_its_release_commit_and_who(ws
     assert "f00dfeedf0" in batch_row[:400]
     assert "<td>ada</td>" in batch_row[:600]
     assert 'class="mixed">mixed</span>' in html
-    assert "20261130T100000Z-00000000 (1)" in html
+    assert ">20261130T100000Z-00000000</a> (1)" in html
 
 
 def test_history_filters_by_environment_status_and_user(ws: Workspace) -> None:

@@ -44,7 +44,7 @@ def running(ws: Workspace, env: str) -> dict[str, Running]:
     return out
 
 
-def _comparer(ws: Workspace) -> Comparer:
+def comparer_for(ws: Workspace) -> Comparer:
     """A Comparer over the workspace's git work tree and stores."""
     return Comparer(ws.directory, lambda ids: release_commits(ws.store, ws.artifacts, ws.config.app, ids))
 
@@ -77,7 +77,7 @@ def diff_environments(ws: Workspace, source_env: str, target_env: str,
     sources = running(ws, source_env)
     targets = running(ws, target_env)
     distinct = sorted({r.release for r in sources.values() if r.release})
-    comparer = _comparer(ws)
+    comparer = comparer_for(ws)
     comparer.prepare([r.release for r in [*sources.values(), *targets.values()]])
     out: dict[str, Any] = {}
     for region in wanted:
@@ -151,7 +151,7 @@ def diff_release(ws: Workspace, env: str, release: str | None, regions: list[str
     wanted = _regions(ws, env, regions)
     chosen = candidate(ws, release)
     targets = running(ws, env)
-    comparer = _comparer(ws)
+    comparer = comparer_for(ws)
     comparer.prepare([chosen, *(r.release for r in targets.values())])
     out: dict[str, Any] = {}
     for region in wanted:
@@ -169,7 +169,7 @@ def plan_commits(ws: Workspace, env: str, regions: list[str], release: str | Non
         return {}
     try:
         targets = running(ws, env)
-        comparer = _comparer(ws)
+        comparer = comparer_for(ws)
         comparer.prepare([release, *(targets[r].release for r in regions if r in targets)])
     except ConveyorError as exc:  # the plan still shows hosts and gates
         return {r: {"running": None, "release": release, "commits": [], "note": exc.message} for r in regions}

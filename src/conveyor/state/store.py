@@ -202,6 +202,24 @@ class Store(StackRecords, UserRecords, OutcomeRecords):
         return [{**row, "regions": list(row["regions"] or []),
                  "previous_by_region": dict(row["previous_by_region"] or {})} for row in rows]
 
+    def deployments_of(self, release: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The deployments that moved regions to (or back to) `release`, newest first."""
+        d = t.deployments
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(d).where(d.c.app == self.app, d.c.release == release)
+                                .order_by(d.c.id.desc()).limit(limit)).mappings().all()
+        return [_deployment(row) for row in rows]
+
+    def release_before(self, release: str, created_at: str) -> str | None:
+        """The release recorded as built last before `release` (created at `created_at`), or None."""
+        r = t.releases
+        with self._tx() as conn:
+            found = conn.execute(sa.select(r.c.id).where(
+                r.c.app == self.app, r.c.id != release, sa.or_(r.c.created_at < created_at, sa.and_(
+                    r.c.created_at == created_at, r.c.id < release)))
+                .order_by(r.c.created_at.desc(), r.c.id.desc()).limit(1)).scalar()
+        return None if found is None else str(found)
+
     def succeeded_in(self, environment: str, release: str) -> bool:
         """Whether `release` was deployed successfully to `environment` at least once."""
         with self._tx() as conn:
@@ -267,6 +285,14 @@ class Store(StackRecords, UserRecords, OutcomeRecords):
         for row in rows:
             out.setdefault(row["region"], []).append(dict(row))
         return out
+
+    def release_migrations(self, release: str) -> list[dict[str, Any]]:
+        """The migrations Conveyor applied while `release` carried them, per environment and region, in order."""
+        m = t.migrations
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(m).where(m.c.app == self.app, m.c.release == release)
+                                .order_by(m.c.applied_at, m.c.environment, m.c.region, m.c.name)).mappings().all()
+        return [dict(row) for row in rows]
 
     def forget_hosts(self, environment: str, hosts: list[str]) -> None:
         """Hosts that are gone (scaled in) run nothing any more, on no stack."""

@@ -55,6 +55,8 @@ deployments = Table(
     Index("ix_deployments_app_started", "app", "started_at"),
     # History of every environment, newest first: read in order, not sorted.
     Index("ix_deployments_app_id", "app", "id"),
+    # Where one release ran (the dashboard's release page).
+    Index("ix_deployments_app_release", "app", "release"),
 )
 
 host_results = Table(

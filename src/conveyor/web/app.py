@@ -29,8 +29,10 @@ from conveyor.errors import ConveyorError, HeldError
 from conveyor.gates.windows import now, parse_at
 from conveyor.operations.dora import duration
 from conveyor.operations.gating import REASON_LIMIT, BadReason, approve_as, denial_reason, deny_as
+from conveyor.operations.provenance import release_story
 from conveyor.operations.users import authenticate
 from conveyor.operations.workspace import Workspace
+from conveyor.secrets import mask
 from conveyor.web import pages
 from conveyor.web.auth import SESSION_COOKIE, SESSION_SECONDS, Auth, csrf_token, posted, safe_next
 
@@ -39,11 +41,17 @@ LIVE_LIMIT = 6 * 3600.0  # seconds a live view follows one deployment before it 
 
 
 def templates() -> Jinja2Templates:
-    """Jinja with autoescaping on for every template: what the store holds is never trusted markup."""
+    """Jinja with autoescaping on for every template: what the store holds is never trusted markup. Every
+    value a template shows is masked first (`finalize`): a secret that reached the store (a commit subject,
+    a host's output) does not reach a page."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
+                             undefined=jinja2.StrictUndefined, finalize=_masked)
     env.filters["duration"] = duration
     return Jinja2Templates(env=env)
+
+
+def _masked(value: Any) -> Any:
+    return mask(value) if isinstance(value, str) else value
 
 
 def sse(event: str, html: str) -> str:
@@ -160,6 +168,12 @@ def create_app(ws: Workspace, *, poll: float = 1.0) -> Starlette:
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
+    async def release(request: Request) -> Response:
+        story = await read(release_story, request.path_params["release"])
+        if story is None:
+            raise HTTPException(404, f"no release {request.path_params['release'][:200]} in this store")
+        return page(request, "release.html", r=story)
+
     async def windows(request: Request) -> Response:
         at = request.query_params.get("at")
         try:
@@ -185,6 +199,7 @@ def create_app(ws: Workspace, *, poll: float = 1.0) -> Starlette:
         Route("/deployments/{id:int}/events", read_only(events)),
         Route("/dora", read_only(dora)),
         Route("/windows", read_only(windows)),
+        Route("/releases/{release}", read_only(release)),
         Route("/approvals", read_only(approvals)),
         Route("/approvals/{id:int}/approve", approve, methods=["POST"]),
         Route("/approvals/{id:int}/deny", deny, methods=["POST"]),
