@@ -201,6 +201,16 @@ def test_a_release_is_one_click_from_the_fleet(page: Page, dashboard: Dashboard)
     expect(page.locator('table.where tr[data-environment="production"]')).to_contain_text("uk web (2)")
 
 
+def test_history_filters_by_region_user_and_days(page: Page, dashboard: Dashboard) -> None:
+    sign_in(page, dashboard, "ada", "/history")
+    page.get_by_label("region").select_option("uk")
+    page.get_by_label("user").fill("bob")
+    page.get_by_label("from").fill("2000-01-01")
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(f"{dashboard.url}/history?environment=&status=&region=uk&user=bob&from=2000-01-01&to=")
+    expect(page.locator("table.history a[href^='/deployments/']")).to_have_text([f"#{dashboard.running}"])
+
+
 def test_a_forged_form_is_refused(page: Page, dashboard: Dashboard) -> None:
     other = dashboard.store.request_approval("staging", NEXT, ["uk"], "ada", 3600, None)
     sign_in(page, dashboard, "bob", "/approvals")

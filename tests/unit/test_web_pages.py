@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 pytest.importorskip("starlette")
 from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
 from conveyor.operations.workspace import Workspace
+from conveyor.state import tables as t
 from conveyor.state.store import Store
 from conveyor.web.app import create_app, sse
 
@@ -118,6 +120,34 @@ def test_history_filters_by_environment_status_and_user(ws: Workspace) -> None:
     assert ids(environment="production", user="ada") == ["3"]
     assert ids(environment="nowhere") == []
     assert ids(status="bogus") == []
+
+
+def test_history_filters_by_region_and_by_days(ws: Workspace) -> None:
+    first = deployed(ws.store, "production", ["uk"], RELEASE, "ada")
+    second = deployed(ws.store, "production", ["uk", "za"], RELEASE, "bob")
+    third = deployed(ws.store, "production", ["za"], RELEASE, "ada")
+    with ws.store.engine.begin() as conn:  # when each started: 30 Nov, 1 Dec, 2 Dec
+        for key, day in ((first, "2026-11-30"), (second, "2026-12-01"), (third, "2026-12-02")):
+            conn.execute(sa.update(t.deployments).where(t.deployments.c.id == key).values(
+                started_at=f"{day}T23:59:59+00:00"))
+    client = signed_in(ws)
+
+    def ids(**params: str) -> list[int]:
+        html = client.get("/history", params=params).text
+        return [int(part.split('"')[0]) for part in html.split('href="/deployments/')[1:]]
+
+    assert ids(region="za") == [third, second]
+    assert ids(region="uk") == [second, first]
+    assert ids(region="u") == []  # a whole name, not a part of one
+    assert ids(region='%"') == []
+    assert ids(**{"from": "2026-12-01"}) == [third, second]
+    assert ids(to="2026-12-01") == [second, first]
+    assert ids(**{"from": "2026-12-01", "to": "2026-12-01"}, region="uk") == [second]
+    bad = client.get("/history", params={"from": "yesterday<b>"})
+    assert bad.status_code == 400
+    assert "Dates are days like 2026-12-01." in bad.text
+    assert "yesterday<b>" not in bad.text
+    assert 'value="yesterday&lt;b&gt;"' in bad.text
 
 
 def test_a_deployment_page_shows_hosts_steps_exit_codes_output_and_checks(ws: Workspace) -> None:

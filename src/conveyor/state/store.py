@@ -7,6 +7,7 @@ from `locks.Locking`, the connection from `engine.Database`.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from datetime import timedelta
@@ -174,15 +175,24 @@ class Store(StackRecords, UserRecords, OutcomeRecords):
         return _deployment(row) if row else None
 
     def history(self, environment: str | None = None, limit: int = 20, *, status: str | None = None,
-                user: str | None = None) -> list[dict[str, Any]]:
-        """Deployments, newest first; only those with `status`, or by `user`, when given."""
-        query = sa.select(t.deployments).where(t.deployments.c.app == self.app)
+                user: str | None = None, region: str | None = None, since: str | None = None,
+                before: str | None = None) -> list[dict[str, Any]]:
+        """Deployments, newest first; only those with `status`, by `user`, to `region`, or started at or after
+        `since` and before `before` (ISO 8601 in UTC, or a day `YYYY-MM-DD`), when given."""
+        d = t.deployments
+        query = sa.select(d).where(d.c.app == self.app)
         if environment:
-            query = query.where(t.deployments.c.environment == environment)
+            query = query.where(d.c.environment == environment)
         if status:
-            query = query.where(t.deployments.c.status == status)
+            query = query.where(d.c.status == status)
         if user:
-            query = query.where(t.deployments.c.user == user)
+            query = query.where(d.c.user == user)
+        if region:  # regions is a JSON list of names: its text holds the name in quotes
+            query = query.where(sa.cast(d.c.regions, sa.Text).contains(json.dumps(region), autoescape=True))
+        if since:
+            query = query.where(d.c.started_at >= since)
+        if before:
+            query = query.where(d.c.started_at < before)
         query = query.order_by(t.deployments.c.id.desc()).limit(limit)
         with self._tx() as conn:
             return [_deployment(row) for row in conn.execute(query).mappings().all()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC
+from datetime import UTC, date
 from pathlib import Path
 from typing import Any
 
@@ -132,11 +132,18 @@ def create_app(ws: Workspace, *, poll: float = 1.0) -> Starlette:
         return page(request, "fleet.html", environments=await read(pages.fleet))
 
     async def history(request: Request) -> Response:
-        chosen = {key: request.query_params.get(key) or "" for key in ("environment", "status", "user")}
+        chosen = {key: request.query_params.get(key, "")[:200]
+                  for key in ("environment", "status", "user", "region", "from", "to")}
+        try:
+            days = {key: date.fromisoformat(chosen[key]) if chosen[key] else None for key in ("from", "to")}
+        except ValueError:
+            return page(request, "history.html", status_code=400, deployments=[], chosen=chosen,
+                        environments=list(ws.config.environments), statuses=pages.STATUSES,
+                        regions=pages.regions(ws), problem="Dates are days like 2026-12-01.")
         rows = await read(pages.history, environment=chosen["environment"], status=chosen["status"],
-                          user=chosen["user"])
-        return page(request, "history.html", deployments=rows, chosen=chosen,
-                    environments=list(ws.config.environments), statuses=pages.STATUSES)
+                          user=chosen["user"], region=chosen["region"], since=days["from"], until=days["to"])
+        return page(request, "history.html", deployments=rows, chosen=chosen, environments=list(ws.config.environments),
+                    statuses=pages.STATUSES, regions=pages.regions(ws), problem=None)
 
     async def deployment(request: Request) -> Response:
         detail = await read(pages.deployment, request.path_params["id"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from conveyor.operations.dora import duration, report
@@ -52,14 +52,23 @@ def fleet(ws: Workspace) -> list[dict[str, Any]]:
     return out
 
 
+def regions(ws: Workspace) -> list[str]:
+    """Every region of every environment, sorted, once."""
+    return sorted({region for env in ws.config.environments.values() for region in env.regions})
+
+
 def history(ws: Workspace, *, environment: str | None, status: str | None, user: str | None,
+            region: str | None = None, since: date | None = None, until: date | None = None,
             limit: int = 200) -> list[dict[str, Any]]:
-    """Deployments, newest first, filtered as the page asks (an unknown environment or status finds none)."""
+    """Deployments, newest first, filtered as the page asks (an unknown environment or status finds none);
+    `since` and `until` are days (UTC), both included."""
     if environment and environment not in ws.config.environments:
         return []
     if status and status not in STATUSES:
         return []
-    return ws.store.history(environment or None, limit, status=status or None, user=user or None)
+    return ws.store.history(environment or None, limit, status=status or None, user=user or None,
+                            region=region or None, since=since.isoformat() if since else None,
+                            before=(until + timedelta(days=1)).isoformat() if until else None)
 
 
 def deployment(ws: Workspace, deployment_id: int) -> dict[str, Any] | None:
