@@ -153,6 +153,40 @@ def test_a_user_removed_from_the_store_is_signed_out(ws: Workspace) -> None:
     assert client.get("/").status_code == 303
 
 
+def test_user_remove_ends_that_users_sessions_even_if_the_name_comes_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("CONVEYOR_STATE_URL", raising=False)
+    monkeypatch.setenv("CONVEYOR_USER", "root-admin")
+    ws = workspace(tmp_path)
+    add_user(ws.store, "dee", "dee-password")
+    add_user(ws.store, "eve", "eve-password")
+    config = str(tmp_path / "conveyor.yml")
+    dee, eve = browser(ws), browser(ws)
+    sign_in(dee, "dee")
+    sign_in(eve, "eve")
+
+    def user(*args: str) -> int:
+        with pytest.raises(SystemExit) as done:
+            main(["-c", config, "user", *args])
+        return int(done.value.code or 0)
+
+    assert user("remove", "dee") == 0
+    assert "removed user dee" in capsys.readouterr().out
+    assert dee.get("/").status_code == 303
+    assert eve.get("/").status_code == 200
+    assert ws.store.user_names() == ["eve"]
+    event = ws.store.events(1)[0]
+    assert (event["kind"], event["user"], event["data"]) == ("user_removed", "root-admin", {"name": "dee"})
+    add_user(ws.store, "dee", "dee-password")  # the name again, even with the same password
+    assert dee.get("/").status_code == 303
+    assert user("remove", "nobody") == 2
+    assert "no dashboard user 'nobody'" in capsys.readouterr().err
+    # A new password ends the old sessions too.
+    add_user(ws.store, "eve", "another-password")
+    assert eve.get("/").status_code == 303
+    ws.close()
+
+
 def test_after_signing_in_only_a_path_on_this_site_is_followed() -> None:
     assert safe_next("/deployments/4") == "/deployments/4"
     for hostile in ("//evil.example/", "https://evil.example/", "/\\evil.example", None, ""):

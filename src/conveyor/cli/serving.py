@@ -45,6 +45,20 @@ def add(
     typer.echo(f"{'added' if new else 'new password for'} user {name}")
 
 
+@user_app.command("remove")
+def remove(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The user to remove."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Remove a dashboard user: their sessions stop working at once (audited)."""
+    from conveyor.operations.users import remove_user
+
+    ws = workspace(ctx, config)
+    remove_user(ws.store, name, ws.user)
+    typer.echo(f"removed user {name}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the app."""
     app.add_typer(user_app, name="user")

@@ -39,7 +39,11 @@ class WebSettings(Strict):
 
     def trusts(self, address: str | None) -> bool:
         """Whether a request from `address` may name its user in `trusted_header`."""
-        if self.trusted_header is None or not address:
+        return self.trusted_header is not None and self.is_proxy(address)
+
+    def is_proxy(self, address: str | None) -> bool:
+        """Whether `address` is one of `trusted_proxies`."""
+        if not address:
             return False
         try:
             ip = ipaddress.ip_address(address)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from functools import cache
 from typing import TYPE_CHECKING
@@ -38,6 +39,20 @@ def add_user(store: Store, name: str, password: str) -> bool:
     if len(password) < MIN_PASSWORD:
         raise UsageError(f"the password must have at least {MIN_PASSWORD} characters")
     return store.set_user(name, _hasher().hash(password))
+
+
+def remove_user(store: Store, name: str, by: str) -> None:
+    """Remove `name` (audited as done `by`); the dashboard's sessions of that user stop working at once."""
+    if not store.remove_user(name):
+        known = ", ".join(store.user_names()) or "none"
+        raise UsageError(f"no dashboard user {name!r} (users: {known})")
+    store.add_event("user_removed", by, name=name)
+
+
+def session_key(password_hash: str) -> str:
+    """What a session keeps of its user's password hash: a new password, or the user removed (and added
+    again), and the session no longer matches."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
 
 
 def authenticate(store: Store, name: str, password: str) -> bool:

@@ -34,6 +34,12 @@ class UserRecords(Database):
             row = conn.execute(sa.select(u.c.password_hash).where(u.c.app == self.app, u.c.name == name)).first()
         return str(row.password_hash) if row is not None else None
 
+    def remove_user(self, name: str) -> bool:
+        """Forget a user; False when there was none of that name."""
+        u = t.users
+        with self._tx() as conn:
+            return conn.execute(u.delete().where(u.c.app == self.app, u.c.name == name)).rowcount == 1
+
     def user_names(self) -> list[str]:
         """Every user's name, sorted."""
         u = t.users

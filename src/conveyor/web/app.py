@@ -7,6 +7,7 @@ controller on another machine shows here as soon as that controller writes to th
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date
@@ -35,6 +36,7 @@ from conveyor.operations.workspace import Workspace
 from conveyor.secrets import mask
 from conveyor.web import pages
 from conveyor.web.auth import SESSION_COOKIE, SESSION_SECONDS, Auth, csrf_token, posted, safe_next
+from conveyor.web.limits import SignInLimits, client_address
 
 HERE = Path(__file__).parent
 LIVE_LIMIT = 6 * 3600.0  # seconds a live view follows one deployment before it asks the browser to reload
@@ -60,10 +62,12 @@ def sse(event: str, html: str) -> str:
     return f"event: {event}\n{lines}\n"
 
 
-def create_app(ws: Workspace, *, poll: float = 1.0) -> Starlette:
-    """The dashboard over `ws`'s state store; `poll` is how often (seconds) a live view reads it."""
+def create_app(ws: Workspace, *, poll: float = 1.0, limits: SignInLimits | None = None) -> Starlette:
+    """The dashboard over `ws`'s state store; `poll` is how often (seconds) a live view reads it; `limits` on
+    failed sign-ins (the defaults of web/limits.py unless given)."""
     views = templates()
     auth = Auth(ws.store, ws.config.web)
+    tries = limits or SignInLimits()
 
     async def read(function: Any, *args: Any, **kwargs: Any) -> Any:
         # SQLAlchemy is synchronous: a read runs in a worker thread, never on the event loop.
@@ -80,11 +84,21 @@ def create_app(ws: Workspace, *, poll: float = 1.0) -> Starlette:
     async def login(request: Request) -> Response:
         form = await posted(request)
         name, password = form.get("username", ""), form.get("password", "")
+        address = client_address(request, ws.config.web)
+        wait = tries.wait(name, address)
+        if wait is not None:
+            seconds = math.ceil(wait)
+            refused = page(request, "login.html", status_code=429, next=safe_next(form.get("next")),
+                           problem=f"Too many failed sign-ins for this user or from this address: try again in "
+                                   f"{seconds} s.")
+            refused.headers["Retry-After"] = str(seconds)
+            return refused
         if not await anyio.to_thread.run_sync(lambda: authenticate(ws.store, name, password)):
+            tries.failed(name, address)
             return page(request, "login.html", status_code=401, next=safe_next(form.get("next")),
                         problem="Unknown user or wrong password.")
-        request.session.clear()  # a new session for the new user: a planted cookie's token does not carry over
-        request.session["user"] = name
+        tries.succeeded(name)
+        auth.signed_in(request, name)
         csrf_token(request)
         return RedirectResponse(safe_next(form.get("next")), status_code=303)
 

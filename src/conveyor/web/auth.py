@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from conveyor.config.models import WebSettings
+from conveyor.operations.users import session_key
 from conveyor.state.store import Store
 
 SESSION_COOKIE = "conveyor_session"
@@ -42,9 +43,18 @@ class Auth:
             if named:
                 return named
         name = request.session.get("user")
-        if isinstance(name, str) and self.store.password_hash(name) is not None:
-            return name  # a user removed from the store is signed out
-        return None
+        if not isinstance(name, str):
+            return None
+        stored = self.store.password_hash(name)
+        if stored is None or not hmac.compare_digest(str(request.session.get("key", "")), session_key(stored)):
+            return None  # removed from the store, or a new password since: signed out
+        return name
+
+    def signed_in(self, request: Request, name: str) -> None:
+        """Start a new session for `name`, bound to their password as it is now."""
+        request.session.clear()  # a planted cookie's token does not carry over
+        request.session["user"] = name
+        request.session["key"] = session_key(self.store.password_hash(name) or "")
 
     def reader(self, handler: Handler) -> Handler:
         """`handler` for a signed-in user, or anyone when the dashboard is public; others are sent to sign in."""
