@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 from playwright.sync_api import sync_playwright
 
 from conveyor.operations.users import add_user
@@ -33,6 +34,14 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if k not in {"CONVEYOR_STATE_URL", "CONVEYOR_CONFIG"}}
         subprocess.run([*CONVEYOR, "demo", "--dir", tmp], check=True, env=env, stdout=subprocess.DEVNULL)
         config = str(Path(tmp) / "conveyor.yml")
+        # A deploy window for production, for the windows page (the demo itself deploys at any hour).
+        settings = yaml.safe_load(Path(config).read_text())
+        settings["environments"]["production"]["window"] = "office-hours"
+        settings["windows"] = {"office-hours": {
+            "timezone": "Europe/London",
+            "allow": [{"days": "mon-thu", "hours": "09:00-16:00"}, {"days": "fri", "hours": "09:00-12:00"}],
+            "deny": [{"month_days": "28-31,1-2", "reason": "month-end payment runs"}]}}
+        Path(config).write_text(yaml.safe_dump(settings, sort_keys=False))
         ws = Workspace.load(config)
         for name in ("ada", "bob"):
             add_user(ws.store, name, f"{name}-password")
@@ -40,6 +49,7 @@ def main() -> None:
         ws.store.request_approval("production", str(last["release"]), list(last["regions"]), "bob", 3600,
                                   "the payments fix")
         latest = ws.store.history(None, 1)[0]["id"]
+        release = str(last["release"])
         ws.close()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -63,7 +73,8 @@ def main() -> None:
                 page.get_by_role("button", name="Sign in").click()
                 page.wait_for_selector("#signed-in")
                 for name, path in (("fleet", "/"), ("history", "/history"), ("deployment", f"/deployments/{latest}"),
-                                   ("dora", "/dora?weeks=8"), ("approvals", "/approvals")):
+                                   ("dora", "/dora?weeks=8"), ("approvals", "/approvals"),
+                                   ("windows", "/windows"), ("release", f"/releases/{release}")):
                     page.goto(url + path)
                     page.screenshot(path=OUT / f"dashboard-{name}.png", full_page=True)
                     print(f"docs/img/dashboard-{name}.png")
