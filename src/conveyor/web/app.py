@@ -143,7 +143,8 @@ def create_app(ws: Workspace, *, poll: float = 1.0, limits: SignInLimits | None 
         return await decide(request, "deny")
 
     async def fleet(request: Request) -> Response:
-        return page(request, "fleet.html", environments=await read(pages.fleet))
+        return page(request, "fleet.html", environments=await read(pages.fleet), stack=await read(pages.stack),
+                    flags=await read(pages.flags))
 
     async def history(request: Request) -> Response:
         chosen = {key: request.query_params.get(key, "")[:200]

@@ -6,7 +6,10 @@ from collections import Counter
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from conveyor.errors import ConveyorError
+from conveyor.operations.consistency import consistency
 from conveyor.operations.dora import duration, report
+from conveyor.operations.flagging import matrix
 from conveyor.operations.status import deployment_detail
 from conveyor.operations.windows import week_ahead, window_states
 from conveyor.operations.workspace import Workspace
@@ -50,6 +53,36 @@ def fleet(ws: Workspace) -> list[dict[str, Any]]:
             })
         out.append({"name": env, "rows": rows})
     return out
+
+
+def stack(ws: Workspace) -> dict[str, Any] | None:
+    """The consistency matrix (component × environment/region/role, as `conveyor consistency` shows it from what
+    hosts last said) and its drift; None without `consistency:`; {"problem"} when it cannot be read."""
+    if ws.config.consistency is None:
+        return None
+    try:
+        document = consistency(ws)
+    except ConveyorError as exc:
+        return {"problem": str(exc)}
+    columns = sorted({(r["environment"], r["region"], r["role"]) for r in document["matrix"]},
+                     key=lambda c: (document["environments"].index(c[0]), c[1], c[2]))
+    cells = {(r["component"], r["environment"], r["region"], r["role"]): r for r in document["matrix"]}
+    return {"components": document["components"], "columns": columns, "cells": cells, "drift": document["drift"],
+            "consistent": document["consistent"], "problem": None}
+
+
+def flags(ws: Workspace) -> dict[str, Any] | None:
+    """Every flag as each environment's regions see it (as `conveyor flags`); None without `flags:`;
+    {"problem"} when the flag file cannot be read."""
+    if ws.config.flags is None:
+        return None
+    try:
+        document = matrix(ws)
+    except ConveyorError as exc:
+        return {"problem": str(exc)}
+    columns = [(env, region) for env, view in document["environments"].items() for region in view["regions"]]
+    return {"flags": document["flags"], "columns": columns, "environments": document["environments"],
+            "problem": None}
 
 
 def regions(ws: Workspace) -> list[str]:
