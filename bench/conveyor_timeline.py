@@ -28,7 +28,7 @@ def _dump(path: str) -> None:
 def main() -> None:
     out_path = sys.argv.pop(1)
     from conveyor.engine import events as ev
-    from conveyor.transport import ssh
+    from conveyor.transport import clients
 
     events: list[list[object]] = RECORD["events"]  # type: ignore[assignment]
     connects: list[list[object]] = RECORD["connects"]  # type: ignore[assignment]
@@ -42,16 +42,16 @@ def main() -> None:
         emit(self, event)
 
     ev.EventBus.emit = timed_emit  # type: ignore[method-assign]
-    connect = ssh.SSHTransport.connect
+    connect = clients.SSHClients.connect  # whichever client (ssh.client) the host has
 
-    async def timed_connect(self: ssh.SSHTransport, host: object) -> ssh.SSHConnection:
+    async def timed_connect(self: clients.SSHClients, host: object) -> object:
         began = time.monotonic() - T0
         try:
             return await connect(self, host)  # type: ignore[arg-type]
         finally:
             connects.append([began, time.monotonic() - T0, host.name])  # type: ignore[attr-defined]
 
-    ssh.SSHTransport.connect = timed_connect  # type: ignore[method-assign]
+    clients.SSHClients.connect = timed_connect  # type: ignore[method-assign, assignment]
     from conveyor.cli.app import main as cli
 
     RECORD["imported"] = time.monotonic() - T0

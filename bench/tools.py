@@ -173,10 +173,12 @@ class Tool:
 
 class Conveyor(Tool):
     name = "conveyor"
-    description = ("conveyor deploy/rollback as configured by default (asyncssh, one connection per host; "
-                   "`artifact.compression: auto`: stored zstd, the same tar stream, for hosts that have zstd)")
+    description = ("conveyor deploy/rollback as configured by default (`ssh.client: openssh`: one multiplexed "
+                   "OpenSSH master per host; `artifact.compression: auto`: stored zstd, the same tar stream, "
+                   "for hosts that have zstd)")
 
     compression = "auto"
+    client: str | None = None  # ssh.client; None: the default
 
     def __init__(self, site: Site, executable: str, store: Path) -> None:
         super().__init__(site)
@@ -198,7 +200,8 @@ class Conveyor(Tool):
             "keep_releases": KEEP,
             "ssh": {"user": "root", "identity_file": str(self.site.client_key),
                     "known_hosts_file": str(self.site.known_hosts), "max_concurrency": self.site.count,
-                    "connect_timeout": "30s", "command_timeout": "10m"},
+                    "connect_timeout": "30s", "command_timeout": "10m",
+                    **({"client": self.client} if self.client else {})},
             "roles": {"web": {
                 "restart": f'printf "%s\\n" "$CONVEYOR_RELEASE" > "$CONVEYOR_DEPLOY_TO/{RESTART_MARKER}"',
                 "canary": 0, "batch": "100%"}},
@@ -255,6 +258,12 @@ class Conveyor(Tool):
         if doc.get("release") != step.target.id:
             return f"release {doc.get('release')!r}, expected {step.target.id}"
         return None
+
+
+class ConveyorAsyncssh(Conveyor):
+    name = "conveyor-asyncssh"
+    description = "conveyor with `ssh.client: asyncssh` (in-process SSH, one connection per host)"
+    client = "asyncssh"
 
 
 class ConveyorGzip(Conveyor):
@@ -503,6 +512,6 @@ class Ansible(_VenvTool):
         shutil.rmtree(self.control_dir, ignore_errors=True)
 
 
-TOOL_ORDER = ("conveyor", "conveyor-gzip", "conveyor-stack", "floor", "floor-default", "rsync", "pyinfra", "ansible")
+TOOL_ORDER = ("conveyor", "conveyor-asyncssh", "conveyor-gzip", "conveyor-stack", "floor", "floor-default", "rsync", "pyinfra", "ansible")
 # Conveyor's measured configurations; ratios are made for each
-CONVEYORS = ("conveyor", "conveyor-gzip", "conveyor-stack")
+CONVEYORS = ("conveyor", "conveyor-asyncssh", "conveyor-gzip", "conveyor-stack")

@@ -38,8 +38,8 @@ from conveyor.config.models import SSH_DEFAULTS, SSHSettings  # noqa: E402
 from conveyor.engine.checking import OnHost  # noqa: E402
 from conveyor.inventory import Host  # noqa: E402
 from conveyor.transport.base import Completed, Connection, Transport  # noqa: E402
+from conveyor.transport.clients import SSHClients  # noqa: E402
 from conveyor.transport.local import LocalTransport  # noqa: E402
-from conveyor.transport.ssh import SSHTransport  # noqa: E402
 from sshfleet import Fleet, missing_requirements  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -191,8 +191,9 @@ def transport_for(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
     (member,) = fleet.hosts
     settings = SSH_DEFAULTS.merged(SSHSettings.model_validate({
         "user": "root", "identity_file": str(fleet.client_key), "known_hosts": "strict",
-        "known_hosts_file": str(fleet.known_hosts), "connect_timeout": 10}))
-    return SSHTransport(lambda _host: settings), Host(name=member.name, environment="prod", region="za",
+        "known_hosts_file": str(fleet.known_hosts), "connect_timeout": 10,
+        "client": "asyncssh" if name == "asyncssh" else "openssh"}))
+    return SSHClients(lambda _host: settings), Host(name=member.name, environment="prod", region="za",
                                                       role="web", address="127.0.0.1", port=member.port)
 
 
@@ -238,7 +239,7 @@ CASES: list[tuple[str, str, dict[str, Any], Verdict, int | None, str]] = [
      f"no answer within {TIMEOUT:g}s"),
     ("nothing listens", "closed:/", {}, Verdict.FAIL, None, "refused"),
 ]
-TRANSPORTS = ["local", "ssh"]
+TRANSPORTS = ["local", "ssh", "asyncssh"]  # ssh: the default client, OpenSSH
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -226,9 +226,9 @@ def test_a_workspace_uses_the_transport_and_state_store_it_is_given(tmp_path: Pa
 
 
 def test_an_environment_without_a_given_transport_gets_the_one_its_config_names(tmp_path: Path) -> None:
-    from conveyor.transport.ssh import SSHTransport
+    from conveyor.transport.clients import SSHClients
 
     (tmp_path / "conveyor.yml").write_text(CONFIG)
     ws = Workspace.load(tmp_path / "conveyor.yml", transports={"staging": MockTransport()})
 
-    assert isinstance(ws.transport("production"), SSHTransport)
+    assert isinstance(ws.transport("production"), SSHClients)

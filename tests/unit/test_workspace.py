@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conveyor.operations.workspace import Workspace
-from conveyor.transport.ssh import SSHTransport
+from conveyor.transport.clients import SSHClients
 
 CONFIG = """\
 app: www
@@ -34,7 +34,7 @@ def workspace(tmp_path: Path) -> Workspace:
 def test_settings_merge_from_the_top_to_the_region_to_the_host(tmp_path: Path) -> None:
     ws = workspace(tmp_path)
     transport = ws.transport("production")
-    assert isinstance(transport, SSHTransport)
+    assert isinstance(transport, SSHClients)
     hosts = {h.name: h for region in ws.hosts("production").values() for h in region}
     first = transport.settings_for(hosts["za-web-1"])
     assert (first.user, first.jump, first.command_timeout, first.connect_timeout) == (
@@ -49,7 +49,7 @@ def test_settings_merge_from_the_top_to_the_region_to_the_host(tmp_path: Path) -
 def test_relative_key_paths_are_read_from_the_config_directory(tmp_path: Path) -> None:
     ws = workspace(tmp_path)
     transport = ws.transport("production")
-    assert isinstance(transport, SSHTransport)
+    assert isinstance(transport, SSHClients)
     host = ws.hosts("production")["uk"][0]
     assert transport.settings_for(host).identity_file == str(tmp_path / "keys/deploy")
 

@@ -138,7 +138,7 @@ class Workspace:
             from conveyor.transport.local import LocalTransport
 
             return LocalTransport(self.local_root(env))
-        from conveyor.transport.ssh import SSHTransport
+        from conveyor.transport.clients import SSHClients
 
         def settings_for(host: Host) -> SSHSettings:
             settings = self.config.ssh_for(env, host.region).merged(host.ssh)
@@ -149,7 +149,7 @@ class Workspace:
                     paths[name] = str(self.directory / value)  # relative to the config file
             return settings.model_copy(update=paths) if paths else settings
 
-        return SSHTransport(settings_for)
+        return SSHClients(settings_for)
 
     def limits(self, env: str) -> dict[str, Limits]:
         """Each region's connect and command timeouts and concurrency, from its merged `ssh:` settings."""

@@ -2,9 +2,13 @@
 
 - base.py: the interface, `Transport.connect(host) -> Connection` and `Connection.run` / `http_get` / `close`;
 - local.py: a host is a directory on this machine and host scripts run with `sh` (the demo, tests, one server);
-- ssh.py: hosts over OpenSSH through asyncssh (imported by _asyncssh.py), bastions shared;
-- tunnel.py: HTTP from an SSH host's side: httpx over direct-tcpip channels of its connection (the checks'
-  one client and policy, checks/client.py, whichever transport a host has);
+- clients.py: the SSH transport a host's `ssh.client` names, each loaded only when a host uses it;
+- openssh.py: hosts through the OpenSSH client, one multiplexed master per host (the default);
+- ssh.py: hosts through asyncssh (imported by _asyncssh.py), in-process, bastions shared;
+- remote.py: what both SSH clients share (endpoints, fast algorithms, stopping a timed-out script);
+- hostnet.py: HTTP from a host's side: httpx over byte streams opened from the host (the checks' one client
+  and policy, checks/client.py, whichever transport a host has); tunnel.py opens them as asyncssh channels,
+  openssh.py as `ssh -W` sessions;
 - mock.py: records every call and answers from a script per host and step, for tests and plug-in authors;
   a `Workspace` takes it through `transports=`.
 """

@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,40 +24,22 @@ from conveyor.errors import TransportError
 from conveyor.inventory import Host
 from conveyor.transport._asyncssh import asyncssh
 from conveyor.transport.base import Completed
+from conveyor.transport.remote import (
+    FAST_CIPHERS,
+    FAST_KEX,
+    STOP_TIMEOUT,
+    Endpoint,
+    parse_endpoint,
+    refusal,
+    stop_script,
+    timed_out,
+    told,
+)
 
-# The process ids a host script prints first (common.sh), for stopping it after a timeout.
-_PID = re.compile(r"^@@conveyor pid=(\d+) (\d+)$", re.MULTILINE)
-STOP_TIMEOUT = 5.0
+__all__ = ["FAST_CIPHERS", "FAST_KEX", "Endpoint", "KnownHosts", "SSHConnection", "SSHTransport", "host_key_verdict",
+           "parse_endpoint"]
+
 _CHUNK = 256 * 1024
-# Fast and secure: curve25519 and AES-GCM are what OpenSSH itself prefers on most hardware, and they cost
-# far less CPU per connection than the post-quantum hybrid that OpenSSH 9 negotiates by default.
-FAST_KEX = ("curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256")
-FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com")
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where and as whom to connect."""
-
-    host: str
-    port: int
-    user: str | None
-
-
-def parse_endpoint(text: str, default_port: int = 22) -> Endpoint:
-    """`[user@]host[:port]` (IPv6 in brackets) as an Endpoint."""
-    user, _, rest = text.rpartition("@")
-    host, port = rest, default_port
-    if rest.startswith("["):
-        host, _, tail = rest[1:].partition("]")
-        if tail.startswith(":") and tail[1:].isdigit():
-            port = int(tail[1:])
-    elif rest.count(":") == 1:
-        host, _, port_text = rest.partition(":")
-        if not port_text.isdigit():
-            raise TransportError(f"{text}: the port must be a number")
-        port = int(port_text)
-    return Endpoint(host, port, user or None)
 
 
 class KnownHosts(asyncssh.SSHKnownHosts):
@@ -146,12 +126,9 @@ class SSHConnection:
         signal requests), over a new channel, without waiting for it (a hung host must not hold the
         deployment up): its process group, which is the script's own shell when the session's shell exec'd
         it, else the session's shell. A few words for the message."""
-        found = _PID.search(said)
-        if found is None:
+        stop = stop_script(said)
+        if stop is None:
             return ""
-        pid, ppid = found.group(1), found.group(2)
-        stop = (f"if kill -0 -- -{pid} 2>/dev/null; then g={pid}; else g={ppid}; fi; "
-                'kill -TERM -- "-$g" 2>/dev/null || exit 0; sleep 1; kill -KILL -- "-$g" 2>/dev/null; exit 0')
 
         async def send() -> None:
             with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
@@ -202,23 +179,16 @@ class SSHConnection:
                     feeder.cancel()
             return process.exit_status
 
-        def said(note: str) -> str:
-            text = output.decode("utf-8", "replace")
-            if text and not text.endswith("\n"):
-                text += "\n"
-            return text + note
-
         try:
             left = None if deadline is None else max(deadline - loop.time(), 0.0)
             status = await asyncio.wait_for(communicate(), left)
         except TimeoutError:
             process.close()
             stopped = self._stop(output.decode("utf-8", "replace"))
-            return Completed(exit_code=124, output=said(f"{self.host.name}: timed out after {timeout:g}s{stopped}"),
-                             timed_out=True)
+            return timed_out(self.host.name, output, timeout, stopped)
         except (asyncssh.Error, OSError) as exc:
             process.close()
-            return Completed(exit_code=255, output=said(f"{self.host.name}: connection lost: {_reason(exc)}"))
+            return Completed(exit_code=255, output=told(output, f"{self.host.name}: connection lost: {_reason(exc)}"))
         except asyncio.CancelledError:
             process.close()
             raise
@@ -226,8 +196,8 @@ class SSHConnection:
             signal_name = process.exit_signal[0] if process.exit_signal else None
             if signal_name is None and self.conn.is_closed():
                 return Completed(exit_code=255,
-                                 output=said(f"{self.host.name}: connection lost during the command"))
-            return Completed(exit_code=255, output=said(f"killed by signal {signal_name}" if signal_name else
+                                 output=told(output, f"{self.host.name}: connection lost during the command"))
+            return Completed(exit_code=255, output=told(output, f"killed by signal {signal_name}" if signal_name else
                                                          f"{self.host.name}: the command ended without an exit "
                                                          "status"))
         return Completed(exit_code=status, output=output.decode("utf-8", "replace"))
@@ -392,17 +362,7 @@ def _record_host_key(known_file: Path, endpoint: Endpoint, key: asyncssh.SSHKey)
 
 
 def _refusal(verdict: str, known_file: Path, exc: BaseException) -> str:
-    """Why a host's key was refused, in a user's words."""
-    if verdict == "changed":
-        return f"its host key has CHANGED since it was recorded in {known_file}"
-    if verdict == "revoked":
-        return f"its host key is marked @revoked in {known_file}"
-    if verdict == "certified":
-        return (f"{known_file} trusts a certificate authority for it (@cert-authority), and it showed no host "
-                "certificate that authority signed")
-    if verdict == "unknown":
-        return f"its host key is not in {known_file} (add it, or set ssh.known_hosts: accept-new)"
-    return f"its host key was not accepted: {_reason(exc)}"
+    return refusal(verdict, known_file, _reason(exc))
 
 
 def _reason(exc: BaseException) -> str:
