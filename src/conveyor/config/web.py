@@ -14,6 +14,8 @@ class WebSettings(Strict):
 
     public: bool = Field(default=False, description="anyone may read the pages without signing in (approving "
                          "still needs a user)")
+    deploys: bool = Field(default=False, description="a Deploy button on each release's page for signed-in users: "
+                          "it runs `conveyor deploy ENV --release ID --yes` as that user, behind the same gates")
     trusted_header: str | None = Field(default=None, description="a header naming the signed-in user, set by a "
                                        "reverse proxy doing SSO, like X-Forwarded-User; believed only from "
                                        "trusted_proxies")

@@ -36,6 +36,8 @@ from conveyor.operations.workspace import Workspace
 from conveyor.secrets import mask
 from conveyor.web import pages
 from conveyor.web.auth import SESSION_COOKIE, SESSION_SECONDS, Auth, csrf_token, posted, safe_next
+from conveyor.web.deploys import WAIT as DEPLOY_WAIT
+from conveyor.web.deploys import DeployRun
 from conveyor.web.limits import SignInLimits, client_address
 
 HERE = Path(__file__).parent
@@ -75,7 +77,9 @@ def create_app(ws: Workspace, *, poll: float = 1.0, limits: SignInLimits | None 
 
     def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
         return views.TemplateResponse(request, name, {"app_name": ws.config.app, "user": auth.user(request),
-                                                      "csrf": csrf_token(request), **context},
+                                                      "csrf": csrf_token(request), "web": ws.config.web,
+                                                      "environment_names": list(ws.config.environments),
+                                                      **context},
                                       status_code=status_code)
 
     async def login_form(request: Request) -> Response:
@@ -194,7 +198,40 @@ def create_app(ws: Workspace, *, poll: float = 1.0, limits: SignInLimits | None 
         story = await read(release_story, request.path_params["release"])
         if story is None:
             raise HTTPException(404, f"no release {request.path_params['release'][:200]} in this store")
-        return page(request, "release.html", r=story)
+        return page(request, "release.html", r=story, message=None)
+
+    async def deploy(request: Request) -> Response:
+        """`web.deploys: true`: run the CLI's `conveyor deploy` as the signed-in user (web/deploys.py)."""
+        if not ws.config.web.deploys:
+            raise HTTPException(404, "this dashboard does not deploy (web.deploys is not true)")
+        form = await posted(request)
+        user = auth.user(request)
+        release_id, env = request.path_params["release"], form.get("environment", "")
+        if user is None:
+            raise HTTPException(401, "sign in to deploy")
+        if env not in ws.config.environments:
+            raise HTTPException(400, f"no environment {env[:100]!r} in conveyor.yml")
+        if form.get("confirm") != "yes":
+            raise HTTPException(400, "tick the box to say you mean it")
+        if await read(lambda w: w.store.release_manifest(release_id)) is None:
+            raise HTTPException(404, f"no release {release_id[:200]} built in this store")
+        newest = await read(lambda w: [d["id"] for d in w.store.history(None, 1)])
+        await read(lambda w: w.store.add_event("web_deploy", user, environment=env, release=release_id,
+                                               address=client_address(request, ws.config.web)))
+        run = DeployRun(ws.loaded.path, ws.store.url, user, env, release_id)
+        deadline = time.monotonic() + DEPLOY_WAIT
+        while time.monotonic() < deadline:
+            ended = run.exit_code is not None
+            started = await read(lambda w: [d for d in w.store.history(env, 5, user=user)
+                                            if d["id"] > (newest[0] if newest else 0)])
+            if started and started[-1]["status"] != "blocked":
+                return RedirectResponse(f"/deployments/{started[-1]['id']}", status_code=303)
+            if ended:
+                story = await read(release_story, release_id)
+                return page(request, "release.html", status_code=200 if run.exit_code == 0 else 409, r=story,
+                            message=f"conveyor deploy {env}: {run.sentence()}")
+            await anyio.sleep(0.2)
+        return RedirectResponse(f"/history?environment={env}&user={user}", status_code=303)
 
     async def windows(request: Request) -> Response:
         at = request.query_params.get("at")
@@ -222,6 +259,7 @@ def create_app(ws: Workspace, *, poll: float = 1.0, limits: SignInLimits | None 
         Route("/dora", read_only(dora)),
         Route("/windows", read_only(windows)),
         Route("/releases/{release}", read_only(release)),
+        Route("/releases/{release}/deploy", deploy, methods=["POST"]),
         Route("/approvals", read_only(approvals)),
         Route("/approvals/{id:int}/approve", approve, methods=["POST"]),
         Route("/approvals/{id:int}/deny", deny, methods=["POST"]),
