@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from conveyor.operations.workspace import Workspace
     from conveyor.state.outcomes import Outcome
-    from conveyor.state.store import Store
 
 CHANGED = frozenset({"succeeded", "failed", "rolled_back"})  # a deploy with these statuses changed hosts
 FAILED = frozenset({"failed", "rolled_back"})
@@ -294,47 +293,39 @@ def release_commit_times(manifests: Mapping[str, Mapping[str, Any]],
     return found
 
 
-def _restorers(store: Store, rows: Sequence[Outcome], known: dict[int, dict[str, Any]]) -> set[int]:
+def _restorers(rows: Sequence[Outcome]) -> set[int]:
     """What restored each failed deploy among one environment's `rows` (in start order): the first deployment
-    after it that succeeded in one of its regions. Regions are read (into `known`) only for the deployments
-    looked at, a step at a time for every failure at once."""
-    walking = {position: position for position, row in enumerate(rows)
-               if row.kind == "deploy" and row.status == "failed"}
+    after it that succeeded (and finished) in one of its regions."""
     found: set[int] = set()
-    while walking:  # every step moves each failure's search to a later deployment: it ends with the rows
-        step = {}
-        for failure, position in walking.items():
-            later = next((i for i in range(position + 1, len(rows))
-                          if rows[i].status == "succeeded" and rows[i].finished_at), None)
-            if later is not None:
-                step[failure] = later
-        known.update(store.outlines([rows[i].id for i in step.values() if rows[i].id not in known]))
-        walking = {}
-        for failure, later in step.items():
-            if set(known[rows[failure].id]["regions"]) & set(known[rows[later].id]["regions"]):
-                found.add(rows[later].id)
-            else:
-                walking[failure] = later
+    for position, row in enumerate(rows):
+        if row.kind != "deploy" or row.status != "failed":
+            continue
+        regions = set(row.region_list())
+        later = next((i for i in range(position + 1, len(rows)) if rows[i].status == "succeeded"
+                      and rows[i].finished_at and regions & set(rows[i].region_list())), None)
+        if later is not None:
+            found.add(rows[later].id)
     return found
 
 
-def _outline_of(store: Store, rows: Sequence[Outcome], since: str, until: str) -> Outline:
-    """One environment's `Outline` from its deployments' scalar columns in start order (`Store.outcomes_since`),
-    with the full rows of the few that failures are judged on. Times are compared as the text the store
-    writes (ISO 8601 in UTC, one form: it sorts in time order, and its first ten characters are the day)."""
+def _outline_of(rows: Sequence[Outcome], since: str, until: str) -> Outline:
+    """One environment's `Outline` from its deployments in start order (`Store.outcomes_since`): their scalar
+    columns, with regions (and what a rollback left) decoded only for the few that failures are judged on.
+    Times are compared as the text the store writes (ISO 8601 in UTC, one form: it sorts in time order, and
+    its first ten characters are the day)."""
     succeeded: Counter[str] = Counter()
     changed: Counter[str] = Counter()
     deliveries: list[tuple[str, datetime | None, str]] = []
     delivered: set[str] = set()
     labels: dict[str, str] = {}
-    judged: list[int] = []
+    judged: dict[int, Outcome] = {}
     for row in rows:
         if row.kind == "rollback" and row.status == "succeeded":
-            judged.append(row.id)
+            judged[row.id] = row
         if row.kind != "deploy":
             continue
         if row.status in FAILED:
-            judged.append(row.id)
+            judged[row.id] = row
         moment = row.finished_at or row.started_at
         if not since <= moment < until:
             continue
@@ -349,13 +340,10 @@ def _outline_of(store: Store, rows: Sequence[Outcome], since: str, until: str) -
                 deliveries.append((row.release, _moment(row.finished_at), labels[day]))
         if row.status in CHANGED:
             changed[labels[day]] += 1
-    known = store.outlines(judged)
-    left = {bad for key in judged for bad in known[key]["previous_by_region"].values()
-            if known[key]["kind"] == "rollback" and bad}
-    undoable = [row.id for row in rows if row.kind == "deploy" and row.status == "succeeded" and row.release in left]
-    known.update(store.outlines(undoable))
-    wanted = {*judged, *undoable, *_restorers(store, rows, known)}
-    return Outline(succeeded, changed, deliveries, [known[key] for key in sorted(wanted)])
+    left = {bad for row in judged.values() if row.kind == "rollback" for bad in row.left_by_region().values() if bad}
+    wanted = {*judged, *(row.id for row in rows if row.kind == "deploy" and row.status == "succeeded"
+                         and row.release in left), *_restorers(rows)}
+    return Outline(succeeded, changed, deliveries, [row.outline() for row in rows if row.id in wanted])
 
 
 def report(ws: Workspace, environment: str | None = None, *, weeks: int = 12,
@@ -374,7 +362,7 @@ def report(ws: Workspace, environment: str | None = None, *, weeks: int = 12,
     by_environment: dict[str, list[Outcome]] = {}
     for row in ws.store.outcomes_since(iso(since), environment):
         by_environment.setdefault(row.environment, []).append(row)
-    outlines = {env: _outline_of(ws.store, rows, iso(since), moment.astimezone(UTC).isoformat())
+    outlines = {env: _outline_of(rows, iso(since), moment.astimezone(UTC).isoformat())
                 for env, rows in by_environment.items()}
     delivered = {release for shape in outlines.values() for release, _, _ in shape.deliveries}
     commits = ws.store.release_commits(delivered)

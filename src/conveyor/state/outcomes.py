@@ -1,14 +1,14 @@
-"""What DORA's figures read from deployments: a light scan of a window of them, and detail only where needed.
+"""What DORA's figures read from deployments: one light scan of a window of them, in start order.
 
 A year of history is 18,000 deployments; reading each in full (and decoding its JSON columns) took most of a
-second. The figures need the full row (regions, what a rollback took regions off) only for the few
-deployments failures are judged on; for the rest, the scalar columns in start order are enough, read as
-plain tuples. `operations/dora.py` turns these into the figures with the same rules it applies to a plain
-list of deployments.
+second. The figures need only the scalar columns of most of them: each row comes as a plain tuple with its
+regions (and, for a rollback, what it took each region off) as JSON text, decoded only for the few that
+failures are judged on. `operations/dora.py` turns these into the figures with the same rules it applies to
+a plain list of deployments.
 """
-
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from typing import Any, NamedTuple
 
@@ -17,15 +17,13 @@ import sqlalchemy as sa
 from conveyor.state import tables as t
 from conveyor.state.engine import Database
 
-# The columns of a deployment the figures' rules read (not its audit detail).
-_OUTLINE = ("id", "environment", "regions", "release", "kind", "status", "started_at", "finished_at",
-            "previous_by_region")
 _CHUNK = 500
 _KEPT = 200_000  # releases whose commit a store keeps in memory: ~40 MB at most
 
 
 class Outcome(NamedTuple):
-    """One deployment's scalar columns: what it was and how it ended."""
+    """One deployment's scalar columns (what it was and how it ended), and the text of its JSON columns the
+    rules read: its regions, and what a rollback took each region off (None for anything else)."""
 
     id: int
     environment: str
@@ -34,6 +32,22 @@ class Outcome(NamedTuple):
     release: str | None
     started_at: str
     finished_at: str | None
+    regions: str | None
+    left: str | None
+
+    def region_list(self) -> list[str]:
+        """Its regions, decoded."""
+        return list(json.loads(self.regions) or []) if self.regions else []
+
+    def left_by_region(self) -> dict[str, str | None]:
+        """What a rollback took each region off, decoded ({} for anything else)."""
+        return dict(json.loads(self.left) or {}) if self.left else {}
+
+    def outline(self) -> dict[str, Any]:
+        """As `Store.deployments_since` gives a deployment, but its user."""
+        return {"id": self.id, "environment": self.environment, "regions": self.region_list(),
+                "release": self.release, "kind": self.kind, "status": self.status, "started_at": self.started_at,
+                "finished_at": self.finished_at, "previous_by_region": self.left_by_region()}
 
 
 class OutcomeRecords(Database):
@@ -41,29 +55,17 @@ class OutcomeRecords(Database):
 
     def outcomes_since(self, since: str, environment: str | None = None) -> list[Outcome]:
         """Every deployment started at or after `since` (ISO 8601 in UTC, as the store writes), in start
-        order (started_at, then id), as scalar columns only."""
+        order (started_at, then id): scalar columns, and its JSON columns as text, decoded only where asked
+        (what a rollback left only for rollbacks)."""
         d = t.deployments
+        left = sa.case((d.c.kind == "rollback", sa.cast(d.c.previous_by_region, sa.Text)), else_=sa.null())
         query = sa.select(d.c.id, d.c.environment, d.c.kind, d.c.status, d.c.release, d.c.started_at,
-                          d.c.finished_at).where(d.c.app == self.app, d.c.started_at >= since)
+                          d.c.finished_at, sa.cast(d.c.regions, sa.Text), left).where(
+            d.c.app == self.app, d.c.started_at >= since)
         if environment is not None:
             query = query.where(d.c.environment == environment)
         with self._tx() as conn:
             return [Outcome(*row) for row in conn.execute(query.order_by(d.c.started_at, d.c.id))]
-
-    def outlines(self, ids: list[int]) -> dict[int, dict[str, Any]]:
-        """id → the deployment's outline (the columns `deployments_since` has but the user), for those named."""
-        d = t.deployments
-        found: dict[int, dict[str, Any]] = {}
-        wanted = sorted(set(ids))
-        with self._tx() as conn:
-            for start in range(0, len(wanted), _CHUNK):
-                for row in conn.execute(sa.select(*(d.c[name] for name in _OUTLINE)).where(
-                        d.c.app == self.app, d.c.id.in_(wanted[start:start + _CHUNK]))):
-                    outline = dict(zip(_OUTLINE, row, strict=True))
-                    outline["regions"] = list(outline["regions"] or [])
-                    outline["previous_by_region"] = dict(outline["previous_by_region"] or {})
-                    found[outline["id"]] = outline
-        return found
 
     def release_commits(self, release_ids: Collection[str]) -> dict[str, tuple[Any, Any]]:
         """release id → (sha, committed_at) as its manifest recorded them under `git` (None where it did not),
