@@ -65,6 +65,7 @@ def test_the_config_file_says_what_the_settings_say(tmp_path: Path) -> None:
     text = config_text(tmp_path, settings(user="deploy", identity_file=str(key), known_hosts="accept-new",
                                           known_hosts_file="/etc/ssh/fleet%known", connect_timeout=2.5))
     lines = [line.strip() for line in text.splitlines()]
+    assert (tmp_path / "config").stat().st_mode & 0o777 == 0o600
     assert "StrictHostKeyChecking accept-new" in lines
     assert 'UserKnownHostsFile "/etc/ssh/fleet%%known"' in lines  # % is literal, not an OpenSSH token
     assert "GlobalKnownHostsFile /dev/null" in lines
@@ -75,6 +76,7 @@ def test_the_config_file_says_what_the_settings_say(tmp_path: Path) -> None:
     assert "ForwardAgent no" in lines
     assert "BatchMode yes" in lines
     assert lines.index("Host *") < lines.index("Match all") < lines.index("Include ~/.ssh/config")
+    (tmp_path / "config").unlink()
     strict = config_text(tmp_path, settings())
     assert "  StrictHostKeyChecking yes" in strict.splitlines()
 

@@ -119,7 +119,8 @@ class _Settings:
         if fast_crypto:
             lines += [f"  KexAlgorithms {','.join(FAST_KEX)}", f"  Ciphers {','.join(FAST_CIPHERS)}"]
         lines += ["", "Match all", "  Include ~/.ssh/config", ""]
-        path.write_text("\n".join(lines), encoding="utf-8")
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as out:
+            out.write("\n".join(lines))
         self.argv = [ssh, "-F", str(path)]
 
 
