@@ -14,6 +14,18 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _secrets_of_this_test() -> Iterator[None]:
+    """Each test's secrets are its own: a value one test registers (a `${VAR}` its config reads, like a host
+    name) is not masked in what a later test shows (the dashboard masks every value on its pages)."""
+    from conveyor import secrets
+
+    kept = set(secrets._SECRETS)
+    yield
+    secrets._SECRETS.clear()
+    secrets._SECRETS.update(kept)
+
+
 def _unavailable(reason: str) -> None:
     """Skip on a developer machine; fail in CI, where .ci/run installs everything."""
     if os.environ.get("CI"):
