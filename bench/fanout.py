@@ -58,7 +58,6 @@ from measure import (  # noqa: E402
 from sshfleet import Fleet, missing_requirements  # noqa: E402
 from tools import (  # noqa: E402
     CONVEYORS,
-    ConveyorAsyncssh,
     DEPLOY_TO,
     KEEP,
     RESTART_MARKER,
@@ -66,6 +65,7 @@ from tools import (  # noqa: E402
     Ansible,
     Conveyor,
     ConveyorGzip,
+    ConveyorOpenssh,
     ConveyorStack,
     Floor,
     FloorDefault,
@@ -412,7 +412,8 @@ def make_tools(names: list[str], site: Site, conveyor: str, cache: Path,
             # The default (auto) stores zstd: the same releases, transcoded (transcode_store); gzip ships the
             # tarball every other tool ships.
             tool = (Conveyor(site, conveyor, cache / "conveyor-store-zstd") if name == "conveyor"
-                    else ConveyorAsyncssh(site, conveyor, cache / "conveyor-store-zstd") if name == "conveyor-asyncssh"
+                    else ConveyorOpenssh(site, conveyor, cache / "conveyor-store-zstd")
+                    if name == "conveyor-openssh"
                     else ConveyorStack(site, conveyor, cache / "conveyor-store-zstd") if name == "conveyor-stack"
                     else ConveyorGzip(site, conveyor, cache / "conveyor-store"))
             tool.profile_dir = profile

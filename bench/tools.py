@@ -173,9 +173,8 @@ class Tool:
 
 class Conveyor(Tool):
     name = "conveyor"
-    description = ("conveyor deploy/rollback as configured by default (`ssh.client: openssh`: one multiplexed "
-                   "OpenSSH master per host; `artifact.compression: auto`: stored zstd, the same tar stream, "
-                   "for hosts that have zstd)")
+    description = ("conveyor deploy/rollback as configured by default (asyncssh, one connection per host; "
+                   "`artifact.compression: auto`: stored zstd, the same tar stream, for hosts that have zstd)")
 
     compression = "auto"
     client: str | None = None  # ssh.client; None: the default
@@ -260,10 +259,10 @@ class Conveyor(Tool):
         return None
 
 
-class ConveyorAsyncssh(Conveyor):
-    name = "conveyor-asyncssh"
-    description = "conveyor with `ssh.client: asyncssh` (in-process SSH, one connection per host)"
-    client = "asyncssh"
+class ConveyorOpenssh(Conveyor):
+    name = "conveyor-openssh"
+    description = "conveyor with `ssh.client: openssh` (one multiplexed OpenSSH master per host)"
+    client = "openssh"
 
 
 class ConveyorGzip(Conveyor):
@@ -512,6 +511,7 @@ class Ansible(_VenvTool):
         shutil.rmtree(self.control_dir, ignore_errors=True)
 
 
-TOOL_ORDER = ("conveyor", "conveyor-asyncssh", "conveyor-gzip", "conveyor-stack", "floor", "floor-default", "rsync", "pyinfra", "ansible")
+TOOL_ORDER = ("conveyor", "conveyor-openssh", "conveyor-gzip", "conveyor-stack", "floor", "floor-default", "rsync",
+              "pyinfra", "ansible")
 # Conveyor's measured configurations; ratios are made for each
-CONVEYORS = ("conveyor", "conveyor-asyncssh", "conveyor-gzip", "conveyor-stack")
+CONVEYORS = ("conveyor", "conveyor-openssh", "conveyor-gzip", "conveyor-stack")

@@ -192,7 +192,7 @@ def transport_for(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
     settings = SSH_DEFAULTS.merged(SSHSettings.model_validate({
         "user": "root", "identity_file": str(fleet.client_key), "known_hosts": "strict",
         "known_hosts_file": str(fleet.known_hosts), "connect_timeout": 10,
-        "client": "asyncssh" if name == "asyncssh" else "openssh"}))
+        "client": "openssh" if name == "openssh" else "asyncssh"}))
     return SSHClients(lambda _host: settings), Host(name=member.name, environment="prod", region="za",
                                                       role="web", address="127.0.0.1", port=member.port)
 
@@ -239,7 +239,7 @@ CASES: list[tuple[str, str, dict[str, Any], Verdict, int | None, str]] = [
      f"no answer within {TIMEOUT:g}s"),
     ("nothing listens", "closed:/", {}, Verdict.FAIL, None, "refused"),
 ]
-TRANSPORTS = ["local", "ssh", "asyncssh"]  # ssh: the default client, OpenSSH
+TRANSPORTS = ["local", "ssh", "openssh"]  # ssh: the default client, asyncssh
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -50,6 +50,8 @@ CONNECT_TIMEOUT = 3.0
 COMMAND_TIMEOUT = 20.0
 SHORT_COMMAND_TIMEOUT = 4.0  # the break-a-host tests: small, so a hung host costs seconds, not minutes
 POLL = 0.02
+# The tests that matter most to both SSH clients run with each (ssh.client; asyncssh is the default).
+CLIENTS = ("asyncssh", "openssh")
 
 # Every restart leaves a line on its host: which kind of activation, which release, which host.
 RESTART = ('printf "%s %s %s\\n" "$CONVEYOR_KIND" "$CONVEYOR_RELEASE" "$CONVEYOR_HOST" '
@@ -287,10 +289,13 @@ def make_site(fleet: Fleet, conveyor_cli: str, tmp_path: Path,
     """A Site for this test: deploy_to /srv/<test name>, config written from `settings`."""
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name).strip("-")
 
-    def make(regions: dict[str, list[str]] | None = None, *, deploy_to: str | None = None, **role: Any) -> Site:
+    def make(regions: dict[str, list[str]] | None = None, *, deploy_to: str | None = None, client: str | None = None,
+             **role: Any) -> Site:
         target = deploy_to or f"/srv/{name}"
         site = Site(tmp_path, fleet, conveyor_cli, target)
         site.settings = base_settings(fleet, target, regions or {"za": HOSTS[:6], "uk": HOSTS[6:]}, **role)
+        if client is not None:
+            site.settings["ssh"]["client"] = client
         site.write_config()
         return site
 
@@ -300,9 +305,11 @@ def make_site(fleet: Fleet, conveyor_cli: str, tmp_path: Path,
 # ------------------------------------------------------------------------------- 1. deploy, verify, back
 
 
-def test_deploy_verify_rollback_and_redeploy_on_twelve_hosts_in_two_regions(make_site: Callable[..., Site]) -> None:
+@pytest.mark.parametrize("client", CLIENTS)
+def test_deploy_verify_rollback_and_redeploy_on_twelve_hosts_in_two_regions(make_site: Callable[..., Site],
+                                                                           client: str) -> None:
     za, uk = HOSTS[:6], HOSTS[6:]
-    site = make_site({"za": za, "uk": uk})
+    site = make_site({"za": za, "uk": uk}, client=client)
     r1 = site.build("v1")
     r2 = site.build("v2")
 
@@ -428,10 +435,11 @@ def broken_mid_restart(site: Site, killed: FleetHost, hung: FleetHost) -> Iterat
         settle(killed)
 
 
+@pytest.mark.parametrize("client", CLIENTS)
 def test_killed_and_hung_hosts_fail_in_time_and_max_failures_lets_the_rest_finish(
-        make_site: Callable[..., Site], fleet: Fleet) -> None:
+        make_site: Callable[..., Site], fleet: Fleet, client: str) -> None:
     names = HOSTS[:6]
-    site = make_site({"za": names}, restart=BLOCKING_RESTART, batch="100%", max_failures=2)
+    site = make_site({"za": names}, restart=BLOCKING_RESTART, batch="100%", max_failures=2, client=client)
     site.settings["ssh"]["command_timeout"] = f"{SHORT_COMMAND_TIMEOUT:g}s"
     site.write_config()
     killed, hung = fleet.host("h05"), fleet.host("h06")
@@ -613,8 +621,9 @@ def test_host_keys_strict_refuses_unknown_and_changed_and_accept_new_records(
 # ------------------------------------------------------------------------------------------ 4. bastion
 
 
+@pytest.mark.parametrize("client", CLIENTS)
 def test_a_region_reachable_only_through_its_bastion_deploys(make_site: Callable[..., Site], fleet: Fleet,
-                                                              tmp_path: Path) -> None:
+                                                              tmp_path: Path, client: str) -> None:
     """The hosts are given names that resolve only inside the bastion's own mount namespace (an /etc/hosts
     bind-mounted there, and nowhere else): the controller cannot resolve them, so it cannot reach them
     directly. A deploy that succeeds therefore went through the bastion for every connection; a config
@@ -629,7 +638,7 @@ def test_a_region_reachable_only_through_its_bastion_deploys(make_site: Callable
     known.write_text(bastion.known_hosts_line + "\n" + "".join(
         fleet.host(n).known_hosts_line.replace("[127.0.0.1]", f"[{hidden[n]}]") + "\n" for n in names))
 
-    site = make_site({"za": names})
+    site = make_site({"za": names}, client=client)
     entries = [host_entry(fleet, n, address=hidden[n]) for n in names]
     site.settings["ssh"]["known_hosts_file"] = str(known)
     site.settings["environments"] = {
@@ -772,13 +781,14 @@ def http_server(tmp_path: Path) -> Iterator[int]:
         log.close()
 
 
+@pytest.mark.parametrize("client", CLIENTS)
 def test_http_checks_go_through_the_hosts_ssh_connection(make_site: Callable[..., Site], fleet: Fleet,
-                                                         http_server: int, tmp_path: Path) -> None:
+                                                         http_server: int, tmp_path: Path, client: str) -> None:
     """The check's URL names a host that resolves only inside the fleet hosts' own mount namespaces (an
     /etc/hosts bind-mounted there): a passing check was made from the host's side, through its SSH
     connection's port forwarding, not from the controller."""
     names = ["h11", "h12"]
-    site = make_site({"za": names})
+    site = make_site({"za": names}, client=client)
     hosts_file = tmp_path / "host-hosts"
     hosts_file.write_text("127.0.0.1 localhost\n127.0.0.1 app.host-only.invalid\n")
     url = f"http://app.host-only.invalid:{http_server}"
@@ -901,9 +911,10 @@ def test_ssh_hosts_pull_the_release_from_s3_themselves(make_site: Callable[..., 
     assert site.currents(names) == dict.fromkeys(names, r1)
 
 
-def test_a_command_that_times_out_is_stopped_on_the_host(make_site: Callable[..., Site]) -> None:
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_command_that_times_out_is_stopped_on_the_host(make_site: Callable[..., Site], client: str) -> None:
     # The restart of h03 hangs; after its 1 s command timeout nothing of it may keep running on the host.
-    site = make_site({"za": ["h03"]},
+    site = make_site({"za": ["h03"]}, client=client,
                      restart=RESTART + '\necho $$ >> "$CONVEYOR_DEPLOY_TO/hung.pids"; exec sleep 300\n')
     site.settings["ssh"]["command_timeout"] = "1s"
     site.write_config()

@@ -1,5 +1,5 @@
 """What the SSH transport trusts, against a real sshd (tests/sshfleet): host keys under `accept-new`, and
-agent forwarding; each test once per SSH client (`ssh.client`: openssh, the default, and asyncssh).
+agent forwarding; each test once per SSH client (`ssh.client`: asyncssh, the default, and openssh).
 
 The host is reached by a name (`localhost`) while known_hosts may speak of it by its address
 (`[127.0.0.1]:PORT`), as OpenSSH writes it for a port other than 22: asyncssh matches the name and the
@@ -38,7 +38,7 @@ pytestmark = [
 ]
 
 NAME = "localhost"  # resolves to 127.0.0.1 here, and is not what the fleet's known_hosts says
-CLIENTS = ("openssh", "asyncssh")
+CLIENTS = ("asyncssh", "openssh")
 
 
 @pytest.fixture(params=CLIENTS)

@@ -34,8 +34,8 @@ def config_text(tmp_path: Path, chosen: SSHSettings) -> str:
     return (tmp_path / "config").read_text()
 
 
-def test_openssh_is_the_default_client_and_asyncssh_is_chosen_per_host() -> None:
-    chosen = {"za-web-1": settings(), "za-web-2": settings(client="asyncssh")}
+def test_asyncssh_is_the_default_client_and_openssh_is_chosen_per_host() -> None:
+    chosen = {"za-web-1": settings(client="openssh"), "za-web-2": settings()}
     clients = SSHClients(lambda host: chosen[host.name])
     first = clients.client(HOST)
     assert isinstance(first, OpenSSHTransport)
@@ -45,7 +45,7 @@ def test_openssh_is_the_default_client_and_asyncssh_is_chosen_per_host() -> None
 
 
 def test_a_deployment_over_openssh_never_imports_asyncssh(tmp_path: Path) -> None:
-    # asyncssh and cryptography cost a tenth of a second before the first byte; only a host that asks pays it
+    # asyncssh and cryptography cost a tenth of a second before the first byte; only a host using it pays it
     code = ("import sys\n"
             "from conveyor.operations.workspace import Workspace\n"
             f"ws = Workspace.load({str(tmp_path / 'conveyor.yml')!r})\n"
@@ -53,7 +53,7 @@ def test_a_deployment_over_openssh_never_imports_asyncssh(tmp_path: Path) -> Non
             "host = ws.hosts('production')['za'][0]\n"
             "print(type(transport.client(host)).__name__, 'asyncssh' in sys.modules, 'cryptography' in sys.modules)\n")
     (tmp_path / "conveyor.yml").write_text(
-        "app: www\nroles: {web: {}}\nenvironments:\n  production:\n    regions:\n"
+        "app: www\nssh: {client: openssh}\nroles: {web: {}}\nenvironments:\n  production:\n    regions:\n"
         "      za: {hosts: {web: [za-web-1]}}\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.split() == ["OpenSSHTransport", "False", "False"]

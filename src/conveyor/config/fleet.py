@@ -59,8 +59,8 @@ class SSHSettings(Strict):
     agent_forwarding: bool | None = Field(default=None, description="forward the local SSH agent to hosts "
                                           "(default false, whatever ~/.ssh/config says)")
     client: Literal["openssh", "asyncssh"] | None = Field(
-        default=None, description="the SSH client: openssh (the `ssh` command, one multiplexed master per host; "
-                                  "the default) or asyncssh (in-process)")
+        default=None, description="the SSH client: asyncssh (in-process, the default) or openssh (the `ssh` "
+                                  "command, one multiplexed master per host)")
 
     @field_validator("user")
     @classmethod
@@ -85,7 +85,7 @@ class SSHSettings(Strict):
 
 SSH_DEFAULTS = SSHSettings(
     port=22, known_hosts="strict", connect_timeout=10.0, command_timeout=600.0, max_concurrency=64,
-    agent_forwarding=False, client="openssh",
+    agent_forwarding=False, client="asyncssh",
 )
 
 

@@ -3,8 +3,8 @@
 - base.py: the interface, `Transport.connect(host) -> Connection` and `Connection.run` / `http_get` / `close`;
 - local.py: a host is a directory on this machine and host scripts run with `sh` (the demo, tests, one server);
 - clients.py: the SSH transport a host's `ssh.client` names, each loaded only when a host uses it;
-- openssh.py: hosts through the OpenSSH client, one multiplexed master per host (the default);
-- ssh.py: hosts through asyncssh (imported by _asyncssh.py), in-process, bastions shared;
+- ssh.py: hosts through asyncssh (imported by _asyncssh.py), in-process, bastions shared (the default);
+- openssh.py: hosts through the OpenSSH client, one multiplexed master per host (`ssh.client: openssh`);
 - remote.py: what both SSH clients share (endpoints, fast algorithms, stopping a timed-out script);
 - hostnet.py: HTTP from a host's side: httpx over byte streams opened from the host (the checks' one client
   and policy, checks/client.py, whichever transport a host has); tunnel.py opens them as asyncssh channels,

@@ -1,4 +1,4 @@
-"""The SSH transport a host's `ssh.client` names: openssh (the default) or asyncssh, each loaded only when a
+"""The SSH transport a host's `ssh.client` names: asyncssh (the default) or openssh, each loaded only when a
 host of the deployment uses it (asyncssh and cryptography cost a tenth of a second to import)."""
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ class SSHClients:
 
     def client(self, host: Host) -> Transport:
         """The transport for `host`'s client, made on first use."""
-        name = self.settings_for(host).client or "openssh"
+        name = self.settings_for(host).client or "asyncssh"
         found = self._clients.get(name)
         if found is None:
-            if name == "asyncssh":
-                from conveyor.transport.ssh import SSHTransport
-
-                found = SSHTransport(self.settings_for)
-            else:
+            if name == "openssh":
                 from conveyor.transport.openssh import OpenSSHTransport
 
                 found = OpenSSHTransport(self.settings_for)
+            else:
+                from conveyor.transport.ssh import SSHTransport
+
+                found = SSHTransport(self.settings_for)
             self._clients[name] = found
         return found
 

@@ -1,5 +1,10 @@
 """The SSH transport through the OpenSSH client (`ssh.client: openssh`): one multiplexed master per host.
 
+Measured against the default (asyncssh, in-process) on a fleet of sshd hosts on this machine's two cores, it
+costs more controller CPU per host (its master's handshake in a process of its own, and one `ssh` process
+per command: ~25-35 ms a host against asyncssh's ~7), so it is the choice where asyncssh cannot go: where
+the runner's own OpenSSH setup (agent, ProxyCommand, FIDO keys, GSSAPI) is what reaches the hosts.
+
 `connect` starts a ControlMaster for the host (`ssh -N`, backgrounded by ControlPersist once it has
 authenticated, so the parent's exit status says whether it could); every command after that is an `ssh -S`
 session over it, a process of its own. What this buys over asyncssh is the floor's own costs: the key
