@@ -132,16 +132,18 @@ class _Settings:
 class OpenSSHConnection:
     """One host's master connection; each command is a session over it."""
 
-    def __init__(self, transport: OpenSSHTransport, host: Host, target: list[str], control: Path) -> None:
+    def __init__(self, transport: OpenSSHTransport, host: Host, config: _Settings, target: list[str],
+                 control: Path) -> None:
         self.transport = transport
         self.host = host
         self.target = target  # the options and destination every session of this host is started with
         self.control = control
+        # what every session starts with, settled once at connect (not the settings merged again per command)
+        self._base = [*config.argv, "-S", str(control), "-o", "ControlMaster=no"]
         self._stopping: list[asyncio.Future[None]] = []
 
     def _session(self, options: list[str], remote: list[str]) -> list[str]:
-        return [*self.transport.argv_for(self.host), "-S", str(self.control), "-o", "ControlMaster=no",
-                *options, *self.target, *remote]
+        return [*self._base, *options, *self.target, *remote]
 
     async def _spawn(self, argv: list[str], stdin: BinaryIO | None) -> _Session:
         try:
@@ -378,10 +380,11 @@ class OpenSSHTransport:
         self._ssh = ssh
         self._dir: Path | None = None
         self._configs: dict[str, _Settings] = {}
-        self._exits: dict[Path, list[str]] = {}  # each master's control socket → how to end it
+        self._masters: dict[Path, tuple[list[str], list[str]]] = {}  # control socket → (ssh -F … -S …, target)
         self._bastions: dict[tuple[str, int, str | None, str], tuple[Path, str]] = {}
         self._bastion_lock = asyncio.Lock()
         self._count = 0
+        self._keygen: str | None = None
 
     def _work(self) -> Path:
         if self._dir is None:
@@ -407,9 +410,6 @@ class OpenSSHTransport:
             path = self._work() / f"config-{len(self._configs)}"
             found = self._configs[key] = _Settings(self._binary(), path, settings, self.fast_crypto, label)
         return found
-
-    def argv_for(self, host: Host) -> list[str]:
-        return self._settings(self.settings_for(host), host.name).argv
 
     def deploy_path(self, host: Host, deploy_to: str) -> str:
         """On a real host, deploy_to is where it says."""
@@ -454,7 +454,7 @@ class OpenSSHTransport:
         errors.unlink(missing_ok=True)
         if status != 0:
             raise TransportError(f"{label}: {self._why(said, target, config, certified)}")
-        self._exits[control] = [*config.argv, "-S", str(control), "-O", "exit", *target]
+        self._masters[control] = ([*config.argv, "-S", str(control)], target)
         return control
 
     @staticmethod
@@ -510,12 +510,12 @@ class OpenSSHTransport:
     async def master_alive(self, conn: OpenSSHConnection) -> bool:
         """Whether a host's master still answers (asked after a session ended with 255: OpenSSH's status for
         a connection that went away, or the command's own)."""
-        argv = self._exits.get(conn.control)
-        if argv is None or not self._alive(conn.control):
+        argv = self._control(conn.control, "check")
+        if argv is None:
             return False
         process = await asyncio.create_subprocess_exec(
-            *argv[:-len(conn.target) - 2], "-O", "check", *conn.target, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL)
         try:
             return await asyncio.wait_for(process.wait(), STOP_TIMEOUT) == 0
         except TimeoutError:
@@ -543,14 +543,16 @@ class OpenSSHTransport:
             options += ["-o", "StrictHostKeyChecking=yes"]
         control = await self._master(host.name, config, target=target, proxy=options,
                                      timeout=deadline - loop.time(), certified=certified)
-        return OpenSSHConnection(self, host, target, control)
+        return OpenSSHConnection(self, host, config, target, control)
 
     async def _lookup(self, name: str, config: _Settings) -> frozenset[str] | None:
         """What the known_hosts file holds for `name` (hashed or not, by pattern too): the kinds of line that
         speak of it (`key`, `CA`, `REVOKED`), None when none does. ssh-keygen -F matches as ssh does."""
-        keygen = shutil.which("ssh-keygen", path=os.pathsep.join([str(Path(config.argv[0]).parent),
-                                                                 os.environ.get("PATH", "")]))
-        if keygen is None or not config.known_file.is_file():
+        if self._keygen is None:  # found once, beside ssh first
+            self._keygen = shutil.which("ssh-keygen", path=os.pathsep.join([str(Path(config.argv[0]).parent),
+                                                                            os.environ.get("PATH", "")])) or ""
+        keygen = self._keygen
+        if not keygen or not config.known_file.is_file():
             return None
         process = await asyncio.create_subprocess_exec(
             keygen, "-F", name, "-f", str(config.known_file), stdin=asyncio.subprocess.DEVNULL,
@@ -598,9 +600,18 @@ class OpenSSHTransport:
     async def end_master(self, conn: OpenSSHConnection) -> None:
         await self._exit(conn.control)
 
+    def _control(self, control: Path, request: str) -> list[str] | None:
+        """`ssh -O REQUEST` for a master of ours that is still there (None: it is not)."""
+        found = self._masters.get(control)
+        if found is None or not self._alive(control):
+            return None
+        prefix, target = found
+        return [*prefix, "-O", request, *target]
+
     async def _exit(self, control: Path) -> None:
-        argv = self._exits.pop(control, None)
-        if argv is None or not self._alive(control):
+        argv = self._control(control, "exit")
+        self._masters.pop(control, None)
+        if argv is None:
             return
         with contextlib.suppress(OSError):
             process = await asyncio.create_subprocess_exec(
@@ -613,7 +624,7 @@ class OpenSSHTransport:
 
     async def aclose(self) -> None:
         """End every master still open (the bastions' last) and remove the sockets and config files."""
-        for control in [c for c in self._exits if all(c != b[0] for b in self._bastions.values())]:
+        for control in [c for c in self._masters if all(c != b[0] for b in self._bastions.values())]:
             await self._exit(control)
         for control, _ in self._bastions.values():
             await self._exit(control)
