@@ -902,3 +902,107 @@ def test_an_expecting_switch_moves_only_a_host_that_is_what_the_store_says(host:
     assert ran.code == 0, ran.output
     assert host.probe().current == "R1"
     assert events(host.journal())[-2:] == [("activate", "R1"), ("ready", "R1")]
+
+
+# --------------------------------------------------------------------------------------------------
+# Where `current` points is read by the shell itself, and a rollback finds its deploy without the journal: a
+# switch starts as few processes as it can (each is a fork and an exec on every host of every deployment).
+
+
+def _pointing(host: HostDirectory, env: dict[str, str] | None = None) -> Ran:
+    """Run the prelude's `pointing` alone, printing what it found and where the shell stands after it."""
+    prelude = commands.script("probe").split("\n# probe DEPLOY_TO", 1)[0]
+    body = prelude + '\npointing "$1"\nprintf "at=%s pwd=%s\\n" "$at" "$PWD"\n'
+    done = subprocess.run(["sh", "-c", body, "t", commands.new_mark(), host.deploy_to], cwd=host.cwd,
+                          env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          check=False)
+    return Ran(done.returncode, done.stdout.decode())
+
+
+def test_pointing_names_the_release_current_leads_to_and_stays_where_it_was(tmp_path: Path) -> None:
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    host = HostDirectory(deploy_to="srv/www", cwd=tmp_path / "cwd")  # relative: the cd must come back
+    root = host.root
+    (root / "releases" / "R1").mkdir(parents=True)
+    assert _pointing(host).output.endswith(f"at= pwd={host.cwd}\n")  # no link at all
+    (root / "current").symlink_to("releases/R1")
+    ran = _pointing(host, {"CDPATH": str(tmp_path / "elsewhere")})  # a CDPATH must not divert the cd
+    assert ran.code == 0, ran.output
+    assert ran.output.endswith(f"at=R1 pwd={host.cwd}\n"), ran.output
+    # A release that is itself a link elsewhere is named by the link, as readlink names it.
+    (root / "releases" / "R2").symlink_to(tmp_path / "elsewhere")
+    (root / "current").unlink()
+    (root / "current").symlink_to("releases/R2")
+    assert _pointing(host).output.endswith(f"at=R2 pwd={host.cwd}\n")
+    (root / "current").unlink()
+    (root / "current").symlink_to("releases/R9")  # dangling
+    assert _pointing(host).output.endswith(f"at=R9 pwd={host.cwd}\n")
+
+
+def _tools_that_log(tmp_path: Path, names: tuple[str, ...]) -> dict[str, str]:
+    """A PATH where each of `names` logs that it ran, then runs the real one."""
+    bin_dir = tmp_path / "logging-bin"
+    bin_dir.mkdir()
+    log = tmp_path / "ran.log"
+    for name in names:
+        real = shutil.which(name)
+        assert real is not None
+        tool = bin_dir / name
+        tool.write_text(f'#!/bin/sh\necho {name} >> {shlex.quote(str(log))}\nexec {shlex.quote(real)} "$@"\n')
+        tool.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "LOG": str(log)}
+
+
+def test_a_rollback_switch_reads_current_and_its_deploy_without_readlink_or_sed(
+        tmp_path: Path, host: HostDirectory, artifact: Artifact) -> None:
+    for release in ("R1", "R2"):
+        assert host.receive(release, artifact).code == 0
+    host.deploy("R1", artifact)
+    host.deploy("R2", artifact, previous="R1")
+    last = (host.root / ".conveyor" / "last-deploy").read_text().splitlines()
+    assert [json.loads(line)["release"] for line in last] == ["R2"]
+    tools = _tools_that_log(tmp_path, ("readlink", "sed"))
+    entry = {"event": "activate", "kind": "rollback", "release": "R1", "previous": "R2"}
+    line = commands.activate(host.deploy_to, "R1", json.dumps(entry, sort_keys=True),
+                             json.dumps({**entry, "event": "ready"}, sort_keys=True), "",
+                             {"CONVEYOR_RELEASE": "R1", "CONVEYOR_EXPECT_CURRENT": "R2"})
+    done = subprocess.run(["sh", "-c", line], cwd=host.cwd, env={**os.environ, "PATH": tools["PATH"]},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    assert done.returncode == 0, done.stdout
+    assert current_at_exit(done.stdout.decode()) == "R1"
+    assert host.probe().current == "R1"
+    assert not Path(tools["LOG"]).exists(), Path(tools["LOG"]).read_text()
+    # A rollback is not a deploy: the last deploy stays what it was.
+    assert json.loads((host.root / ".conveyor" / "last-deploy").read_text())["release"] == "R2"
+
+
+def test_an_expecting_switch_asks_the_journal_when_the_last_deploy_is_of_another_release(
+        host: HostDirectory, artifact: Artifact) -> None:
+    for release in ("R1", "R2", "R3"):
+        assert host.receive(release, artifact).code == 0
+    host.deploy("R1", artifact)
+    host.deploy("R2", artifact, previous="R1")
+    host.deploy("R3", artifact, previous="R2")
+    assert _activate_expecting(host, "R2", "R3").code == 0  # back to R2: the last deploy (R3) is not of R2
+    ran = _activate_expecting(host, "R1", "R2")  # the journal says R2 replaced R1
+    assert ran.code == 0, ran.output
+    assert host.probe().current == "R1"
+    # With neither saying so, nothing moves.
+    (host.root / ".conveyor" / "last-deploy").write_text(
+        json.dumps({"event": "activate", "kind": "deploy", "previous": "R3", "release": "R1"}, sort_keys=True))
+    ran = _activate_expecting(host, "R2", "R1")
+    assert ran.code == HostExit.EXPECTATION_UNMET, ran.output
+    assert "does not say R1 replaced R2" in ran.output
+
+
+def test_a_last_deploy_file_alone_is_enough_for_a_host_whose_journal_is_gone(host: HostDirectory,
+                                                                             artifact: Artifact) -> None:
+    for release in ("R1", "R2"):
+        assert host.receive(release, artifact).code == 0
+    host.deploy("R1", artifact)
+    host.deploy("R2", artifact, previous="R1")
+    (host.root / ".conveyor" / "journal.jsonl").unlink()
+    ran = _activate_expecting(host, "R1", "R2")
+    assert ran.code == 0, ran.output
+    assert host.probe().current == "R1"

@@ -7,22 +7,28 @@ shift 5
 journal="$d/.conveyor/journal.jsonl"
 # However this ends, say where current points: the controller goes by that, not by how far the steps got
 # (a switch can fail after the link moved, a restart can fail before or after anything).
-trap 'c=; if [ -L "$d/current" ]; then c=$(readlink -- "$d/current") || c=?; c=${c##*/}; fi; say "current=$c"' EXIT
+trap 'pointing "$d"; say "current=$at"' EXIT
 step switch
 [ -d "$d/.conveyor" ] || mkdir -p -- "$d/.conveyor"
 # With CONVEYOR_EXPECT_CURRENT (a rollback planned from the state store), switch only a host that runs that
 # release, has RELEASE, and whose journal says RELEASE is what that release replaced; otherwise change
 # nothing and exit EXPECTATION_UNMET, and the controller reads the host first.
 if [ -n "${CONVEYOR_EXPECT_CURRENT-}" ]; then
-  cur=
-  if [ -L "$d/current" ]; then cur=$(readlink -- "$d/current"); cur=${cur##*/}; fi
+  pointing "$d"
+  cur=$at
   [ "$cur" = "$CONVEYOR_EXPECT_CURRENT" ] ||
     fail "$EXIT_EXPECTATION_UNMET" "runs ${cur:-nothing}, not $CONVEYOR_EXPECT_CURRENT"
   [ -n "$rel" ] && [ -d "$d/releases/$rel" ] ||
     fail "$EXIT_EXPECTATION_UNMET" "release ${rel:-(none)} is not on this host"
-  # The last deploy of it (journal lines have sorted keys; ids are plain words): one process, not four.
-  last=$(sed -n "/\"event\": \"activate\".*\"kind\": \"deploy\".*\"release\": \"$cur\"/h; \${x;p;}" \
-    "$journal" 2>/dev/null) || true
+  # The last deploy of it (journal lines have sorted keys; ids are plain words): the line the last deploy left in
+  # .conveyor/last-deploy when that was a deploy of it (read by the shell itself), else the journal's (sed).
+  last=
+  [ ! -f "$d/.conveyor/last-deploy" ] || { IFS= read -r last < "$d/.conveyor/last-deploy" || :; }
+  case $last in
+    *"\"release\": \"$cur\""*) ;;
+    *) last=$(sed -n "/\"event\": \"activate\".*\"kind\": \"deploy\".*\"release\": \"$cur\"/h; \${x;p;}" \
+         "$journal" 2>/dev/null) || true ;;
+  esac
   case $last in
     *"\"previous\": \"$rel\""*) ;;
     *) fail "$EXIT_EXPECTATION_UNMET" "its journal does not say $cur replaced $rel" ;;
@@ -37,6 +43,9 @@ else
 fi
 # A torn last line (its writer died mid-line) must not swallow this entry: end that line first.
 if [ -s "$journal" ] && [ -n "$(tail -c 1 -- "$journal")" ]; then printf '\n' >> "$journal"; fi
+# A deploy's line also goes to .conveyor/last-deploy (written first: it never lags the journal), where a rollback
+# finds it without reading the whole journal.
+case $line in *'"kind": "deploy"'*) printf '%s\n' "$line" > "$d/.conveyor/last-deploy" ;; esac
 printf '%s\n' "$line" >> "$journal"
 # A deploy carries the region's flags file (CONVEYOR_FLAGS_*: see write_flags), written before the restart so
 # the new release starts with it; nothing of it reaches the restart's environment.

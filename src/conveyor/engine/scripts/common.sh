@@ -19,12 +19,29 @@ EXIT_RELEASE_MISSING=20
 EXIT_CANNOT_WRITE=21
 mark=$1
 shift
+unset CDPATH  # a relative `cd` goes where it says
 # Who to stop if the controller gives up on this command (a timeout): this shell and its parent, the
 # session's shell; the one that leads a process group is the group to stop (see the transport).
 printf '@@conveyor pid=%s %s\n' "$$" "$PPID"
 say() { printf '@@conveyor %s %s\n' "$mark" "$1"; }
 step() { say "step=$1"; }
 fail() { code=$1; shift; printf 'conveyor: %s\n' "$*"; exit "$code"; }
+# pointing DEPLOY_TO: set `at` to the release DEPLOY_TO/current points at (the link's last component; empty with no
+# link, `?` when it cannot be read). The shell's own `cd -P` reads it without starting a process when the link
+# leads to that release's directory (checked with -ef); readlink(1) reads it otherwise (a dangling link, a
+# release that is itself a link elsewhere). Every step a host takes reads it at least once.
+pointing() {
+  at=
+  [ -L "$1/current" ] || return 0
+  pw=$PWD
+  if cd -P -- "$1/current" 2> /dev/null; then
+    at=${PWD##*/}
+    cd -- "$pw" || fail "$EXIT_CANNOT_WRITE" "cannot return to $pw"
+    if [ -n "$at" ] && [ "$1/releases/$at" -ef "$1/current" ] 2> /dev/null; then return 0; fi
+  fi
+  at=$(readlink -- "$1/current") || at=?
+  at=${at##*/}
+}
 # run_command COMMAND: run a command from the config (sh -c) and return its status. Its output (both streams)
 # passes through awk, which puts a space before a line that starts like a marker and ends an unfinished last
 # line: nothing it prints can pass for a marker, not even with this run's mark, which it could read in ps.

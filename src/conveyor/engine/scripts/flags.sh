@@ -6,8 +6,8 @@
 # release=the release current points at, changed=yes once the file was replaced.
 d=$1 file=$2 content=$3 sum=$4 mode=$5 line=$6 on_change=$7
 keep="$d/.conveyor/flags.previous.json"
-cur=
-if [ -L "$d/current" ]; then cur=$(readlink -- "$d/current") || cur=; cur=${cur##*/}; fi
+pointing "$d"
+cur=${at#\?}
 say "release=$cur"
 step flags
 case $mode in

@@ -3,9 +3,12 @@
 d=$1 rel=$2
 shift 2
 step prepare
-mkdir -p -- "$d/releases" "$d/shared" "$d/incoming" "$d/.conveyor"
-cur=
-if [ -L "$d/current" ]; then cur=$(readlink -- "$d/current"); cur=${cur##*/}; fi
+for x in releases shared incoming .conveyor; do
+  [ -d "$d/$x" ] || { mkdir -p -- "$d/releases" "$d/shared" "$d/incoming" "$d/.conveyor"; break; }
+done
+pointing "$d"
+[ "$at" != "?" ] || fail 1 "cannot read where $d/current points"
+cur=$at
 say "current=$cur"
 if [ -n "$rel" ] && [ -d "$d/releases/$rel" ]; then say has_release=yes; else say has_release=no; fi
 if command -v zstd > /dev/null 2>&1; then say zstd=yes; fi
