@@ -10,6 +10,14 @@ asyncssh names and sizes every SSH packet it sends or receives for its packet lo
 whether packet logging (debug level 3) is on; for a release sent to many hosts that is tens of thousands
 of discarded messages, about a tenth of the controller's CPU. The same check is made first here, and
 nothing else changes: with `asyncssh.set_debug_level(3)` every packet is logged as before.
+
+asyncssh also puts an empty SSH_MSG_IGNORE before every packet it encrypts, and writes each packet to the
+socket on its own. The ignore packet guards CBC mode, where the next packet's IV is the last block an observer
+already saw; under the AEAD ciphers Conveyor negotiates (AES-GCM, ChaCha20-Poly1305) each packet's nonce comes
+from its sequence number, and OpenSSH sends none there either. So under AEAD it is not sent (with any other
+cipher it still is), and the packets one turn of the event loop produces go to the socket in one write. A
+release sent to 100 hosts (bench/fanout.py): the controller's CPU 5.1 -> 4.0 s, the packets on the wire the
+same but the ignore ones.
 """
 
 from __future__ import annotations
@@ -22,8 +30,10 @@ from cryptography.utils import CryptographyDeprecationWarning
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"DSA is deprecated", category=CryptographyDeprecationWarning)
     import asyncssh
+    import asyncssh.connection
     import asyncssh.packet
 
+MSG_IGNORE = 2
 PACKET_LOG_LEVEL = 3  # asyncssh's debug level at which it logs packets
 
 
@@ -42,5 +52,56 @@ def _log_packets_only_when_asked() -> None:
 
 
 _log_packets_only_when_asked()
+
+
+def _no_ignore_packets_under_aead() -> None:
+    from asyncssh import encryption
+
+    connection_class = getattr(asyncssh.connection, "SSHConnection", None)
+    original = getattr(connection_class, "send_packet", None)
+    aead = tuple(getattr(encryption, name) for name in ("GCMEncryption", "ChachaEncryption")
+                 if hasattr(encryption, name))
+    if connection_class is None or original is None or not aead or getattr(original, "conveyor_guarded", False):
+        return
+    empty = b"\0\0\0\0"  # an SSH string of no bytes: the ignore packet asyncssh puts before each packet
+
+    def send_packet(self: Any, pkttype: int, *args: bytes, **kwargs: Any) -> None:
+        if pkttype == MSG_IGNORE and args == (empty,) and isinstance(self._send_encryption, aead):
+            return
+        original(self, pkttype, *args, **kwargs)
+
+    send_packet.conveyor_guarded = True  # type: ignore[attr-defined]
+    connection_class.send_packet = send_packet
+
+
+def _one_write_per_turn() -> None:
+    connection_class = getattr(asyncssh.connection, "SSHConnection", None)
+    original = getattr(connection_class, "_send", None)
+    if connection_class is None or original is None or getattr(original, "conveyor_guarded", False):
+        return
+
+    def flush(self: Any, transport: Any) -> None:
+        pending, self._conveyor_pending = self._conveyor_pending, None
+        if pending and not transport.is_closing():
+            transport.write(b"".join(pending))
+
+    def _send(self: Any, data: bytes) -> None:
+        pending = getattr(self, "_conveyor_pending", None)
+        if pending is not None:
+            pending.append(data)
+            return
+        transport = self._transport
+        if not transport:
+            return
+        # Written at the end of this turn of the loop, before anything scheduled after it (a close's abort).
+        self._conveyor_pending = [data]
+        self._loop.call_soon(flush, self, transport)
+
+    _send.conveyor_guarded = True  # type: ignore[attr-defined]
+    connection_class._send = _send
+
+
+_no_ignore_packets_under_aead()
+_one_write_per_turn()
 
 __all__ = ["asyncssh"]
