@@ -379,3 +379,70 @@ def test_a_batch_of_writes_is_one_transaction_with_one_lease_check(store: Store)
     with pytest.raises(LockLost), fenced.batch():
         fenced.set_host_releases("production", [("za-3", "za", "web", "R2")])
     assert store.host_releases("production") == {"za-1": "R2"}
+
+
+def _statements(store: Store) -> list[str]:
+    """Every statement the store's engine runs from now on, as SQL text (a list that grows)."""
+    seen: list[str] = []
+
+    @sa.event.listens_for(store.engine, "before_cursor_execute")
+    def _seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        seen.append(" ".join(statement.split()))
+
+    return seen
+
+
+def test_what_hosts_run_is_upserted_and_a_known_zstd_is_kept_when_not_told(store: Store) -> None:
+    store.set_host_releases("production", [("za-1", "za", "web", "R1"), ("za-2", "za", "web", "R1")],
+                            {"za-1": True, "za-2": False})
+    store.set_host_releases("production", [("za-1", "za", "api", "R2"), ("za-3", "za", "web", "R2")])
+    assert store.host_releases("production") == {"za-1": "R2", "za-2": "R1", "za-3": "R2"}
+    assert store.hosts_without_zstd("production") == ["za-2"]
+    store.set_host_releases("production", [("za-2", "za", "web", "R2")], {"za-2": True})
+    assert store.hosts_without_zstd("production") == []
+    with store.engine.connect() as conn:
+        rows = {r.host: (r.role, r.zstd) for r in conn.execute(sa.select(t.host_state))}
+    assert rows == {"za-1": ("api", True), "za-2": ("web", True), "za-3": ("web", None)}
+
+
+def test_a_group_of_hosts_is_written_without_looking_their_rows_up_first(store: Store) -> None:
+    deployment = store.start_deployment(environment="production", regions=["za"], release="R1",
+                                        previous_by_region={}, kind="deploy", user="ann")
+    hosts = [f"za-{n}" for n in range(300)]
+    seen = _statements(store)
+    store.record_host_results(deployment, [{"host": h, "region": "za", "role": "web", "status": "succeeded"}
+                                           for h in hosts], first=hosts)
+    store.set_host_releases("production", [(h, "za", "web", "R1") for h in hosts])
+    # Neither a DELETE nor a SELECT by a list of hosts: on PostgreSQL each scanned the rows written so far.
+    assert not [s for s in seen if s.startswith(("DELETE", "SELECT"))], seen
+    # A host named again (not first any more) replaces its row: still one per host.
+    store.record_host_results(deployment, [{"host": "za-7", "region": "za", "role": "web", "status": "rolled_back"}])
+    results = store.host_results(deployment)
+    assert len(results) == 300
+    assert {r["status"] for r in results if r["host"] == "za-7"} == {"rolled_back"}
+
+
+def test_the_recorder_writes_a_host_once_then_replaces_its_row_when_its_outcome_changes(store: Store) -> None:
+    from conveyor.engine.events import HostFinished
+    from conveyor.engine.results import HostOutcome, HostStatus
+    from conveyor.inventory import Host
+    from conveyor.operations.recording import StoreRecorder
+
+    deployment = store.start_deployment(environment="production", regions=["za"], release="R2",
+                                        previous_by_region={}, kind="deploy", user="ann")
+    recorder = StoreRecorder(store, "production", deployment)
+    hosts = [Host(name=f"za-{n}", environment="production", region="za", role="web", address="10.0.0.1")
+             for n in range(3)]
+    outcomes = [HostOutcome(host=h, status=HostStatus.SUCCEEDED, release="R2", previous="R1") for h in hosts]
+    seen = _statements(store)
+    for outcome in outcomes:
+        recorder(HostFinished(outcome=outcome))
+    recorder.flush()
+    assert not [s for s in seen if s.startswith("DELETE FROM host_results")], seen
+    outcomes[1].status, outcomes[1].release = HostStatus.ROLLED_BACK, "R1"  # its region was switched back
+    recorder(HostFinished(outcome=outcomes[1]))
+    recorder.flush()
+    assert [s for s in seen if s.startswith("DELETE FROM host_results")]
+    assert sorted((r["host"], r["status"]) for r in store.host_results(deployment)) == [
+        ("za-0", "succeeded"), ("za-1", "rolled_back"), ("za-2", "succeeded")]
+    assert store.host_releases("production") == {"za-0": "R2", "za-1": "R1", "za-2": "R2"}

@@ -65,17 +65,22 @@ class StoreRecorder:
         self.zstd: dict[str, bool] = {}  # host → whether it can decompress zstd, for those probed
         self.flushed = time.monotonic()
         self.closed = False
+        # Hosts whose outcome this deployment has recorded: it is the only writer of its rows (its record is new,
+        # written under its lease), so a host not in here has none to replace.
+        self.written: set[str] = set()
 
     def flush(self) -> None:
         """Write what is buffered."""
         results, releases, components, zstd = self.results, self.releases, self.components, self.zstd
         self.results, self.releases, self.components, self.zstd = [], [], [], {}
         self.flushed = time.monotonic()
+        first = {result["host"] for result in results} - self.written
         with self.store.batch():  # one transaction, one lease check, for the whole group
-            self.store.record_host_results(self.deployment_id, results)
+            self.store.record_host_results(self.deployment_id, results, first=first)
             self.store.set_host_releases(self.environment, releases, zstd)
             if components:
                 self.store.record_components(self.environment, components, deployment_id=self.deployment_id)
+        self.written |= first
 
     def __call__(self, event: Event) -> None:
         """Record the events that change what runs where; raise (StateError, LockLost) when it cannot."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -119,8 +119,12 @@ class Store(StackRecords, UserRecords, OutcomeRecords):
                 status=sa.case((d.c.status == "interrupted", d.c.status), else_=sa.literal(status)),
                 finished_at=iso(clock.utcnow()), failed_hosts=failed_hosts, summary=mask(summary) if summary else None))
 
-    def record_host_results(self, deployment_id: int, results: list[dict[str, Any]]) -> None:
-        """Keep several hosts' outcomes in one transaction; a host's later outcome replaces its earlier one."""
+    def record_host_results(self, deployment_id: int, results: list[dict[str, Any]], *,
+                            first: Collection[str] = ()) -> None:
+        """Keep several hosts' outcomes in one transaction; a host's later outcome replaces its earlier one.
+        The hosts in `first` have none recorded for this deployment yet (its recorder, the one writer under
+        its lease, knows): no earlier row of theirs is looked for, a lookup that costs PostgreSQL a scan of the
+        deployment's rows."""
         latest = {result["host"]: result for result in results}  # the last word on each host
         if not latest:
             return
@@ -136,7 +140,7 @@ class Store(StackRecords, UserRecords, OutcomeRecords):
                 "transferred": bool(result.get("transferred")), "transfer": result.get("transfer"),
             })
         with self._write() as conn:
-            for chunk in _chunks(list(latest), 500):
+            for chunk in _chunks([host for host in latest if host not in first], 500):
                 conn.execute(t.host_results.delete().where(t.host_results.c.deployment_id == deployment_id,
                                                            t.host_results.c.host.in_(chunk)))
             conn.execute(t.host_results.insert(), rows)
@@ -247,23 +251,19 @@ class Store(StackRecords, UserRecords, OutcomeRecords):
     def set_host_releases(self, environment: str, hosts: list[tuple[str, str, str, str | None]],
                           zstd: Mapping[str, bool] | None = None) -> None:
         """Record what several hosts run now, in one transaction: (host, region, role, release) each; and, for
-        the hosts `zstd` names, whether they can decompress zstd (the others keep what was known)."""
+        the hosts `zstd` names, whether they can decompress zstd (the others keep what was known). One upsert
+        on the table's key: nothing is read first (a lookup by many hosts scans the environment's rows on
+        PostgreSQL, and a deployment writes a group every 200 hosts)."""
         latest = {host: (region, role, release) for host, region, role, release in hosts}
         if not latest:
             return
         now = iso(clock.utcnow())
         hs = t.host_state
+        rows = [{"app": self.app, "environment": environment, "host": host, "region": region, "role": role,
+                 "release": release, "updated_at": now, "zstd": (zstd or {}).get(host)}
+                for host, (region, role, release) in latest.items()]
         with self._write() as conn:
-            known: dict[str, bool | None] = {}
-            for chunk in _chunks(list(latest), 500):
-                where = (hs.c.app == self.app, hs.c.environment == environment, hs.c.host.in_(chunk))
-                found = conn.execute(sa.select(hs.c.host, hs.c.zstd).where(*where))
-                known.update({row.host: row.zstd for row in found})
-                conn.execute(hs.delete().where(*where))
-            rows = [{"app": self.app, "environment": environment, "host": host, "region": region, "role": role,
-                     "release": release, "updated_at": now, "zstd": (zstd or {}).get(host, known.get(host))}
-                    for host, (region, role, release) in latest.items()]
-            conn.execute(hs.insert(), rows)
+            conn.execute(_upsert(conn, hs, keep_when_null={"zstd"}), rows)
 
     def hosts_without_zstd(self, environment: str) -> list[str]:
         """The hosts whose last probe said they cannot decompress zstd, by name."""
@@ -426,6 +426,19 @@ class Store(StackRecords, UserRecords, OutcomeRecords):
             rows = conn.execute(sa.select(t.events).where(t.events.c.app == self.app)
                                 .order_by(t.events.c.id.desc()).limit(limit)).mappings().all()
         return [dict(row) for row in rows]
+
+
+def _upsert(conn: sa.engine.Connection, table: sa.Table, *, keep_when_null: Collection[str] = ()) -> Any:
+    """INSERT … ON CONFLICT (the primary key) DO UPDATE every other column, on SQLite or PostgreSQL; a column in
+    `keep_when_null` keeps what the row had when the new value is NULL."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    statement = (postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table))
+    keys = [column.name for column in table.primary_key.columns]
+    updates = {column.name: (sa.func.coalesce(statement.excluded[column.name], column)
+                             if column.name in keep_when_null else statement.excluded[column.name])
+               for column in table.columns if column.name not in keys}
+    return statement.on_conflict_do_update(index_elements=keys, set_=updates)
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:
