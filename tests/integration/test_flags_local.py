@@ -294,3 +294,49 @@ def test_an_inconclusive_bake_holds_a_flag_change_and_the_same_change_again_acce
     assert again["status"] == "succeeded", again
     assert {h["status"] for h in again["regions"]["uk"]["hosts"]} == {"unchanged"}
     assert served(shop, "za", "za-web-1", "dark-mode") == "on"
+
+
+# -- instances that start later (`conveyor converge`) --------------------------------------------------------------
+
+def _converge(fleet: Any, root: Path, host: str) -> Any:
+    import subprocess
+
+    done = subprocess.run(fleet.command("converge", "--env", ENV, "--region", "za", "--role", "web", "--host", host,
+                                        "--root", str(root), "--json"),
+                          capture_output=True, text=True, env=fleet.env_vars(), cwd=fleet.root, timeout=60,
+                          check=False)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)
+
+
+def _pointer(fleet: Any) -> dict[str, Any]:
+    path = fleet.root / ".conveyor" / "artifacts" / "pointers" / ENV / "za.json"
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def test_a_new_instance_converges_with_the_flags_file_its_region_has_and_a_flag_change_moves_it(
+        shop: Any, tmp_path: Path) -> None:
+    region_file = (shop.host_dir(ENV, "za", "za-web-1") / "shared" / "flags.json").read_text()
+    assert json.loads(region_file)["flags"]["banner"]["defaultVariant"] == "festive"  # za's override
+    assert _pointer(shop)["flags"]["content"] == region_file
+    first = tmp_path / "first"
+    assert _converge(shop, first, "za-web-9")["status"] == "converged"
+    assert (first / "srv" / "shop" / "shared" / "flags.json").read_text() == region_file
+
+    # A flag change goes to the region's hosts, then to its pointer: the next instance starts with it.
+    assert shop.json("flags", "set", ENV, "new-checkout", "on", "--region", "za", "--reason", "go",
+                     "--yes")["status"] == "succeeded"
+    changed = (shop.host_dir(ENV, "za", "za-web-1") / "shared" / "flags.json").read_text()
+    assert changed != region_file
+    assert _pointer(shop)["flags"]["content"] == changed
+    second = tmp_path / "second"
+    assert _converge(shop, second, "za-web-8")["status"] == "converged"
+    assert (second / "srv" / "shop" / "shared" / "flags.json").read_text() == changed
+
+    # A rollback moves the release and leaves the flags files as they are: the pointer keeps them too.
+    before = _pointer(shop)["release"]
+    shop.ship(ENV, "2")
+    assert shop.json("rollback", ENV, "--yes")["release"] == before
+    assert _pointer(shop)["release"] == before
+    assert _pointer(shop)["flags"]["content"] == changed

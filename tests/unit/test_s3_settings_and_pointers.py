@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.artifact import LocalStore, Release, build_release
-from conveyor.artifact.pointers import PointerFiles, pointer_document, pointer_name
+from conveyor.artifact.pointers import PointerFiles, pointer_document, pointer_flags, pointer_name
 from conveyor.artifact.s3 import INSTALL_HINT, S3Location, S3Store, parse_s3_url
 from conveyor.config.loader import parse_config
 from conveyor.engine.events import RegionFinished
@@ -233,6 +233,34 @@ def test_without_pointer_files_the_recorder_writes_only_the_state_store(tmp_path
         assert not (store.root / "pointers").exists()
     finally:
         state.close()
+
+
+def test_a_pointer_keeps_the_flags_file_it_carries_when_its_release_moves(tmp_path: Path) -> None:
+    import hashlib
+
+    store, first = local_release(tmp_path, "1")
+    files = PointerFiles(store, "www", "alice")
+    assert files.set_flags("production", "za", "{}", hashlib.sha256(b"{}").hexdigest()) is None  # no pointer yet
+    files.write("production", "za", first.id, 3)
+    content = '{"flags": {}}\n'
+    sha = hashlib.sha256(content.encode()).hexdigest()
+    written = files.set_flags("production", "za", content, sha)
+    assert written is not None
+    assert (written["release"], written["deployment_id"], written["flags"]) == (
+        first.id, 3, {"content": content, "sha256": sha})
+    second = build_release(tmp_path / "app-1", store, user="alice", now=datetime.now(UTC), git=None)[0]
+    moved = files.write("production", "za", second.id, 4)  # a deploy or rollback of the release: files stay
+    assert (moved["release"], moved["flags"]) == (second.id, {"content": content, "sha256": sha})
+    read = store.read_pointer("production", "za")
+    assert read is not None
+    assert pointer_flags(read) == {"content": content, "sha256": sha}
+
+
+def test_a_pointer_whose_flags_file_is_not_what_its_sha256_says_is_refused(tmp_path: Path) -> None:
+    assert pointer_flags({"release": "R1"}) is None
+    assert pointer_flags({"flags": {"content": 1, "sha256": "x"}}) is None
+    with pytest.raises(ArtifactError, match="not the one its sha256 names"):
+        pointer_flags({"flags": {"content": '{"flags": {"evil": 1}}', "sha256": "0" * 64}})
 
 
 # -- without boto3 -------------------------------------------------------------------------------------------------

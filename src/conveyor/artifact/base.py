@@ -63,7 +63,7 @@ class ArtifactStore(Protocol):
 
     def write_pointer(self, environment: str, region: str, release_id: str, *, app: str,
                       deployment_id: int | None, user: str, now: datetime | None = None,
-                      stack: Stack | None = None) -> dict[str, Any]:
+                      stack: Stack | None = None, flags: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Point (environment, region) at a release of this store, in one step (see pointers.py); the document."""
         ...
 

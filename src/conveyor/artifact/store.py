@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -132,14 +133,15 @@ class LocalStore:
 
     def write_pointer(self, environment: str, region: str, release_id: str, *, app: str,
                       deployment_id: int | None, user: str, now: datetime | None = None,
-                      stack: Stack | None = None) -> dict[str, Any]:
+                      stack: Stack | None = None, flags: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Point (environment, region) at a release of this store, replacing the file with a rename; the
         document written. Its artifact is the tarball's path (and file:// URL)."""
         release = self.get(release_id)
         tarball = release.path.resolve()
         document = pointer_document(app=app, environment=environment, region=region, release=release,
                                     artifact={"url": tarball.as_uri(), "path": str(tarball)},
-                                    deployment_id=deployment_id, user=user, now=now, stack=stack)
+                                    deployment_id=deployment_id, user=user, now=now, stack=stack,
+                                    flags=flags)
         path = self.pointer_path(environment, region)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

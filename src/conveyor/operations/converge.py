@@ -3,7 +3,8 @@ runs, with the same host scripts a deployment uses, and nothing but read access 
 
 The region's pointer file (written after each deployment or rollback of the region) says which release;
 the release is fetched from the store and verified against the pointer's sha256 and the manifest's; the
-host receives it, switches, restarts and runs its role's checks. Running it again changes nothing.
+host receives it, switches (writing the flags file the pointer carries, when the config has `flags:`),
+restarts and runs its role's checks. Running it again changes nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.artifact.base import ArtifactStore
+from conveyor.artifact.pointers import pointer_flags
 from conveyor.config.models import check_host_name
 from conveyor.engine.events import EventBus, Subscriber
 from conveyor.engine.plan import make_plan
@@ -126,6 +128,14 @@ def converge(ws: Workspace, environment: str, region: str, role: str, *, name: s
         shipments={release.id: shipment(ws, release)},
         limits={region: ws.limits(environment)[region]}, revert_on_failure=True, bake_canaries=False,
     )
+    flags = pointer_flags(pointer) if ws.config.flags is not None else None
+    if flags is not None and ws.config.flags is not None:
+        # The file the region's hosts were last given, written before the first restart as a deploy writes it;
+        # where it goes is this config's to say, not the pointer's.
+        path = ws.config.flags.path_on_host or "shared/flags.json"
+        carried = {"CONVEYOR_FLAGS_PATH": path, "CONVEYOR_FLAGS_CONTENT": flags["content"],
+                   "CONVEYOR_FLAGS_SHA256": flags["sha256"]}
+        spec.carry = lambda _host: carried
     warnings: list[str] = []
     if ws.config.consistency is not None:
         spec.stack = stack_of(ws.config.consistency)

@@ -10,6 +10,7 @@ recorded once hosts have them: for every region if all succeeded, else for the r
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from conveyor.config.flagging import ALL_REGIONS, FlagSettings
 from conveyor.engine.events import Subscriber
 from conveyor.engine.flagging import FlagFile, FlagWork
 from conveyor.engine.results import DeploymentResult, RegionStatus
-from conveyor.errors import ConfigError, ConfigProblem, UsageError
+from conveyor.errors import ConfigError, ConfigProblem, ConveyorError, UsageError
 from conveyor.flags import (
     FlagFacts,
     FlagSet,
@@ -265,6 +266,24 @@ def record_written(ws: Workspace, result: DeploymentResult, documents: Mapping[s
     known = dict(last_written(ws, result.environment))
     known.update({region: dict(doc) for region, doc in documents.items() if region in done})
     ws.store.add_event(WRITTEN, ws.user, environment=result.environment, deployment_id=result.id, documents=known)
+    _point_flags(ws, result, {region: doc for region, doc in documents.items() if region in done})
+
+
+def _point_flags(ws: Workspace, result: DeploymentResult, documents: Mapping[str, Mapping[str, Any]]) -> None:
+    """Give each region's pointer file the flags file its hosts now have, for the instances that start later
+    (`conveyor converge`); a failure is a warning: the hosts have their files, the state store knows."""
+    from conveyor.artifact.pointers import PointerFiles
+
+    pointers = PointerFiles(ws.artifacts, ws.config.app, ws.user)
+    for region, doc in sorted(documents.items()):
+        file = _text(doc)
+        try:
+            pointers.set_flags(result.environment, region, file.content, file.sha256)
+        except ConveyorError as exc:
+            print(f"conveyor: warning: {result.environment}/{region}: the pointer file does not carry the new flags "
+                  f"(instances that start now get the ones before): {exc.message}", file=sys.stderr)
+            ws.store.add_event("pointer_file_failed", ws.user, environment=result.environment,
+                               deployment_id=result.id, region=region, error=exc.message)
 
 
 def last_written(ws: Workspace, env: str) -> dict[str, dict[str, Any]]:

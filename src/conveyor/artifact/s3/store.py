@@ -188,7 +188,7 @@ class S3Store:
 
     def write_pointer(self, environment: str, region: str, release_id: str, *, app: str,
                       deployment_id: int | None, user: str, now: datetime | None = None,
-                      stack: Stack | None = None) -> dict[str, Any]:
+                      stack: Stack | None = None, flags: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Point (environment, region) at a release in the region's store, copying the release there first
         if it is missing: one PUT, so a reader sees the old pointer or the new one. The document written."""
         release = self._release(release_id, self._manifest(release_id))
@@ -197,7 +197,7 @@ class S3Store:
         key = target._release_key(target._tarball_name(release_id, target._manifest(release_id)))
         document = pointer_document(
             app=app, environment=environment, region=region, release=release, deployment_id=deployment_id,
-            user=user, now=now, stack=stack,
+            user=user, now=now, stack=stack, flags=flags,
             artifact={"url": f"s3://{target.bucket}/{key}", "bucket": target.bucket, "key": key})
         target._bucket.put_json(target.pointer_key(environment, region), document, "write the pointer")
         return document
