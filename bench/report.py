@@ -256,6 +256,7 @@ def render(results: dict[str, Any]) -> str:
             "    --tools conveyor floor rsync pyinfra ansible        # writes bench/results/fanout.json and this file",
             "python bench/fanout.py --quick --output /tmp/smoke.json  # smoke test: 3 hosts, conveyor + floor",
             "python bench/fanout.py --render bench/results/fanout.json  # re-render this file from a results file",
+            "python bench/lab.py --hosts 100  # one fleet kept running, to measure a change in seconds",
             "```", "",
             f"This file was made by: `{results.get('command', '')}`.",
             "pyinfra and ansible-core are installed by the script into their own venv under the cache directory "
