@@ -446,3 +446,14 @@ def test_the_recorder_writes_a_host_once_then_replaces_its_row_when_its_outcome_
     assert sorted((r["host"], r["status"]) for r in store.host_results(deployment)) == [
         ("za-0", "succeeded"), ("za-1", "rolled_back"), ("za-2", "succeeded")]
     assert store.host_releases("production") == {"za-0": "R2", "za-1": "R1", "za-2": "R2"}
+
+
+def test_a_sqlite_too_old_for_upserts_is_a_clear_state_error(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 22, 0))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.22.0")
+    with pytest.raises(StateError, match=r"needs SQLite 3\.24\.0 or newer .* has 3\.22\.0"):
+        Store(f"sqlite:///{tmp_path / 'state.db'}", "www")
+    assert not (tmp_path / "state.db").exists()

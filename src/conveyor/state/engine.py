@@ -6,6 +6,7 @@ Backend errors are translated here, with the URL's password hidden and secrets m
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,8 @@ from sqlalchemy.schema import CreateIndex
 from conveyor.errors import StateError
 from conveyor.secrets import mask
 from conveyor.state import tables as t
+
+SQLITE_AT_LEAST = (3, 24, 0)  # INSERT … ON CONFLICT DO UPDATE (state/store.py)
 
 
 def default_url(config_dir: Path) -> str:
@@ -80,6 +83,10 @@ def _add_missing_indexes(engine: Engine) -> None:
 def _engine(url: str) -> Engine:
     try:
         if url.startswith("sqlite:///"):
+            if sqlite3.sqlite_version_info < SQLITE_AT_LEAST:
+                raise StateError(f"the state store needs SQLite {'.'.join(map(str, SQLITE_AT_LEAST))} or newer (its "
+                                 f"upserts); this Python's sqlite3 has {sqlite3.sqlite_version}: use a Python built "
+                                 "with a newer SQLite, or PostgreSQL (`state:` or CONVEYOR_STATE_URL)")
             path = Path(url[len("sqlite:///"):])
             path.parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(url, connect_args={"timeout": 30})
