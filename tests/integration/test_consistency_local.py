@@ -106,3 +106,32 @@ def test_consistency_without_the_section_is_bad_input(make_fleet: Any) -> None:
     result = fleet.run("consistency", expect=2)
     assert "no consistency: section" in result.stderr
     assert fleet.run("consistency", "nowhere", expect=2).stderr
+
+
+def test_with_on_drift_warn_hosts_of_one_role_that_disagree_are_a_warning_a_deploy_shows_and_returns(
+        make_fleet: Any) -> None:
+    # Production outside `match`: only the hosts of one role against each other are judged.
+    fleet = make_fleet(settings(on_drift="warn", match=["staging"]))
+    first = fleet.ship("staging", "1")["release"]
+    fleet.deploy("production", first)
+    answer(fleet, "production", "za", "za-web-2", "5.30.0")
+    fleet.json("status", "production", "--verify")  # the hosts say what they run now
+    second = fleet.ship("staging", "2")["release"]
+
+    shown = fleet.run("deploy", "production", "--release", second, "--yes", "--json")
+    result = shown.json()
+    assert result["status"] == "succeeded"
+    assert len(result["warnings"]) == 1, result["warnings"]
+    assert result["warnings"][0].startswith("consistency: warning: ")
+    assert "5.30.0" in result["warnings"][0]
+    assert "za-web-2" in result["warnings"][0]
+    assert "conveyor: warning: production: warning: " in shown.stderr  # beside the JSON, never in it
+
+    plan = fleet.json("plan", "production", "--release", second)
+    gate = next(g for g in plan["gates"] if g["gate"] == "consistency")
+    assert (gate["open"], gate.get("warning")) == (True, True)
+
+    third = fleet.ship("staging", "3")["release"]
+    told = fleet.run("deploy", "production", "--release", third, "--yes")  # a person's terminal (not JSON)
+    assert "za-web-2" in told.stdout + told.stderr
+    assert "5.30.0" in told.stdout + told.stderr

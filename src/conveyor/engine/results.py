@@ -109,6 +109,7 @@ class DeploymentResult:
     status: DeploymentStatus
     regions: list[RegionOutcome] = field(default_factory=list)
     message: str | None = None
+    warnings: list[str] = field(default_factory=list)  # what open gates warned of ("consistency: warning: …")
 
     @property
     def failed_hosts(self) -> list[str]:
@@ -129,5 +130,5 @@ class DeploymentResult:
         return {
             "id": self.id, "environment": self.environment, "kind": self.kind, "release": self.release,
             "status": str(self.status), "message": self.message, "failed_hosts": self.failed_hosts,
-            "regions": {r.region: r.to_json() for r in self.regions},
+            "regions": {r.region: r.to_json() for r in self.regions}, "warnings": list(self.warnings),
         }

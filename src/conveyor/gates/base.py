@@ -130,6 +130,7 @@ class GateVerdict:
     # What a deploy stops with when this gate holds (None: HeldError("ENV is held: DETAIL")).
     refusal: ConveyorError | None = field(default=None, compare=False)
     listed: bool = True          # among plan's `gates` (approval and migrations speak through `holds`)
+    warning: bool = False        # open, but the person deploying must hear it (shown, recorded, in the result)
 
     @property
     def holds(self) -> bool:
@@ -141,4 +142,6 @@ class GateVerdict:
         out: dict[str, Any] = {"gate": self.name, "open": self.open, "detail": self.detail}
         if self.override is not None:
             out["overridden"] = self.override
+        if self.warning:
+            out["warning"] = True
         return out

@@ -63,7 +63,7 @@ def check(context: GateContext) -> GateVerdict | None:
                            refusal=HeldError(f"{env} refuses {release}: {detail} (--accept-drift --reason TEXT "
                                              "overrides it)"))
     if warn:
-        return GateVerdict(NAME, open=True, detail="warning: " + "; ".join(f.detail for f in warn))
+        return GateVerdict(NAME, open=True, detail="warning: " + "; ".join(f.detail for f in warn), warning=True)
     checked = f" and agree with {' and '.join(compared)}" if compared else ""
     return GateVerdict(NAME, open=True, detail=f"{env}'s hosts agree within each role{checked}")
 

@@ -39,6 +39,11 @@ class Judgement:
         """The closed gates an override lets through: each is audited by a deployment that goes on."""
         return tuple(v for v in self.verdicts if v.override is not None)
 
+    @property
+    def warnings(self) -> tuple[GateVerdict, ...]:
+        """The open gates with something the person deploying must hear (`on_drift: warn`, for one)."""
+        return tuple(v for v in self.verdicts if v.open and v.warning)
+
     def listed(self) -> list[dict[str, Any]]:
         """Plan's `gates`: the listed verdicts as JSON."""
         return [v.to_json() for v in self.verdicts if v.listed]

@@ -50,6 +50,7 @@ from conveyor.operations.workspace import Workspace
 
 if TYPE_CHECKING:
     from conveyor.flags import FlagFacts
+    from conveyor.gates.base import GateVerdict
     from conveyor.inventory import Host
     from conveyor.operations.migrations import RegionMigrations
     from conveyor.state.store import Lease, Store
@@ -94,6 +95,7 @@ class Deployment:
         self.rollout: Rollout | None = None
         self.recorder: StoreRecorder | None = None
         self.stop: ConveyorError | None = None  # why it stopped early: its lease was lost, or its ledger failed
+        self.warnings: list[GateVerdict] = []  # open gates the person deploying must hear (shown and recorded)
 
     def run(self) -> DeploymentResult:
         """Run the deployment; the result, or the error that carries it (stopped, interrupted, unrecorded)."""
@@ -119,9 +121,10 @@ class Deployment:
         ws, request, job = self.ws, self.request, self.job
         self.store.reap()
         try:
-            check_gates(ws, self.env, job.release, job.kind, explicit=job.kind == "deploy" or bool(request.release),
-                        regions=self.regions, request=request,
-                        migrations=job.schema[1] if job.schema is not None else None, flags=job.flags)
+            self.warnings = check_gates(
+                ws, self.env, job.release, job.kind, explicit=job.kind == "deploy" or bool(request.release),
+                regions=self.regions, request=request,
+                migrations=job.schema[1] if job.schema is not None else None, flags=job.flags)
             if self.confirm is not None and not self.confirm(self.plan, job.release or "(the previous release)"):
                 raise HeldError("not confirmed; nothing was changed")
             return self.store.lock(self.env, owner=ws.user, reason=request.reason or f"{job.kind} {job.release}",
@@ -153,7 +156,8 @@ class Deployment:
             self.store.finish_deployment(deployment_id, "blocked", [], summary="approval already used")
             _let_go(self.store, lease)
             raise HeldError(f"approval #{request.approval} was already used")
-        return ledger, DeploymentResult(deployment_id, self.env, job.kind, job.release, DeploymentStatus.RUNNING)
+        return ledger, DeploymentResult(deployment_id, self.env, job.kind, job.release, DeploymentStatus.RUNNING,
+                                        warnings=[f"{w.name}: {w.detail}" for w in self.warnings])
 
     def move(self, ledger: Store, lease: Lease, result: DeploymentResult) -> None:
         """Run the rollout and judge how it went."""
@@ -183,6 +187,10 @@ class Deployment:
         self.bus.emit(DeploymentStarted(id=deployment_id, environment=env, deployment_kind=job.kind,
                                         release=job.release, plan=self.plan, user=ws.user, reason=request.reason,
                                         overrides=request.overrides))
+        for warning in self.warnings:  # after the start, so the display shows them with the deployment
+            ledger.add_event("gate_warning", ws.user, environment=env, deployment_id=deployment_id,
+                             release=job.release, gate=warning.name, detail=warning.detail)
+            self.bus.warn(warning.name, f"{env}: {warning.detail}")
         if request.break_glass:
             self.bus.emit(BreakGlass(id=deployment_id, environment=env, deployment_kind=job.kind,
                                      release=job.release, user=ws.user, reason=request.reason))

@@ -17,7 +17,7 @@ from conveyor.errors import (
     UsageError,
 )
 from conveyor.gates.approval import ApprovalNeeded
-from conveyor.gates.base import GateContext
+from conveyor.gates.base import GateContext, GateVerdict
 from conveyor.gates.registry import judge
 from conveyor.gates.windows import evaluate, now
 from conveyor.operations.integrations import integrations
@@ -51,9 +51,11 @@ def gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: 
 
 def check_gates(ws: Workspace, env: str, release: str | None, kind: str, *, explicit: bool = True,
                  lock: bool = False, regions: list[str] | None = None, request: Request | None = None,
-                 migrations: Mapping[str, RegionMigrations] | None = None, flags: FlagFacts | None = None) -> None:
+                 migrations: Mapping[str, RegionMigrations] | None = None,
+                 flags: FlagFacts | None = None) -> list[GateVerdict]:
     """Raise the error of the first gate that holds; overrides the request carries are audited. Without
-    `lock`, a held lock is left for taking the lock to refuse (atomically)."""
+    `lock`, a held lock is left for taking the lock to refuse (atomically). The open gates' warnings, for the
+    deployment to show and record."""
     request = request or Request(env)
     judged = judge(gate_context(ws, request, kind, release, explicit=explicit, regions=regions,
                                 lock_follows=not lock, migrations=migrations, flags=flags))
@@ -69,6 +71,7 @@ def check_gates(ws: Workspace, env: str, release: str | None, kind: str, *, expl
                                     request)
     if problem is not None:
         raise problem
+    return list(judged.warnings)
 
 def _request_approval(ws: Workspace, env: str, release: str, regions: list[str], request: Request) -> HeldError:
     environment = ws.config.environments[env]
