@@ -1006,3 +1006,40 @@ def test_a_last_deploy_file_alone_is_enough_for_a_host_whose_journal_is_gone(hos
     ran = _activate_expecting(host, "R1", "R2")
     assert ran.code == 0, ran.output
     assert host.probe().current == "R1"
+
+
+def _receive_with(host: HostDirectory, artifact: Artifact, path: str, release: str = "R1",
+                  sha256: str | None = None) -> Ran:
+    line = commands.receive(host.deploy_to, release, sha256 or artifact.sha256, list(host.shared))
+    done = subprocess.run(["sh", "-c", line], cwd=host.cwd, input=artifact.data, env={**os.environ, "PATH": path},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    return Ran(done.returncode, done.stdout.decode("utf-8", "replace"))
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_a_release_is_hashed_by_openssl_where_the_host_has_it(tmp_path: Path, host: HostDirectory,
+                                                             artifact: Artifact) -> None:
+    tools = _tools_that_log(tmp_path, ("openssl", "sha256sum"))
+    ran = _receive_with(host, artifact, tools["PATH"])
+    assert ran.code == 0, ran.output
+    assert Path(tools["LOG"]).read_text().split() == ["openssl"]
+    wrong = _receive_with(host, artifact, tools["PATH"], "R2", "0" * 64)
+    assert wrong.code == HostExit.CHECKSUM_MISMATCH, wrong.output
+    assert f"received {artifact.sha256}" in wrong.output
+    assert not (host.root / "releases" / "R2").exists()
+
+
+def test_without_openssl_sha256sum_verifies_the_release(tmp_path: Path, host: HostDirectory,
+                                                        artifact: Artifact) -> None:
+    bin_dir = tmp_path / "no-openssl"
+    bin_dir.mkdir()
+    for folder in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for tool in Path(folder).iterdir() if Path(folder).is_dir() else ():
+            if tool.name != "openssl" and not (bin_dir / tool.name).exists() and os.access(tool, os.X_OK):
+                (bin_dir / tool.name).symlink_to(tool)
+    ran = _receive_with(host, artifact, str(bin_dir))
+    assert ran.code == 0, ran.output
+    assert (host.root / "releases" / "R1" / "index.html").is_file()
+    wrong = _receive_with(host, artifact, str(bin_dir), "R2", "0" * 64)
+    assert wrong.code == HostExit.CHECKSUM_MISMATCH, wrong.output
+    assert f"received {artifact.sha256}" in wrong.output
