@@ -42,10 +42,14 @@ class FlagSettings(Strict):
                              "name at the end)")
         return posixpath.normpath(value)
 
+    @property
+    def path(self) -> str:
+        """Where each host's flags file goes: absolute, or relative to deploy_to."""
+        return self.path_on_host or "shared/flags.json"
+
     def host_path(self, deploy_to: str) -> str:
         """The flags file on a host whose application lives in `deploy_to`."""
-        path = self.path_on_host or "shared/flags.json"
-        return path if path.startswith("/") else f"{deploy_to}/{path}"
+        return self.path if self.path.startswith("/") else f"{deploy_to}/{self.path}"
 
 
 def flag_references(flags: Any, environments: dict[str, Any], roles: list[str] | None) -> list[tuple[

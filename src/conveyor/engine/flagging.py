@@ -37,6 +37,11 @@ class FlagFile:
         """Its name in history (see flags_id)."""
         return flags_id(self.sha256)
 
+    def carried(self, path: str) -> dict[str, str]:
+        """What a release's switch carries to write this file at `path` before the restart (activate.sh)."""
+        return {"CONVEYOR_FLAGS_PATH": path, "CONVEYOR_FLAGS_CONTENT": self.content,
+                "CONVEYOR_FLAGS_SHA256": self.sha256}
+
 
 class FlagWork:
     """Writes each host's flags file (and switches it back): `HostWork` for a deployment of kind `flags`."""

@@ -21,6 +21,7 @@ from conveyor.artifact.base import ArtifactStore
 from conveyor.artifact.pointers import pointer_flags
 from conveyor.config.models import check_host_name
 from conveyor.engine.events import EventBus, Subscriber
+from conveyor.engine.flagging import FlagFile
 from conveyor.engine.plan import make_plan
 from conveyor.engine.results import HostOutcome, HostStatus
 from conveyor.engine.rollout import Rollout, RolloutSpec
@@ -132,9 +133,7 @@ def converge(ws: Workspace, environment: str, region: str, role: str, *, name: s
     if flags is not None and ws.config.flags is not None:
         # The file the region's hosts were last given, written before the first restart as a deploy writes it;
         # where it goes is this config's to say, not the pointer's.
-        path = ws.config.flags.path_on_host or "shared/flags.json"
-        carried = {"CONVEYOR_FLAGS_PATH": path, "CONVEYOR_FLAGS_CONTENT": flags["content"],
-                   "CONVEYOR_FLAGS_SHA256": flags["sha256"]}
+        carried = FlagFile(flags["content"], flags["sha256"]).carried(ws.config.flags.path)
         spec.carry = lambda _host: carried
     warnings: list[str] = []
     if ws.config.consistency is not None:

@@ -204,7 +204,7 @@ def _roll(ws: Workspace, request: Request, flags: FlagSet, current: Overrides, w
         applied={region: frozenset(m["name"] for m in done)
                  for region, done in ws.store.applied_migrations(env).items()},
         releases=_releases(ws, env, {h.name: h.region for h in plan.hosts}))
-    work = FlagWork({f.id: f for f in files.values()}, config.path_on_host or "shared/flags.json", config.on_change)
+    work = FlagWork({f.id: f for f in files.values()}, config.path, config.on_change)
     job = Job("flags", single_target(targets), targets, {}, work=work, flags=facts)
     request.reason = f"{what}: {request.reason}" if request.reason else what
     result = Deployment(ws, request, plan, job, subscribers=subscribers, confirm=confirm).run()
@@ -307,12 +307,10 @@ def carried(ws: Workspace, env: str, regions: Sequence[str]) -> tuple[dict[str, 
         return None
     docs = current_documents(ws, env, regions)
     files = {region: _text(doc) for region, doc in docs.items()}
-    path = settings(ws).path_on_host or "shared/flags.json"
+    path = settings(ws).path
 
     def carry(host: Host) -> dict[str, str]:
-        file = files[host.region]
-        return {"CONVEYOR_FLAGS_PATH": path, "CONVEYOR_FLAGS_CONTENT": file.content,
-                "CONVEYOR_FLAGS_SHA256": file.sha256}
+        return files[host.region].carried(path)
 
     return docs, carry
 
