@@ -106,7 +106,7 @@ def test_hosts_are_asked_only_about_their_roles_components() -> None:
 def test_the_probe_command_carries_each_component_as_name_timeout_command_after_the_release() -> None:
     line = commands.probe("/srv/www", "R1", [ComponentProbe("perl", "perl -e 'print $^V'", 2.5)],
                           {"CONVEYOR_HOST": "h1"})
-    assert line.startswith("env CONVEYOR_HOST=h1 sh -c '")
+    assert line.startswith("sh -c 'export CONVEYOR_HOST=h1\n'")
     assert line.endswith(" /srv/www R1 perl 2.5 'perl -e '\"'\"'print $^V'\"'\"''")
 
 

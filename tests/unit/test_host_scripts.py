@@ -27,7 +27,7 @@ import pytest
 from conveyor.artifact import pack
 from conveyor.engine import commands
 from conveyor.engine.exits import HostExit, shell_names
-from conveyor.engine.probe import Probe, current_at_exit, last_step, markers, parse_probe, tail
+from conveyor.engine.probe import Probe, current_at_exit, journal_entry, last_step, markers, parse_probe, tail
 
 HAS_ZSTD = shutil.which("zstd") is not None
 
@@ -54,10 +54,30 @@ def test_a_switch_that_prunes_leaves_out_empty_protected_releases() -> None:
     assert pinned(line).endswith(" conveyor-activate MARK /srv/www R3 '{}' '{}' '' 3 R2")
 
 
-def test_env_goes_before_sh_sorted_and_each_assignment_quoted() -> None:
+def test_env_is_the_scripts_first_line_sorted_and_each_assignment_quoted() -> None:
     line = commands.check("/srv/www/releases/R1", "curl -fsS localhost", 3, 0.5, {"B": "x", "A": "b c"})
-    assert line.startswith("env 'A=b c' B=x sh -c '")
+    assert line.startswith("sh -c '")  # no `env` process: the script exports them itself
+    assert shlex.split(line)[2] == "export 'A=b c' B=x\n" + commands.script("check")
     assert pinned(line).endswith(" conveyor-check MARK /srv/www/releases/R1 'curl -fsS localhost' 3 0.5")
+
+
+@pytest.mark.parametrize("name", ["", "1A", "A-B", "A B", "A=B", "$(x)", "A;B"])
+def test_an_env_name_that_is_no_variable_name_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="not a variable name"):
+        commands.check("/r", "true", 0, 0, {name: "x"})
+
+
+def test_env_values_reach_a_hosts_commands_exactly_under_bash_and_sh(tmp_path: Path) -> None:
+    values = {"CONVEYOR_RELEASE": "it's \"R1\" $(touch pwned) `touch pwned`", "CONVEYOR_HOST": "a\nb\tc; d",
+              "CONVEYOR_KIND": "", "CONVEYOR_APP": "\\ ' \" $HOME *"}
+    show = 'for n in CONVEYOR_APP CONVEYOR_HOST CONVEYOR_KIND CONVEYOR_RELEASE; do printenv "$n"; echo "|"; done'
+    for shell in ("sh", "bash"):
+        done = subprocess.run([shell, "-c", commands.check(str(tmp_path), show, 0, 0, values)], cwd=tmp_path,
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout
+        said = "".join(line + "\n" for line in done.stdout.splitlines() if not line.startswith("@@conveyor"))
+        assert said == "".join(values[n] + "\n|\n" for n in sorted(values)), shell
+        assert not (tmp_path / "pwned").exists()
 
 
 def test_a_command_without_env_starts_with_sh() -> None:
@@ -97,8 +117,8 @@ def test_every_word_survives_a_round_trip_through_the_shell_parser() -> None:
     env = {"CONVEYOR_RELEASE": "it's \"R1\"", "A": "$(x) `y`"}
     line = commands.activate("/srv/a b", "R'1", "{\"x\": \"y'z\"}", "{}", "echo \"$HOME\" 'q'", env)
     assert shlex.split(pinned(line)) == [
-        "env", "A=$(x) `y`", "CONVEYOR_RELEASE=it's \"R1\"",
-        "sh", "-c", commands.script("activate"), "conveyor-activate", "MARK",
+        "sh", "-c", "export 'A=$(x) `y`' 'CONVEYOR_RELEASE=it'\"'\"'s \"R1\"'\n" + commands.script("activate"),
+        "conveyor-activate", "MARK",
         "/srv/a b", "R'1", "{\"x\": \"y'z\"}", "{}", "echo \"$HOME\" 'q'",
     ]
 
@@ -563,6 +583,34 @@ def test_a_restart_cannot_forge_a_step_or_where_current_points(host: HostDirecto
     assert shown[-1] == "cannot restart, and no newline"
 
 
+def test_a_restarts_output_is_kept_in_a_private_log_and_a_server_it_leaves_running_does_not_hold_the_switch(
+        host: HostDirectory, artifact: Artifact) -> None:
+    host.deploy("R1", artifact)
+    host.receive("R2", artifact)
+    # The restart starts a server that keeps the restart's output open (no redirection, as people write them).
+    started = "echo starting; sleep 60 & echo $! > server.pid; echo started"
+    try:
+        ran = host.activate("R2", previous="R1", restart=started)
+    finally:
+        pid_file = host.root / "releases" / "R2" / "server.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), 9)
+    assert (ran.code, ran.step) == (0, "done"), ran.output
+    assert tail(ran.output).splitlines() == ["starting", "started"]
+    log = host.root / ".conveyor" / "restart.log"
+    assert log.read_text() == "starting\nstarted\n"
+    assert log.stat().st_mode & 0o777 == 0o600
+    # A link put where the log goes is replaced, not followed.
+    outside = host.cwd / "outside"
+    outside.write_text("kept\n")
+    log.unlink()
+    log.symlink_to(outside)
+    assert host.activate("R1", previous="R2", restart="echo again").code == 0
+    assert outside.read_text() == "kept\n"
+    assert not log.is_symlink()
+    assert log.read_text() == "again\n"
+
+
 def test_a_switch_that_fails_after_the_link_moved_says_where_current_points(host: HostDirectory,
                                                                             artifact: Artifact) -> None:
     host.deploy("R1", artifact)
@@ -778,6 +826,39 @@ def test_a_torn_journal_line_does_not_swallow_the_next_entry(host: HostDirectory
     assert (probe.current, probe.ready("R2"), probe.rollback_target()) == ("R2", False, "R1")
 
 
+def test_a_rollback_finds_its_deploy_in_the_journal_on_a_line_a_torn_one_joined(host: HostDirectory,
+                                                                                artifact: Artifact) -> None:
+    for release in ("R1", "R2", "R3"):
+        assert host.receive(release, artifact).code == 0
+    host.deploy("R1", artifact)
+    with (host.root / ".conveyor" / "journal.jsonl").open("a") as journal:
+        # Torn mid-line, and saying what the joined entry does not: only the entry after it is believed.
+        journal.write('{"app": "x", "event": "activate", "kind": "deploy", "previous": "R3", "release": "R2", "u')
+    host.run(commands.activate(host.deploy_to, "R2", json.dumps(
+        {"app": "x", "event": "activate", "kind": "deploy", "previous": "R1", "release": "R2"}), "{}", "", {}))
+    host.deploy("R3", artifact, previous="R2")
+    assert _activate_expecting(host, "R2", "R3").code == 0
+    assert _activate_expecting(host, "R3", "R2").code == HostExit.EXPECTATION_UNMET  # not what R2 replaced
+    ran = _activate_expecting(host, "R1", "R2")  # the last deploy is R3's: the journal's joined line says R1
+    assert ran.code == 0, ran.output
+    assert host.probe().current == "R1"
+
+
+@pytest.mark.parametrize(("line", "entry"), [
+    ('{"event": "ready", "release": "R1"}', {"event": "ready", "release": "R1"}),
+    ('{"event": "activate", "kind": "depl{"event": "ready", "release": "R1"}', {"event": "ready", "release": "R1"}),
+    ('{"a": {"b": 1}, "c": {"event": "ready"}', {"event": "ready"}),  # torn with a whole object inside it
+    ('{"note": "a {\\"quoted\\": brace", "x{"event": "ready"}', {"event": "ready"}),
+    ('{"event": "activate", "kind": "depl', None),
+    ('["not", "an", "entry"]', None),
+    ("", None),
+    ('{"' * 5000, None),  # a host that prints anything: bounded work, no entry
+])
+def test_a_journal_line_is_an_entry_or_the_entry_joined_to_a_torn_one(line: str, entry: dict[str, Any] | None,
+                                                                       ) -> None:
+    assert journal_entry(line) == entry
+
+
 def test_ready_is_false_when_the_last_switch_to_current_did_not_get_through_its_restart(
         host: HostDirectory, artifact: Artifact) -> None:
     host.deploy("R1", artifact)
@@ -962,10 +1043,12 @@ def test_a_rollback_switch_reads_current_and_its_deploy_without_readlink_or_sed(
     host.deploy("R2", artifact, previous="R1")
     last = (host.root / ".conveyor" / "last-deploy").read_text().splitlines()
     assert [json.loads(line)["release"] for line in last] == ["R2"]
-    tools = _tools_that_log(tmp_path, ("readlink", "sed"))
+    # Nor `env` (the script exports its variables), `tail` (the journal is appended to as it is) or `awk` (a
+    # restart that prints nothing is shown without a filter).
+    tools = _tools_that_log(tmp_path, ("readlink", "sed", "env", "tail", "awk"))
     entry = {"event": "activate", "kind": "rollback", "release": "R1", "previous": "R2"}
     line = commands.activate(host.deploy_to, "R1", json.dumps(entry, sort_keys=True),
-                             json.dumps({**entry, "event": "ready"}, sort_keys=True), "",
+                             json.dumps({**entry, "event": "ready"}, sort_keys=True), ": > restarted",
                              {"CONVEYOR_RELEASE": "R1", "CONVEYOR_EXPECT_CURRENT": "R2"})
     done = subprocess.run(["sh", "-c", line], cwd=host.cwd, env={**os.environ, "PATH": tools["PATH"]},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
@@ -973,6 +1056,7 @@ def test_a_rollback_switch_reads_current_and_its_deploy_without_readlink_or_sed(
     assert current_at_exit(done.stdout.decode()) == "R1"
     assert host.probe().current == "R1"
     assert not Path(tools["LOG"]).exists(), Path(tools["LOG"]).read_text()
+    assert (host.root / "releases" / "R1" / "restarted").exists()
     # A rollback is not a deploy: the last deploy stays what it was.
     assert json.loads((host.root / ".conveyor" / "last-deploy").read_text())["release"] == "R2"
 

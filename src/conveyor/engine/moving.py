@@ -262,7 +262,10 @@ class Mover:
             outcome.release = release  # `current` points at it now, whatever the restart does
             outcome.moved = outcome.moved or kind == self.spec.kind
         if done.exit_code != 0:
-            raise StepFailed(step, why(step, done), done)
+            reason = why(step, done)
+            if done.timed_out and step == "restart":  # its output is shown once it ends (activate.sh)
+                reason += f" (what it printed so far: {deploy_to}/.conveyor/restart.log on the host)"
+            raise StepFailed(step, reason, done)
         return True
 
     def probe_command(self, host: Host, target: str | None) -> str:

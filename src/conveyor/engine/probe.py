@@ -86,6 +86,27 @@ def markers(output: str) -> Iterator[tuple[str, str]]:
             yield key, value
 
 
+_JOINS_TRIED = 64  # where a joined line's entry may start: bounded, whatever a host prints
+
+
+def journal_entry(line: str) -> dict[str, Any] | None:
+    """One journal line's entry, or None. Entries are appended without first reading the journal's last byte
+    (that costs each host a process per switch), so a line its writer died in the middle of has the next entry
+    joined to it: that entry is the first object, from a `{"` of the line on, that parses to the line's end.
+    The torn part cannot be where it starts: whatever it left open (an object, a string) the entry after it does
+    not close. The torn part alone is no entry."""
+    starts = [0]
+    while len(starts) < _JOINS_TRIED and (found := line.find('{"', starts[-1] + 1)) > 0:
+        starts.append(found)
+    for start in starts:
+        try:
+            entry = json.loads(line[start:])
+        except ValueError:
+            continue
+        return entry if isinstance(entry, dict) else None
+    return None
+
+
 def parse_probe(output: str) -> Probe:
     """Parse the probe script's output."""
     values: dict[str, str] = {}
@@ -95,11 +116,8 @@ def parse_probe(output: str) -> Probe:
     in_journal = False
     for line in output_lines(output):
         if in_journal:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # a torn line from a killed writer is not an entry
-            if isinstance(entry, dict):
+            entry = journal_entry(line)
+            if entry is not None:
                 journal.append(entry)
             continue
         body = marker(line)

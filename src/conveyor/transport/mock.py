@@ -172,8 +172,8 @@ class MockConnection:
 
 
 def read_command(command: str) -> tuple[str, str | None, tuple[str, ...], dict[str, str]]:
-    """(step, mark, args, env) of a host-script line, `[env NAME=VALUE...] sh -c SCRIPT conveyor-STEP MARK
-    ARGS...`; ("run", None, (), {}) for any other command line."""
+    """(step, mark, args, env) of a host-script line, `sh -c SCRIPT conveyor-STEP MARK ARGS...` whose SCRIPT
+    may start with a line `export NAME=VALUE...`; ("run", None, (), {}) for any other command line."""
     other: tuple[str, str | None, tuple[str, ...], dict[str, str]] = ("run", None, (), {})
     words = _WORD.findall(command)
     if "sh" not in words:
@@ -184,11 +184,31 @@ def read_command(command: str) -> tuple[str, str | None, tuple[str, ...], dict[s
     after = [_unquote(word) for word in words[at + 3:]]
     if words[at + 1:at + 2] != ["-c"] or len(after) < 2 or not after[0].startswith(_SCRIPT_NAME):
         return other
-    if before and before[0] != "env":
+    if before:
         return other
-    env = dict(word.partition("=")[::2] for word in before[1:])
+    env = _exported(words[at + 2])
     name, mark, *args = after
     return name.removeprefix(_SCRIPT_NAME).replace("-", "_"), mark, tuple(args), env
+
+
+_CHUNK = re.compile(r"""'[^']*'|"(?:[^"\\]|\\.)*"|\\.|[^\s'"\\]+""")
+
+
+def _exported(script: str) -> dict[str, str]:
+    """The variables a quoted host script's first line exports: its quoted pieces are read one by one until
+    they make a whole `export ...` line (the script itself, the longest word by far, is never unquoted)."""
+    text = ""
+    for chunk in _CHUNK.finditer(script):
+        text += _unquote(chunk.group())
+        if not "export ".startswith(text[:7]):
+            return {}
+        if text.endswith("\n"):
+            try:
+                words = shlex.split(text)
+            except ValueError:
+                continue  # a newline inside a value
+            return dict(word.partition("=")[::2] for word in words[1:])
+    return {}
 
 
 def _unquote(word: str) -> str:

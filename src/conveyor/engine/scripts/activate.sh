@@ -26,7 +26,7 @@ if [ -n "${CONVEYOR_EXPECT_CURRENT-}" ]; then
   [ ! -f "$d/.conveyor/last-deploy" ] || { IFS= read -r last < "$d/.conveyor/last-deploy" || :; }
   case $last in
     *"\"release\": \"$cur\""*) ;;
-    *) last=$(sed -n "/\"event\": \"activate\".*\"kind\": \"deploy\".*\"release\": \"$cur\"/h; \${x;p;}" \
+    *) last=$(sed -n "s/^.*{\"app\": /{\"app\": /; /\"event\": \"activate\".*\"kind\": \"deploy\".*\"release\": \"$cur\"/h; \${x;p;}" \
          "$journal" 2>/dev/null) || true ;;
   esac
   case $last in
@@ -41,11 +41,11 @@ else
   ln -sfn -- "releases/$rel" "$d/current.tmp.$$"
   mv -fT -- "$d/current.tmp.$$" "$d/current"
 fi
-# A torn last line (its writer died mid-line) must not swallow this entry: end that line first.
-if [ -s "$journal" ] && [ -n "$(tail -c 1 -- "$journal")" ]; then printf '\n' >> "$journal"; fi
 # A deploy's line also goes to .conveyor/last-deploy (written first: it never lags the journal), where a rollback
 # finds it without reading the whole journal.
 case $line in *'"kind": "deploy"'*) printf '%s\n' "$line" > "$d/.conveyor/last-deploy" ;; esac
+# Appended as it is: were the last line torn (its writer killed mid-line), this entry joins it, and readers take
+# the entry from that line's last `{"app": ` (journal_entry in probe.py; the sed above).
 printf '%s\n' "$line" >> "$journal"
 # A deploy carries the region's flags file (CONVEYOR_FLAGS_*: see write_flags), written before the restart so
 # the new release starts with it; nothing of it reaches the restart's environment.
@@ -56,12 +56,20 @@ fi
 unset CONVEYOR_FLAGS_PATH CONVEYOR_FLAGS_CONTENT CONVEYOR_FLAGS_SHA256
 step restart
 if [ -n "$rel" ] && [ -n "$restart" ]; then
-  # A subshell, so the cd does not change what a relative DEPLOY_TO names for the ready line.
+  # The restart writes to .conveyor/restart.log (made private the first time), shown once it has ended, and
+  # only when it printed something, through the same filter as run_command's: a silent restart (the usual
+  # kind) costs no filter process, and a server it leaves running holds that file, not this session. A
+  # subshell, so the cd does not change what a relative DEPLOY_TO names for the ready line.
+  log="$d/.conveyor/restart.log"
+  if [ -L "$log" ] || [ ! -f "$log" ]; then rm -f -- "$log"; (umask 077 && : > "$log"); fi
+  restarted=0
   (
     cd -- "$d/releases/$rel"
     export CONVEYOR_RELEASE_PATH="$d/releases/$rel"
-    run_command "$restart"
-  )
+    exec sh -c "$restart"
+  ) < /dev/null > "$log" 2>&1 || restarted=$?
+  if [ -s "$log" ]; then LC_ALL=C awk '{ if (index($0, "@@conveyor") == 1) printf " "; print }' "$log"; fi
+  [ "$restarted" -eq 0 ] || exit "$restarted"
 fi
 printf '%s\n' "$ready" >> "$journal"
 if [ "$#" -gt 0 ] && [ -n "$1" ]; then
