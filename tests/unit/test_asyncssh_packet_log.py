@@ -55,3 +55,29 @@ def test_every_packet_is_logged_at_debug_level_3(debug_level: Any, caplog: pytes
     said = "\n".join(r.getMessage() for r in caplog.records)
     assert "[pktid=7] Sent MSG_CHANNEL_DATA (94), 4 bytes" in said, said
     assert "[pktid=8] Received MSG_CHANNEL_DATA (94), 2 bytes" in said, said
+
+
+# As asyncssh is imported it looks for liboqs and nettle with ctypes.util.find_library; for a library it cannot
+# find that runs ldconfig, gcc and ld. A fresh interpreter reports every process it starts (audit hook).
+_IMPORT_AND_REPORT = """
+import sys
+started = []
+sys.addaudithook(lambda event, args: started.append(str(args[1])) if event == "subprocess.Popen" else None)
+import ctypes.util
+before = ctypes.util.find_library
+import conveyor.transport._asyncssh as wrapped
+assert ctypes.util.find_library is before, "find_library is given back"
+print(repr(started))
+print(repr(wrapped.asyncssh.crypto.pq.mlkem_available))
+"""
+
+
+def test_importing_asyncssh_starts_no_process_to_look_for_libraries_conveyor_never_uses() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _IMPORT_AND_REPORT], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    started, mlkem = done.stdout.splitlines()
+    assert started == "[]"  # no ldconfig, gcc or ld
+    assert mlkem == "True"  # ML-KEM still comes from cryptography

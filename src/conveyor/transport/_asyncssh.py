@@ -18,16 +18,49 @@ from its sequence number, and OpenSSH sends none there either. So under AEAD it 
 cipher it still is), and the packets one turn of the event loop produces go to the socket in one write. A
 release sent to 100 hosts (bench/fanout.py): the controller's CPU 5.1 -> 4.0 s, the packets on the wire the
 same but the ignore ones.
+
+As it is imported, asyncssh looks for liboqs and nettle with ctypes.util.find_library, which runs `ldconfig`,
+`gcc` and `ld` for a library it cannot find: 60-70 ms of CPU on every start, for algorithms Conveyor never
+negotiates. They are said to be absent while it imports (see NOT_LOOKED_FOR).
 """
 
 from __future__ import annotations
 
+import ctypes.util
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cryptography.utils import CryptographyDeprecationWarning
 
-with warnings.catch_warnings():
+# Shared libraries asyncssh looks for as it is imported, and what it would use them for.
+NOT_LOOKED_FOR = {"oqs": "sntrup761 and ML-KEM key exchange (liboqs)", "liboqs": "the same",
+                  "nettle": "UMAC MACs", "libnettle": "the same", "libnettle-6": "the same"}
+
+
+@contextmanager
+def _optional_libraries_not_looked_for() -> Iterator[None]:
+    """While asyncssh is imported, ctypes.util.find_library says the libraries of NOT_LOOKED_FOR are absent.
+
+    Looking for a library it cannot find, ctypes asks `ldconfig`, then compiles a probe with `gcc`, then asks
+    `ld`: 60-70 ms of CPU on every `conveyor` start on a machine with a compiler, for algorithms Conveyor never
+    offers (its key exchanges are curve25519 and NIST P-256, its ciphers AEAD, which need no MAC; see
+    remote.py). ML-KEM still comes from cryptography when asked for. Any other library is looked for as ever.
+    """
+    original = ctypes.util.find_library
+
+    def find_library(name: str) -> str | None:
+        return None if name in NOT_LOOKED_FOR else original(name)
+
+    ctypes.util.find_library = find_library
+    try:
+        yield
+    finally:
+        ctypes.util.find_library = original
+
+
+with warnings.catch_warnings(), _optional_libraries_not_looked_for():
     warnings.filterwarnings("ignore", message=r"DSA is deprecated", category=CryptographyDeprecationWarning)
     import asyncssh
     import asyncssh.connection
