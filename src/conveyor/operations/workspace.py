@@ -140,14 +140,23 @@ class Workspace:
             return LocalTransport(self.local_root(env))
         from conveyor.transport.clients import SSHClients
 
+        # A region's hosts without ssh settings of their own share the region's: merged once, not per host and
+        # per use (each merge validates a model; a connection asks twice, 100 hosts ask at once).
+        by_region: dict[str, SSHSettings] = {}
+
         def settings_for(host: Host) -> SSHSettings:
+            if host.ssh is None and host.region in by_region:
+                return by_region[host.region]
             settings = self.config.ssh_for(env, host.region).merged(host.ssh)
             paths = {}
             for name in ("identity_file", "known_hosts_file"):
                 value = getattr(settings, name)
                 if value and not value.startswith(("/", "~")):
                     paths[name] = str(self.directory / value)  # relative to the config file
-            return settings.model_copy(update=paths) if paths else settings
+            made = settings.model_copy(update=paths) if paths else settings
+            if host.ssh is None:
+                by_region[host.region] = made
+            return made
 
         return SSHClients(settings_for)
 
