@@ -228,6 +228,7 @@ class SSHTransport:
         self._bastions: dict[tuple[str, int, str | None], asyncssh.SSHClientConnection] = {}
         self._bastion_lock = asyncio.Lock()
         self._known: dict[Path, tuple[tuple[int, int], KnownHosts]] = {}
+        self._keys: dict[Path, tuple[tuple[int, int], list[asyncssh.SSHKeyPair]]] = {}
 
     def _known_hosts(self, path: Path) -> KnownHosts | None:
         """The parsed known_hosts file, read again only when it changes (accept-new appends to it)."""
@@ -247,6 +248,22 @@ class SSHTransport:
             self._known[path] = cached
         return cached[1]
 
+    def _client_keys(self, path: Path) -> list[asyncssh.SSHKeyPair] | list[str]:
+        """The identity file's key (and its certificate, when one lies beside it), read once, not once per
+        connection; read again when the file changes. A file asyncssh cannot read this way (a key with a
+        passphrase, say) is given as its path, and connecting says why it cannot be used."""
+        try:
+            stat = path.stat()
+            version = (stat.st_mtime_ns, stat.st_size)
+            cached = self._keys.get(path)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            keys = list(asyncssh.load_keypairs([str(path)]))
+        except (asyncssh.Error, ValueError, OSError):
+            return [str(path)]
+        self._keys[path] = (version, keys)
+        return keys
+
     def deploy_path(self, host: Host, deploy_to: str) -> str:
         """On a real host, deploy_to is where it says."""
         return deploy_to
@@ -265,7 +282,7 @@ class SSHTransport:
             key = Path(os.path.expanduser(settings.identity_file))
             if not key.is_file():
                 raise TransportError(f"{label}: identity_file {key} does not exist")
-            options["client_keys"] = [str(key)]
+            options["client_keys"] = self._client_keys(key)
         if self.fast_crypto:
             options["kex_algs"] = list(FAST_KEX)
             options["encryption_algs"] = list(FAST_CIPHERS)
