@@ -21,6 +21,7 @@ import json
 import os
 import resource
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -117,6 +118,9 @@ def main() -> int:
               f"  {shlex.join([*deploy, small])}   # back on small for the next rollback\n"
               f"  python {BENCH / 'lab.py'} measure sh {floor}   # the floor's rollback (to new)\n"
               "Ctrl-C stops the fleet.", flush=True)
+        # Stopped by Ctrl-C, or by `kill PID` (a shell's background job ignores SIGINT): the fleet goes with it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             while True:
                 time.sleep(3600)
