@@ -467,6 +467,8 @@ def test_killed_and_hung_hosts_fail_in_time_and_max_failures_lets_the_rest_finis
     assert stuck["status"] == "failed"
     assert stuck["step"] == "restart", stuck
     assert "timed out" in stuck["error"], stuck
+    # What the restart printed is shown once it ends; one that never ends is pointed at where it writes.
+    assert f"{site.deploy_to}/.conveyor/restart.log on the host" in stuck["error"], stuck
     # the dead one is noticed when its connection drops, the hung one when its command_timeout runs out
     assert dead["duration"] < SHORT_COMMAND_TIMEOUT - 1, dead
     assert SHORT_COMMAND_TIMEOUT - 0.5 < stuck["duration"] < SHORT_COMMAND_TIMEOUT + 3, stuck

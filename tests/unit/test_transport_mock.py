@@ -46,6 +46,12 @@ def test_a_host_script_line_is_read_back_as_its_step_mark_arguments_and_variable
         "receive_delta", "m" * 32, tuple(hostile), {"CONVEYOR_APP": "www", "CONVEYOR_HOST": "a b"})
 
 
+@pytest.mark.parametrize("value", ["", "a\n", "\n", "it's", "'", "export X=1\n", "a\nexport B=2", "\\n"])
+def test_the_variables_a_script_exports_are_read_back_whatever_their_values(value: str) -> None:
+    env = {"CONVEYOR_A": value, "CONVEYOR_B": "b"}
+    assert read_command(commands.command("probe", ["/srv/www"], env))[3] == env
+
+
 @pytest.mark.parametrize("phase", commands.PHASES)
 def test_every_phase_is_its_own_step(phase: str) -> None:
     assert read_command(commands.command(phase, ["/srv/www"]))[0] == phase

@@ -45,7 +45,7 @@ fi
 # finds it without reading the whole journal.
 case $line in *'"kind": "deploy"'*) printf '%s\n' "$line" > "$d/.conveyor/last-deploy" ;; esac
 # Appended as it is: were the last line torn (its writer killed mid-line), this entry joins it, and readers take
-# the entry from that line's last `{"app": ` (journal_entry in probe.py; the sed above).
+# the entry that ends the line (journal_entry in probe.py; the sed above cuts at its `{"app": `).
 printf '%s\n' "$line" >> "$journal"
 # A deploy carries the region's flags file (CONVEYOR_FLAGS_*: see write_flags), written before the restart so
 # the new release starts with it; nothing of it reaches the restart's environment.
