@@ -16,7 +16,7 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from conveyor.checks.client import host_get
 from conveyor.config.models import SSHSettings
@@ -233,36 +233,23 @@ class SSHTransport:
     def _known_hosts(self, path: Path) -> KnownHosts | None:
         """The parsed known_hosts file, read again only when it changes (accept-new appends to it)."""
         try:
-            stat = path.stat()
+            return _when_changed(self._known, path,
+                                 lambda p: KnownHosts(p.read_text(encoding="utf-8", errors="replace")))
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise TransportError(f"known_hosts file {path}: {exc.strerror}") from exc
-        version = (stat.st_mtime_ns, stat.st_size)
-        cached = self._known.get(path)
-        if cached is None or cached[0] != version:
-            try:
-                cached = (version, KnownHosts(path.read_text(encoding="utf-8", errors="replace")))
-            except (ValueError, OSError) as exc:
-                raise TransportError(f"known_hosts file {path}: {exc}") from exc
-            self._known[path] = cached
-        return cached[1]
+            raise TransportError(f"known_hosts file {path}: {exc.strerror or exc}") from exc
+        except ValueError as exc:
+            raise TransportError(f"known_hosts file {path}: {exc}") from exc
 
     def _client_keys(self, path: Path) -> list[asyncssh.SSHKeyPair] | list[str]:
         """The identity file's key (and its certificate, when one lies beside it), read once, not once per
         connection; read again when the file changes. A file asyncssh cannot read this way (a key with a
         passphrase, say) is given as its path, and connecting says why it cannot be used."""
         try:
-            stat = path.stat()
-            version = (stat.st_mtime_ns, stat.st_size)
-            cached = self._keys.get(path)
-            if cached is not None and cached[0] == version:
-                return cached[1]
-            keys = list(asyncssh.load_keypairs([str(path)]))
+            return _when_changed(self._keys, path, lambda p: list(asyncssh.load_keypairs([str(p)])))
         except (asyncssh.Error, ValueError, OSError):
             return [str(path)]
-        self._keys[path] = (version, keys)
-        return keys
 
     def deploy_path(self, host: Host, deploy_to: str) -> str:
         """On a real host, deploy_to is where it says."""
@@ -368,6 +355,21 @@ class SSHTransport:
         for conn in self._bastions.values():
             conn.close()
         self._bastions.clear()
+
+
+_T = TypeVar("_T")
+
+
+def _when_changed(cache: dict[Path, tuple[tuple[int, int], _T]], path: Path, read: Callable[[Path], _T]) -> _T:
+    """What `read` made of the file at `path`, kept in `cache` and read again only once the file changed (its
+    modification time or size); the file's errors and `read`'s are the caller's."""
+    stat = path.stat()
+    version = (stat.st_mtime_ns, stat.st_size)
+    cached = cache.get(path)
+    if cached is None or cached[0] != version:
+        cached = (version, read(path))
+        cache[path] = cached
+    return cached[1]
 
 
 def _record_host_key(known_file: Path, endpoint: Endpoint, key: asyncssh.SSHKey) -> None:

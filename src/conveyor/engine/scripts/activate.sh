@@ -57,9 +57,9 @@ unset CONVEYOR_FLAGS_PATH CONVEYOR_FLAGS_CONTENT CONVEYOR_FLAGS_SHA256
 step restart
 if [ -n "$rel" ] && [ -n "$restart" ]; then
   # The restart writes to .conveyor/restart.log (made private the first time), shown once it has ended, and
-  # only when it printed something, through the same filter as run_command's: a silent restart (the usual
-  # kind) costs no filter process, and a server it leaves running holds that file, not this session. A
-  # subshell, so the cd does not change what a relative DEPLOY_TO names for the ready line.
+  # only when it printed something, disarmed: a silent restart (the usual kind) costs no filter process, and a
+  # server it leaves running holds that file, not this session. A subshell, so the cd does not change what a
+  # relative DEPLOY_TO names for the ready line.
   log="$d/.conveyor/restart.log"
   if [ -L "$log" ] || [ ! -f "$log" ]; then rm -f -- "$log"; (umask 077 && : > "$log"); fi
   restarted=0
@@ -68,7 +68,7 @@ if [ -n "$rel" ] && [ -n "$restart" ]; then
     export CONVEYOR_RELEASE_PATH="$d/releases/$rel"
     exec sh -c "$restart"
   ) < /dev/null > "$log" 2>&1 || restarted=$?
-  if [ -s "$log" ]; then LC_ALL=C awk '{ if (index($0, "@@conveyor") == 1) printf " "; print }' "$log"; fi
+  if [ -s "$log" ]; then disarm "$log"; fi
   [ "$restarted" -eq 0 ] || exit "$restarted"
 fi
 printf '%s\n' "$ready" >> "$journal"

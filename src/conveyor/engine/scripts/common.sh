@@ -42,13 +42,15 @@ pointing() {
   at=$(readlink -- "$1/current") || at=?
   at=${at##*/}
 }
-# run_command COMMAND: run a command from the config (sh -c) and return its status. Its output (both streams)
-# passes through awk, which puts a space before a line that starts like a marker and ends an unfinished last
-# line: nothing it prints can pass for a marker, not even with this run's mark, which it could read in ps.
+# disarm [FILE]: what a command from the config printed (FILE, or stdin), passed on line by line with a space
+# before a line that starts like a marker, and an unfinished last line ended: nothing it prints can pass for a
+# marker, not even with this run's mark, which it could read in ps.
+disarm() { LC_ALL=C awk '{ if (index($0, "@@conveyor") == 1) printf " "; print; fflush() }' "$@"; }
+# run_command COMMAND: run a command from the config (sh -c) and return its status, its output (both streams)
+# disarmed as it comes.
 run_command() {
   exec 4>&1
-  rc=$( { { s=0; sh -c "$1" 2>&1 3>&- 4>&- || s=$?; printf '%s' "$s" >&3; } |
-    LC_ALL=C awk '{ if (index($0, "@@conveyor") == 1) printf " "; print; fflush() }' >&4 3>&-; } 3>&1 ) || :
+  rc=$( { { s=0; sh -c "$1" 2>&1 3>&- 4>&- || s=$?; printf '%s' "$s" >&3; } | disarm >&4 3>&-; } 3>&1 ) || :
   exec 4>&-
   return "${rc:-1}"
 }
