@@ -6,6 +6,7 @@ import dataclasses
 import os
 import socket
 import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -457,3 +458,20 @@ def test_a_sqlite_too_old_for_upserts_is_a_clear_state_error(tmp_path: Path,
     with pytest.raises(StateError, match=r"needs SQLite 3\.24\.0 or newer .* has 3\.22\.0"):
         Store(f"sqlite:///{tmp_path / 'state.db'}", "www")
     assert not (tmp_path / "state.db").exists()
+
+
+def test_a_sqlite_store_never_loads_postgresql_support(tmp_path: Path) -> None:
+    # Every command pays for what it imports: a host's release written on SQLite asks for SQLite's INSERT … ON
+    # CONFLICT only (the PostgreSQL dialect's modules are ~20 ms of every start).
+    script = (
+        "import sys\n"
+        "from conveyor.state.store import Store\n"
+        f"store = Store('sqlite:///{tmp_path / 'state.db'}', 'shop')\n"
+        "store.set_host_release('production', 'web-1', 'za', 'web', 'R1')\n"
+        "assert store.host_releases('production')['web-1'] == 'R1'\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sqlalchemy.dialects.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    loaded = done.stdout.strip()
+    assert "sqlalchemy.dialects.sqlite" in loaded
+    assert "postgresql" not in loaded

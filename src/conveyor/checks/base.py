@@ -38,7 +38,7 @@ class Repeat(BaseModel):
     """How a check repeats while it watches (bake, canary bake): every `interval`, `count` times or for
     `duration`, failing once more than `failure_limit` measurements fail."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     interval: Duration = 10.0
     count: Int | None = Field(default=None, ge=1, le=100000)

@@ -431,9 +431,15 @@ class Store(StackRecords, UserRecords, OutcomeRecords):
 def _upsert(conn: sa.engine.Connection, table: sa.Table, *, keep_when_null: Collection[str] = ()) -> Any:
     """INSERT … ON CONFLICT (the primary key) DO UPDATE every other column, on SQLite or PostgreSQL; a column in
     `keep_when_null` keeps what the row had when the new value is NULL."""
-    from sqlalchemy.dialects import postgresql, sqlite
+    statement: Any
+    if conn.dialect.name == "postgresql":  # each dialect's module loads only where it is used (~20 ms)
+        from sqlalchemy.dialects import postgresql
 
-    statement = (postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table))
+        statement = postgresql.insert(table)
+    else:
+        from sqlalchemy.dialects import sqlite
+
+        statement = sqlite.insert(table)
     keys = [column.name for column in table.primary_key.columns]
     updates = {column.name: (sa.func.coalesce(statement.excluded[column.name], column)
                              if column.name in keep_when_null else statement.excluded[column.name])

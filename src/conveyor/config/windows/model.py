@@ -29,7 +29,7 @@ _Spec = RuleSpec | CronSpec
 class WindowRule(BaseModel):
     """One allow or deny rule: every field given must match the local wall clock, or a cron and a duration."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     days: str | list[str] | None = Field(
         default=None, description='Weekdays: "mon-thu", "fri", "fri-mon", "mon-fri,sun" or [mon, wed].'
@@ -199,7 +199,7 @@ def _duration_text(value: str) -> str:
 class Window(BaseModel):
     """A named deploy window: a time zone, allow rules and deny rules (deny wins)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     timezone: str = Field(description='An IANA time zone, e.g. "Europe/London"; rules read its wall clock.')
     allow: list[WindowRule] = Field(
