@@ -8,6 +8,7 @@ command, which writes `serving` (release, host, region, role, kind) in `deploy_t
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import re
@@ -686,6 +687,46 @@ def test_a_rollback_the_store_can_plan_switches_each_host_in_one_round_trip(make
     newest = fleet.json("history")["deployments"][0]
     assert (newest["kind"], newest["release"], newest["previous"]) == ("rollback", r1, r2)
     assert regions_of(fleet, "production", "--verify") == dict.fromkeys("ab", (r1, True))
+
+
+def _calls(fleet: Any, monkeypatch: pytest.MonkeyPatch, kind: str, release: str | None = None) -> list[tuple[str, str]]:
+    """Deploy `release` or roll back in-process: (host, step) of every call the hosts saw, in order."""
+    from conveyor.operations.deploy import Request, deploy, rollback
+    from conveyor.operations.workspace import Workspace
+    from conveyor.transport.mock import MockTransport
+
+    monkeypatch.chdir(fleet.root)
+    monkeypatch.delenv("CONVEYOR_STATE_URL", raising=False)
+    monkeypatch.setenv("CONVEYOR_USER", "alice")
+    ws = Workspace.load(fleet.cfg)
+    recorder = MockTransport(passthrough=ws.transport("production"))
+    ws.transports["production"] = recorder
+    try:
+        run = rollback if kind == "rollback" else deploy
+        result = run(ws, Request("production", release=release), subscribers=[])
+    finally:
+        ws.close()
+    assert result.status == DeploymentStatus.SUCCEEDED, result.message
+    return [(call.host.name, call.step) for call in recorder.calls]
+
+
+def test_a_rollback_lets_each_host_go_once_it_is_done_a_deploy_keeps_them_to_the_end(make_fleet,
+                                                                                      monkeypatch) -> None:
+    # One web host at a time (canary, then batches of one): a rollback closes a host's connection before the
+    # next host starts, since nothing of it comes back to that host; a deploy keeps every connection for a
+    # switch back, and closes them together at the end.
+    fleet = make_fleet(config({"production": environment(["a"], web=3, batch=0)}))
+    r1 = fleet.ship("production", "1")["release"]
+    fleet.ship("production", "2")
+    calls = _calls(fleet, monkeypatch, "rollback")
+    webs = ["a-web-1", "a-web-2", "a-web-3"]
+    assert [step for host, step in calls if host == "a-web-1"][-1] == "close"
+    for done, starting in itertools.pairwise(webs):
+        assert calls.index((done, "close")) < calls.index((starting, "connect")), calls
+    calls = _calls(fleet, monkeypatch, "deploy", r1)
+    closes = [i for i, (_host, step) in enumerate(calls) if step == "close"]
+    assert len(closes) == 3
+    assert min(closes) > max(i for i, (_host, step) in enumerate(calls) if step != "close"), calls
 
 
 def test_a_host_that_is_not_what_the_store_says_is_read_first_and_nothing_else_changes(make_fleet,

@@ -21,6 +21,7 @@ class Connections:
         self.timeout_for = timeout_for
         self._open: dict[str, Connection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def get(self, host: Host) -> Connection:
         """The host's connection, opening it within the connect timeout."""
@@ -37,9 +38,22 @@ class Connections:
                     raise TransportError(f"{host.name}: no connection within {timeout:g}s") from None
             return self._open[host.key]
 
+    def release(self, host: Host) -> None:
+        """Close the host's connection now, in the background, when nothing more of this rollout needs it: its
+        SSH server ends the session while other hosts work, not all of them together at the end. A later use
+        would open another connection."""
+        connection = self._open.pop(host.key, None)
+        if connection is not None:
+            task = asyncio.ensure_future(_close(connection))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
     async def close(self) -> None:
-        """Close every connection; a failure to close is not worth reporting."""
-        for connection in self._open.values():
-            with contextlib.suppress(Exception):  # closing is best effort
-                await connection.close()
-        self._open.clear()
+        """Close every connection, all at once, and wait for those released earlier."""
+        opened, self._open = list(self._open.values()), {}
+        await asyncio.gather(*(_close(connection) for connection in opened), *self._closing)
+
+
+async def _close(connection: Connection) -> None:
+    with contextlib.suppress(Exception):  # closing is best effort: a failure to close is not worth reporting
+        await connection.close()

@@ -99,6 +99,8 @@ class Mover:
                 outcome.error = mask(exc.message)
             outcome.duration = time.monotonic() - started
             self.bus.emit(HostFinished(outcome=outcome))
+            if self.spec.visits_hosts_once:
+                self.connections.release(host)
 
     async def run(self, outcome: HostOutcome, step: str, command: str, *, stdin: Path | None = None,
                   timeout: float | None = None, track: bool = True) -> Completed:

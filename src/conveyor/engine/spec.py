@@ -106,3 +106,10 @@ class RolloutSpec:
     def limits_for(self, region: str) -> Limits:
         """A region's limits (defaults when it has none of its own)."""
         return self.limits.get(region) or Limits()
+
+    @property
+    def visits_hosts_once(self) -> bool:
+        """Nothing after a host's own steps comes back to it in this rollout: no bake or check watches it, and
+        no failure elsewhere switches it back (a rollback, say). Its connection can close once it is done."""
+        return (self.kind not in PROVING_KINDS and not self.revert_on_failure and not self.bake
+                and not self.checks)
