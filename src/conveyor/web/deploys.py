@@ -20,7 +20,7 @@ from pathlib import Path
 
 WAIT = 30.0  # seconds the page waits for the deployment to record itself
 TAIL = 64 * 1024  # bytes of the command's stderr kept (its last sentence is what the page shows)
-CONVEYOR = (sys.executable, "-c", "from conveyor.cli.app import main; main()")
+CONVEYOR = (sys.executable, "-c", "from conveyor.cli.app import run; run()")
 
 
 class DeployRun:
