@@ -27,6 +27,7 @@ from conveyor.values import format_duration
 if TYPE_CHECKING:
     from conveyor.engine.plan import Plan
     from conveyor.engine.results import DeploymentResult
+    from conveyor.operations.request import Request
 
 RegionOption = typer.Option([], "--region", "-r", help="Only this region (repeatable).")
 RoleOption = typer.Option([], "--role", help="Only this role (repeatable).")
@@ -160,6 +161,15 @@ def _moment(at: str | None) -> datetime | None:
         return parse_at(at, datetime.now().astimezone().tzinfo or UTC)
     except ValueError as exc:
         raise UsageError(f"--at: {exc}") from None
+
+
+def _warm(ws: Workspace, request: Request) -> None:
+    """Open the TCP connections to the hosts the request moves first while the command goes on starting
+    (Workspace.warm). Whatever goes wrong here is the command's to say later, in its own words."""
+    from conveyor.operations.request import plan_for
+
+    with contextlib.suppress(ConveyorError):
+        ws.warm(request.environment, plan_for(ws, request))
 
 
 def _confirmation(yes: bool, as_json: bool) -> bool:
@@ -357,18 +367,21 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOption,
     ) -> None:
         """Switch back to the previous release still on the hosts (no transfer), or to --to RELEASE."""
-        from conveyor.operations.deploy import Request
-        from conveyor.operations.deploy import rollback as run_rollback
+        from conveyor.operations.request import Request
 
         ask = _confirmation(yes, as_json)
         ws = workspace(ctx, config)
         ws.environment(environment)
-        subscribers = [] if as_json else _display()
-        confirm = _confirm(ws, "rollback") if ask else None
         request = Request(environment, regions=region, roles=role, release=to, reason=reason, force=force)
         if flags and (to or region or force):
             raise UsageError("rollback --flags reverts the last flag change everywhere it went: no --to, --region "
                              "or --force with it")
+        if not ask and not flags:
+            _warm(ws, request)  # before the state store and the engine load
+        from conveyor.operations.deploy import rollback as run_rollback
+
+        subscribers = [] if as_json else _display()
+        confirm = _confirm(ws, "rollback") if ask else None
         try:
             if flags:
                 from conveyor.operations.flagging import rollback_flags

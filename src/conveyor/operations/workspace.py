@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,7 +20,9 @@ from conveyor.transport.base import Transport
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) and the artifact store load when a command first uses them
     from conveyor.artifact import ArtifactStore
+    from conveyor.engine.plan import Plan
     from conveyor.state.store import Store
+    from conveyor.transport.early import EarlyConnections
 
 
 @dataclass(init=False)
@@ -42,6 +44,8 @@ class Workspace:
     given_state_url: str | None = field(repr=False)
     # (environment, region) → its hosts as last read: providers are asked once unless a refresh is asked for.
     _hosts: dict[tuple[str, str], list[Host]] = field(repr=False)
+    # environment → TCP connections to its first hosts, opened while the command starts (see `warm`).
+    _early: dict[str, EarlyConnections] = field(repr=False)
 
     def __init__(self, loaded: LoadedConfig, user: str | None = None,
                  providers: Mapping[tuple[str, str], Provider] | None = None, *,
@@ -52,6 +56,7 @@ class Workspace:
         self.transports = dict(transports or {})
         self.given_state_url = state_url
         self._hosts = {}
+        self._early = {}
 
     @classmethod
     def load(cls, config_file: str | Path | None, *, transports: Mapping[str, Transport] | None = None,
@@ -140,6 +145,35 @@ class Workspace:
             return LocalTransport(self.local_root(env))
         from conveyor.transport.clients import SSHClients
 
+        return SSHClients(self._ssh_settings(env), early=self._early.get(env))
+
+    def warm(self, env: str, plan: Plan) -> None:
+        """Open TCP connections to the hosts `plan` moves first (each role's first batch in the first wave),
+        in the background, while the command goes on starting (its state store, the lock, the gates): the
+        round trip and each SSH server's start are over when the engine reaches the host (transport/early.py).
+
+        Only for hosts the asyncssh client reaches directly, and only without ~/.ssh/config, which could send
+        a host some other way (asyncssh reads it). A transport given for the environment is left alone."""
+        if env in self.transports or env in self._early or self.config.environments[env].transport != "ssh":
+            return
+        if Path(os.path.expanduser("~/.ssh/config")).exists():
+            return
+        settings_for = self._ssh_settings(env)
+        endpoints = []
+        for region in plan.waves[0] if plan.waves else ():
+            for role in region.roles:
+                for host in role.batches[0].hosts if role.batches else ():
+                    settings = settings_for(host)
+                    if not settings.jump and (settings.client or "asyncssh") == "asyncssh":
+                        endpoints.append((host.address, host.port or settings.port or 22))
+        if endpoints:
+            from conveyor.transport.early import EarlyConnections
+
+            timeout = SSH_DEFAULTS.merged(self.config.ssh).merged(self.config.environments[env].ssh).connect_timeout
+            self._early[env] = EarlyConnections(endpoints[:self.concurrency(env)], timeout or 10.0)
+
+    def _ssh_settings(self, env: str) -> Callable[[Host], SSHSettings]:
+        """A host's merged ssh settings, with the identity and known_hosts files found beside the config."""
         # A region's hosts without ssh settings of their own share the region's: merged once, not per host and
         # per use (each merge validates a model; a connection asks twice, 100 hosts ask at once).
         by_region: dict[str, SSHSettings] = {}
@@ -158,7 +192,7 @@ class Workspace:
                 by_region[host.region] = made
             return made
 
-        return SSHClients(settings_for)
+        return settings_for
 
     def limits(self, env: str) -> dict[str, Limits]:
         """Each region's connect and command timeouts and concurrency, from its merged `ssh:` settings."""
@@ -176,6 +210,9 @@ class Workspace:
         return settings.max_concurrency or 64
 
     def close(self) -> None:
-        """Close the state store if it was opened."""
+        """Close the state store if it was opened, and the early connections no host took."""
+        for early in self._early.values():
+            early.close()
+        self._early.clear()
         if "store" in self.__dict__:
             self.store.close()

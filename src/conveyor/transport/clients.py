@@ -4,10 +4,14 @@ host of the deployment uses it (asyncssh and cryptography cost a tenth of a seco
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from conveyor.config.models import SSHSettings
 from conveyor.inventory import Host
 from conveyor.transport.base import Connection, Transport
+
+if TYPE_CHECKING:
+    from conveyor.transport.early import EarlyConnections
 
 __all__ = ["SSHClients"]
 
@@ -15,8 +19,10 @@ __all__ = ["SSHClients"]
 class SSHClients:
     """Routes each host to the SSH client its merged `ssh:` settings choose."""
 
-    def __init__(self, settings_for: Callable[[Host], SSHSettings]) -> None:
+    def __init__(self, settings_for: Callable[[Host], SSHSettings], *,
+                 early: EarlyConnections | None = None) -> None:
         self.settings_for = settings_for
+        self.early = early  # TCP connections opened while the command started (asyncssh's hosts only)
         self._clients: dict[str, Transport] = {}
 
     def client(self, host: Host) -> Transport:
@@ -31,7 +37,7 @@ class SSHClients:
             else:
                 from conveyor.transport.ssh import SSHTransport
 
-                found = SSHTransport(self.settings_for)
+                found = SSHTransport(self.settings_for, early=self.early)
             self._clients[name] = found
         return found
 

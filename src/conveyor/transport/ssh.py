@@ -24,6 +24,7 @@ from conveyor.errors import TransportError
 from conveyor.inventory import Host
 from conveyor.transport._asyncssh import asyncssh
 from conveyor.transport.base import Completed
+from conveyor.transport.early import EarlyConnections
 from conveyor.transport.remote import (
     FAST_CIPHERS,
     FAST_KEX,
@@ -222,9 +223,11 @@ class SSHConnection:
 class SSHTransport:
     """Connects to hosts with asyncssh, through their region's bastion when one is configured."""
 
-    def __init__(self, settings_for: Callable[[Host], SSHSettings], *, fast_crypto: bool = True) -> None:
+    def __init__(self, settings_for: Callable[[Host], SSHSettings], *, fast_crypto: bool = True,
+                 early: EarlyConnections | None = None) -> None:
         self.settings_for = settings_for
         self.fast_crypto = fast_crypto
+        self.early = early
         self._bastions: dict[tuple[str, int, str | None], asyncssh.SSHClientConnection] = {}
         self._bastion_lock = asyncio.Lock()
         self._known: dict[Path, tuple[tuple[int, int], KnownHosts]] = {}
@@ -289,6 +292,8 @@ class SSHTransport:
             kwargs["username"] = endpoint.user or settings.user
         if tunnel is not None:
             kwargs["tunnel"] = tunnel
+        elif self.early is not None and (sock := self.early.take(endpoint.host, endpoint.port)) is not None:
+            kwargs["sock"] = sock  # opened while the command started (transport/early.py)
         try:
             conn = await asyncssh.connect(endpoint.host, **kwargs)
         except asyncssh.HostKeyNotVerifiable as exc:
