@@ -654,9 +654,9 @@ def test_auto_compression_stores_zstd_and_sends_hosts_without_zstd_a_gzip_copy_m
 
 
 # -- one round trip per host for a rollback the state store can plan --------------------------------------
-def _rollback_steps(fleet: Any, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[Any, dict[str, list[str]]]:
-    """Roll back in-process, recording every step each host went through."""
-    from conveyor.operations.deploy import Request, rollback
+def _recorded(fleet: Any, monkeypatch: pytest.MonkeyPatch, kind: str, request: Any) -> tuple[Any, Any]:
+    """Deploy or roll back in-process through a recording transport: the result, and the recorder."""
+    from conveyor.operations.deploy import deploy, rollback
     from conveyor.operations.workspace import Workspace
     from conveyor.transport.mock import MockTransport
 
@@ -668,9 +668,17 @@ def _rollback_steps(fleet: Any, monkeypatch: pytest.MonkeyPatch, *args: str) -> 
     recorder = MockTransport(passthrough=ws.transport("production"))
     ws.transports["production"] = recorder
     try:
-        result = rollback(ws, Request("production", regions=list(args)), subscribers=[])
+        result = (rollback if kind == "rollback" else deploy)(ws, request, subscribers=[])
     finally:
         ws.close()
+    return result, recorder
+
+
+def _rollback_steps(fleet: Any, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[Any, dict[str, list[str]]]:
+    """Roll back in-process, recording every step each host went through."""
+    from conveyor.operations.deploy import Request
+
+    result, recorder = _recorded(fleet, monkeypatch, "rollback", Request("production", regions=list(args)))
     return result, recorder.steps()
 
 
@@ -691,21 +699,9 @@ def test_a_rollback_the_store_can_plan_switches_each_host_in_one_round_trip(make
 
 def _calls(fleet: Any, monkeypatch: pytest.MonkeyPatch, kind: str, release: str | None = None) -> list[tuple[str, str]]:
     """Deploy `release` or roll back in-process: (host, step) of every call the hosts saw, in order."""
-    from conveyor.operations.deploy import Request, deploy, rollback
-    from conveyor.operations.workspace import Workspace
-    from conveyor.transport.mock import MockTransport
+    from conveyor.operations.deploy import Request
 
-    monkeypatch.chdir(fleet.root)
-    monkeypatch.delenv("CONVEYOR_STATE_URL", raising=False)
-    monkeypatch.setenv("CONVEYOR_USER", "alice")
-    ws = Workspace.load(fleet.cfg)
-    recorder = MockTransport(passthrough=ws.transport("production"))
-    ws.transports["production"] = recorder
-    try:
-        run = rollback if kind == "rollback" else deploy
-        result = run(ws, Request("production", release=release), subscribers=[])
-    finally:
-        ws.close()
+    result, recorder = _recorded(fleet, monkeypatch, kind, Request("production", release=release))
     assert result.status == DeploymentStatus.SUCCEEDED, result.message
     return [(call.host.name, call.step) for call in recorder.calls]
 
