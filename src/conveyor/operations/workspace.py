@@ -169,8 +169,9 @@ class Workspace:
         if endpoints:
             from conveyor.transport.early import EarlyConnections
 
-            timeout = SSH_DEFAULTS.merged(self.config.ssh).merged(self.config.environments[env].ssh).connect_timeout
-            self._early[env] = EarlyConnections(endpoints[:self.concurrency(env)], timeout or 10.0)
+            settings = self._environment_ssh(env)
+            self._early[env] = EarlyConnections(endpoints[:settings.max_concurrency or 64],
+                                                settings.connect_timeout or 10.0)
 
     def _ssh_settings(self, env: str) -> Callable[[Host], SSHSettings]:
         """A host's merged ssh settings, with the identity and known_hosts files found beside the config."""
@@ -206,8 +207,11 @@ class Workspace:
 
     def concurrency(self, env: str) -> int:
         """Hosts at once across an environment: its own (or the top-level) `ssh.max_concurrency`."""
-        settings = SSH_DEFAULTS.merged(self.config.ssh).merged(self.config.environments[env].ssh)
-        return settings.max_concurrency or 64
+        return self._environment_ssh(env).max_concurrency or 64
+
+    def _environment_ssh(self, env: str) -> SSHSettings:
+        """An environment's own `ssh:` over the top-level one over the defaults (its regions' aside)."""
+        return SSH_DEFAULTS.merged(self.config.ssh).merged(self.config.environments[env].ssh)
 
     def close(self) -> None:
         """Close the state store if it was opened, and the early connections no host took."""

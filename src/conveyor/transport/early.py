@@ -1,7 +1,7 @@
-"""TCP connections to the first hosts of a deployment, opened while the command is still starting.
+"""TCP connections to the first hosts of a rollback, opened while the command is still starting.
 
-Between reading its config and reaching its first host, a deploy or rollback spends ~0.3 s loading its state
-store, taking the lock and judging its gates. The hosts it will reach first are known by then, so a thread
+Between reading its config and reaching its first host, `conveyor rollback --yes` spends ~0.3 s loading its
+state store, taking the lock and judging its gates. The hosts it will reach first are known by then, so a thread
 opens their TCP connections meanwhile: the network's round trip and the SSH server's start (sshd forks and
 executes itself for every connection, ~10 ms of a host's CPU) are over when the engine asks for the host,
 and asyncssh carries on over the socket (`sock=`).

@@ -16,7 +16,7 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor.checks.client import host_get
 from conveyor.config.models import SSHSettings
@@ -24,7 +24,6 @@ from conveyor.errors import TransportError
 from conveyor.inventory import Host
 from conveyor.transport._asyncssh import asyncssh
 from conveyor.transport.base import Completed
-from conveyor.transport.early import EarlyConnections
 from conveyor.transport.remote import (
     FAST_CIPHERS,
     FAST_KEX,
@@ -36,6 +35,9 @@ from conveyor.transport.remote import (
     timed_out,
     told,
 )
+
+if TYPE_CHECKING:
+    from conveyor.transport.early import EarlyConnections
 
 __all__ = ["FAST_CIPHERS", "FAST_KEX", "Endpoint", "KnownHosts", "SSHConnection", "SSHTransport", "host_key_verdict",
            "parse_endpoint"]
